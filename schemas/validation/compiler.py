@@ -1,0 +1,449 @@
+"""Compile a unit's field checks and record rules into one Python function per run.
+
+Validation speed decides whether a province waits seconds or minutes for its verdict, so
+the checks are not interpreted row by row from the spec. For each unit, once per delivery,
+this module writes the source of a function ``check_row(vals, line, rowno)`` that checks
+every field and record rule of one row inline (set look-ups for codes and dates, one
+precompiled regular expression where a pattern is needed), and feeds the per-row facts
+the file-level and cross-unit checks need. The source comes only from the loaded spec and
+expressions parsed against a whitelist (see ``schemas.spec.expressions``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field as dc_field
+from decimal import Decimal
+from typing import Any, Callable
+
+from ..spec import expressions
+from ..spec.model import Field, Rule, Spec, Unit
+
+_WS = " \t\u3000"
+
+
+def _all_dates() -> frozenset[str]:
+    d = dt.date(1900, 1, 1)
+    end = dt.date(2099, 12, 31)
+    out = []
+    step = dt.timedelta(days=1)
+    while d <= end:
+        out.append(d.strftime("%Y%m%d"))
+        d += step
+    return frozenset(out)
+
+
+_DATES: frozenset[str] | None = None
+_TIMES = frozenset(f"{h:02d}{m:02d}{s:02d}" for h in range(24) for m in range(60) for s in range(60))
+
+
+def valid_dates() -> frozenset[str]:
+    """Every valid ``YYYYMMDD`` from 1900 to 2099 (built once; membership is the check)."""
+    global _DATES
+    if _DATES is None:
+        _DATES = _all_dates()
+    return _DATES
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Key values of one unit's rows (optionally filtered) kept for later set checks."""
+
+    unit: str
+    key: tuple[str, ...]
+    value: str | None = None
+    where: str | None = None
+
+    @property
+    def name(self) -> str:
+        """A stable table name."""
+        raw = f"{self.unit}_{'_'.join(self.key)}_{self.value or ''}_{self.where or ''}"
+        return "p_" + re.sub(r"[^A-Za-z0-9]+", "_", raw).strip("_").lower()[:120] + f"_{abs(_crc(raw))}"
+
+
+def _crc(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class SumSpec:
+    """A per-key sum (of one unit's field) a cross-unit rule compares."""
+
+    rule: str
+    side: str  # left | right
+    unit: str
+    field: str
+    by: tuple[str, ...]
+
+
+@dataclass
+class RunContext:
+    """What a compiled unit check needs to know about this delivery."""
+
+    spec: Spec
+    day: dt.date  # picks the code-list versions in force
+    period: str
+    party: str
+    party_province: str | None  # the province of the sender (itself, or a network's parent)
+    party_network: str | None  # set when the sender is a local network
+    list_ids: frozenset[str] | None = None  # the province's list slice (context)
+    list_version: str | None = None
+    # unit name -> key (primary key without CYCLE_ID, joined by \x1f) -> field id -> value
+    previous: dict[str, dict[str, dict[str, str]]] | None = None
+    outlier_ratio: Decimal = Decimal("0.5")
+
+
+@dataclass
+class Sinks:
+    """Where compiled checks put facts for file-level and cross-unit checks."""
+
+    projections: dict[str, list[tuple[str, str, int, str]]] = dc_field(default_factory=dict)
+    sums: dict[tuple[str, str], dict[tuple[str, ...], Decimal]] = dc_field(default_factory=dict)
+    first_line: dict[tuple[str, str], dict[tuple[str, ...], tuple[int, str]]] = dc_field(default_factory=dict)
+    networks_seen: dict[str, set[str]] = dc_field(default_factory=dict)
+
+
+def needed_projections(spec: Spec, unit: Unit) -> list[Projection]:
+    """Projections of ``unit`` that key, uniqueness and cross-unit checks need."""
+    out: list[Projection] = [Projection(unit.name, unit.primary_key)]
+    for r in unit.rules:
+        if r.scope == "file" and r.check == "unique":
+            out.append(Projection(unit.name, r.fields))
+    for r in spec.cross_rules:
+        if r.check in ("exists", "exactly_one", "list_covered"):
+            for side in (r.left, r.right):
+                assert side is not None
+                if side["unit"] == unit.name:
+                    out.append(Projection(unit.name, tuple(side["key"]), where=side.get("where")))
+        elif r.check == "count_distinct_equals":
+            assert r.right is not None
+            if r.right["unit"] == unit.name:
+                out.append(Projection(unit.name, r.by, value=r.right["field"]))
+    seen: dict[str, Projection] = {}
+    for p in out:
+        seen.setdefault(p.name, p)
+    return list(seen.values())
+
+
+def needed_sums(spec: Spec, unit: Unit) -> list[SumSpec]:
+    """Per-key sums of ``unit`` that cross-unit sum rules need."""
+    out = []
+    for r in spec.cross_rules:
+        if r.check in ("sum_equals", "sum_at_most", "count_distinct_equals"):
+            for side_name, side in (("left", r.left), ("right", r.right)):
+                assert side is not None
+                if side["unit"] == unit.name and not (r.check == "count_distinct_equals" and side_name == "right"):
+                    out.append(SumSpec(r.id, side_name, unit.name, side["field"], r.by))
+    return out
+
+
+class _Gen:
+    """Accumulates the generated source and the constants it refers to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.consts: dict[str, Any] = {}
+        self._n = 0
+
+    def const(self, value: Any, hint: str = "K") -> str:
+        self._n += 1
+        name = f"{hint}{self._n}"
+        self.consts[name] = value
+        return name
+
+    def emit(self, indent: int, text: str) -> None:
+        self.lines.append("    " * indent + text)
+
+
+def _decimal_re(f: Field) -> str:
+    assert f.precision is not None and f.scale is not None
+    whole = f.precision - f.scale
+    if f.scale:
+        return rf"-?[0-9]{{1,{whole}}}(?:\.[0-9]{{1,{f.scale}}})?"
+    return rf"-?[0-9]{{1,{whole}}}"
+
+
+def expected_text(spec: Spec, f: Field, day: dt.date) -> dict[str, str]:
+    """Human-readable 'expected' texts per check, for the report."""
+    out = {"length": f"at most {f.length} characters / 不超过{f.length}个字符"}
+    if f.type == "integer":
+        out["type"] = f"an integer of at most {f.length} digits / 不超过{f.length}位的整数"
+    if f.type == "decimal":
+        out["type"] = f"decimal({f.precision},{f.scale}), e.g. 12345.67, no separators / 数值，如12345.67，不带分隔符"
+    if f.type == "date":
+        out["type"] = "a real date YYYYMMDD / 有效日期YYYYMMDD"
+    if f.type == "datetime":
+        out["type"] = "a real date and time YYYYMMDDHHMMSS / 有效日期时间YYYYMMDDHHMMSS"
+    if f.pattern:
+        out["pattern"] = f.pattern
+    if f.domain:
+        dom = spec.domain(f.domain)
+        if dom.kind == "pattern":
+            out["code"] = f"{f.domain} (pattern {dom.pattern})"
+        else:
+            out["code"] = f"{f.domain} v{dom.version_on(day).version}"
+    lo = "" if f.min is None else f">= {f.min}"
+    hi = "" if f.max is None else f"<= {f.max}"
+    out["range"] = " and ".join(x for x in (lo, hi) if x)
+    return out
+
+
+def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[str, Any], list[Projection]]:
+    """Source and globals of ``check_row`` for one unit, plus the projections it fills."""
+    spec = ctx.spec
+    g = _Gen()
+    fields = unit.fields
+    idx = {f.id: i for i, f in enumerate(fields)}
+    area = spec.domain("Domain_area_id").version_on(ctx.day)
+    area_parent = {c.code: c.parent for c in area.codes.values()}
+    rules = [r for r in unit.rules if r.scope == "record"]
+    used_typed: set[str] = set()
+    parsed: dict[str, tuple[expressions.Expression | None, expressions.Expression | None]] = {}
+    for r in rules:
+        a = expressions.parse(r.assert_expr, unit.has_field) if r.assert_expr else None
+        w = expressions.parse(r.when_expr, unit.has_field) if r.when_expr else None
+        parsed[r.id] = (a, w)
+        for e in (a, w):
+            if e:
+                used_typed |= e.names
+    projections = needed_projections(spec, unit)
+    sums = needed_sums(spec, unit)
+    for p in projections:
+        if p.where:
+            used_typed |= expressions.parse(p.where, unit.has_field).names
+    for s in sums:
+        used_typed.add(s.field)
+
+    g.emit(0, "def check_row(vals, line, rowno):")
+    g.emit(1, "bad = 0")
+    for i, f in enumerate(fields):
+        exp = expected_text(spec, f, ctx.day)
+        bit = 1 << i
+        v, t = f"v{i}", f"t{i}"
+        need_t = f.id in used_typed
+        g.emit(1, f"{v} = vals[{i}]")
+        g.emit(1, f"if {v} == '':")
+        if f.required:
+            g.emit(2, f"bad |= {bit}")
+            g.emit(2, f"E('E301', line, rowno, {f.id!r}, '', None)")
+        if need_t:
+            g.emit(2, f"{t} = None")
+        g.emit(1, "else:")
+        g.emit(2, f"if {v}[0] in WS or {v}[-1] in WS:")
+        g.emit(3, f"E('W301', line, rowno, {f.id!r}, {v}, None)")
+        if f.type in ("string", "code"):
+            chain = "if"
+            if f.type == "string" or (f.domain and spec.domain(f.domain).kind == "pattern"):
+                g.emit(2, f"{chain} len({v}) > {f.length}:")
+                g.emit(3, f"bad |= {bit}; E('E305', line, rowno, {f.id!r}, {v}, {exp['length']!r})")
+                chain = "elif"
+            if f.pattern:
+                pat = g.const(re.compile(f.pattern).fullmatch, "PAT")
+                g.emit(2, f"{chain} not {pat}({v}):")
+                g.emit(3, f"bad |= {bit}; E('E306', line, rowno, {f.id!r}, {v}, {exp['pattern']!r})")
+                chain = "elif"
+            if f.type == "code":
+                assert f.domain is not None
+                dom = spec.domain(f.domain)
+                if dom.kind == "pattern":
+                    pat = g.const(re.compile(dom.pattern or "").fullmatch, "PAT")
+                    g.emit(2, f"{chain} not {pat}({v}):")
+                else:
+                    ver = dom.version_on(ctx.day)
+                    if f.area_level:
+                        codes = frozenset(c.code for c in ver.codes.values() if c.level == f.area_level)
+                    else:
+                        codes = frozenset(ver.codes)
+                    cs = g.const(codes, "CODES")
+                    g.emit(2, f"{chain} {v} not in {cs}:")
+                    if f.area_level:
+                        allc = g.const(frozenset(ver.codes), "ALL")
+                        level = ("省份 / province" if f.area_level == "province" else "本地网 / local network")
+                        g.emit(3, f"bad |= {bit}; E('E309', line, rowno, {f.id!r}, {v}, {level!r}) if {v} in {allc} "
+                                  f"else E('E307', line, rowno, {f.id!r}, {v}, {exp['code']!r})")
+                        if need_t:
+                            g.emit(2, f"{t} = {v}")
+                        continue
+                g.emit(3, f"bad |= {bit}; E('E307', line, rowno, {f.id!r}, {v}, {exp['code']!r})")
+            if need_t:
+                g.emit(2, f"{t} = {v}")
+        elif f.type == "integer":
+            pat = g.const(re.compile(rf"-?[0-9]{{1,{f.length}}}").fullmatch, "INT")
+            g.emit(2, f"if not {pat}({v}):")
+            g.emit(3, f"bad |= {bit}; E('E302', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
+            if need_t:
+                g.emit(3, f"{t} = None")
+            if need_t or f.min is not None or f.max is not None:
+                g.emit(2, "else:")
+                g.emit(3, f"{t} = int({v})")
+                conds = []
+                if f.min is not None:
+                    conds.append(f"{t} < {f.min}")
+                if f.max is not None:
+                    conds.append(f"{t} > {f.max}")
+                if conds:
+                    g.emit(3, f"if {' or '.join(conds)}:")
+                    g.emit(4, f"bad |= {bit}; E('E308', line, rowno, {f.id!r}, {v}, {exp['range']!r})")
+        elif f.type == "decimal":
+            pat = g.const(re.compile(_decimal_re(f)).fullmatch, "DEC")
+            g.emit(2, f"if not {pat}({v}):")
+            g.emit(3, f"bad |= {bit}; E('E303', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
+            if need_t:
+                g.emit(3, f"{t} = None")
+            if need_t or f.min is not None or f.max is not None:
+                g.emit(2, "else:")
+                g.emit(3, f"{t} = Decimal({v})")
+                conds = []
+                if f.min is not None:
+                    conds.append(f"{t} < {f.min}")
+                if f.max is not None:
+                    conds.append(f"{t} > {f.max}")
+                if conds:
+                    g.emit(3, f"if {' or '.join(conds)}:")
+                    g.emit(4, f"bad |= {bit}; E('E308', line, rowno, {f.id!r}, {v}, {exp['range']!r})")
+        elif f.type == "date":
+            g.emit(2, f"if {v} not in DATES:")
+            g.emit(3, f"bad |= {bit}; E('E304', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
+            if need_t:
+                g.emit(2, f"{t} = {v}")
+        elif f.type == "datetime":
+            g.emit(2, f"if len({v}) != 14 or {v}[:8] not in DATES or {v}[8:] not in TIMES:")
+            g.emit(3, f"bad |= {bit}; E('E304', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
+            if need_t:
+                g.emit(2, f"{t} = {v}")
+
+    # -- tier 4 and 6 checks that need only this row ---------------------------------
+    if unit.direction == "up":
+        if unit.has_field("CYCLE_ID"):
+            i = idx["CYCLE_ID"]
+            g.emit(1, f"if not bad & {1 << i} and v{i} != PERIOD:")
+            g.emit(2, f"E('E402', line, rowno, 'CYCLE_ID', v{i}, PERIOD)")
+        for f in fields:
+            i = idx[f.id]
+            if f.domain == "Domain_area_id" and f.area_level == "province" and ctx.party_province:
+                g.emit(1, f"if not bad & {1 << i} and v{i} != {ctx.party_province!r}:")
+                g.emit(2, f"E('E403', line, rowno, {f.id!r}, v{i}, {ctx.party_province!r})")
+            if f.domain == "Domain_area_id" and f.area_level == "local_network" and ctx.party_network:
+                g.emit(1, f"if not bad & {1 << i} and v{i} != {ctx.party_network!r}:")
+                g.emit(2, f"E('E603', line, rowno, {f.id!r}, v{i}, {ctx.party_network!r})")
+        if ctx.list_ids is not None and unit.parent is None:
+            for f in fields:
+                if f.domain == "Domain_cust_id" and f.id in unit.primary_key:
+                    i = idx[f.id]
+                    ids = g.const(ctx.list_ids, "LIST")
+                    g.emit(1, f"if not bad & {1 << i} and v{i} not in {ids}:")
+                    g.emit(2, f"E('E604', line, rowno, {f.id!r}, v{i}, {ctx.list_version or ''!r})")
+
+    prev_map = (ctx.previous or {}).get(unit.name)
+    watched = [f for f in fields if f.opening_of or f.watch]
+    if prev_map and watched:
+        key_fields = [k for k in unit.primary_key if k != "CYCLE_ID"]
+        pm = g.const(prev_map, "PREV")
+        keyexpr = " + '\\x1f' + ".join(f"v{idx[k]}" for k in key_fields)
+        g.emit(1, f"p = {pm}.get({keyexpr})")
+        g.emit(1, "if p is not None:")
+        for f in watched:
+            i = idx[f.id]
+            if f.opening_of:
+                g.emit(2, f"pv = p.get({f.opening_of!r})")
+                g.emit(2, f"if pv is not None and not bad & {1 << i} and v{i} != pv:")
+                g.emit(3, f"E('W602', line, rowno, {f.id!r}, v{i}, pv)")
+            if f.watch:
+                ratio = g.const(ctx.outlier_ratio, "RATIO")
+                g.emit(2, f"pv = p.get({f.id!r})")
+                g.emit(2, f"if pv and not bad & {1 << i} and OUTLIER(v{i}, pv, {ratio}):")
+                g.emit(3, f"E('W601', line, rowno, {f.id!r}, v{i}, 'previous cycle / 上期 ' + pv + ', ±' + str({ratio} * 100) + '%')")
+
+    # -- record rules ----------------------------------------------------------------
+    numeric = {f.id for f in fields if f.type in ("integer", "decimal")}
+    for r in rules:
+        a, w = parsed[r.id]
+        names = set()
+        for e in (a, w):
+            if e:
+                names |= e.names
+        if r.check == "network_in_province":
+            names |= set(r.fields)
+        mask = sum(1 << idx[n] for n in names)
+        fi = idx[r.field] if r.field else None
+        fval = f"v{fi}" if fi is not None else "None"
+        g.emit(1, f"if not bad & {mask}:")
+        if r.check == "network_in_province":
+            prov, latn = r.fields
+            ap = g.const(area_parent, "PARENT")
+            cond = f"{ap}.get(v{idx[latn]}) != v{idx[prov]}"
+        else:
+            assert a is not None
+            cond = "not " + a.to_python(lambda n: f"t{idx[n]}", numeric.__contains__)
+            if w is not None:
+                cond = w.to_python(lambda n: f"t{idx[n]}", numeric.__contains__) + " and " + cond
+        g.emit(2, f"if {cond}:")
+        g.emit(3, f"R({r.id!r}, line, rowno, {r.field!r}, {fval}, vals)")
+
+    # -- facts for file-level and cross-unit checks ----------------------------------
+    for p in projections:
+        names = set(p.key) | ({p.value} if p.value else set())
+        wexpr = expressions.parse(p.where, unit.has_field) if p.where else None
+        if wexpr:
+            names |= wexpr.names
+        mask = sum(1 << idx[n] for n in names)
+        sink = sinks.projections.setdefault(p.name, [])
+        sk = g.const(sink, "PROJ")
+        key = " + '\\x1f' + ".join(f"v{idx[k]}" for k in p.key)
+        val = f"v{idx[p.value]}" if p.value else "''"
+        cond = f"not bad & {mask}"
+        if wexpr:
+            cond += " and " + wexpr.to_python(lambda n: f"t{idx[n]}", numeric.__contains__)
+        g.emit(1, f"if {cond}:")
+        g.emit(2, f"{sk}.append(({key}, {val}, line, FILE))")
+    for s in sums:
+        mask = sum(1 << idx[n] for n in (s.field, *s.by))
+        table = sinks.sums.setdefault((s.rule, s.side), {})
+        first = sinks.first_line.setdefault((s.rule, s.side), {})
+        tk, fk = g.const(table, "SUM"), g.const(first, "FIRST")
+        key = "(" + "".join(f"v{idx[k]}, " for k in s.by) + ")"
+        g.emit(1, f"if not bad & {mask}:")
+        g.emit(2, f"k = {key}")
+        g.emit(2, f"{tk}[k] = {tk}.get(k, 0) + (t{idx[s.field]} or 0)")
+        g.emit(2, f"if k not in {fk}: {fk}[k] = (line, FILE)")
+    for r in unit.rules:
+        if r.scope == "file" and r.check == "covers_sender_networks":
+            assert r.field is not None
+            i = idx[r.field]
+            seen = sinks.networks_seen.setdefault(r.id, set())
+            sn = g.const(seen, "SEEN")
+            g.emit(1, f"if not bad & {1 << i}: {sn}.add(v{i})")
+    g.emit(1, "return bad")
+    source = "\n".join(g.lines) + "\n"
+    env: dict[str, Any] = {"__builtins__": {"len": len, "int": int, "abs": abs, "str": str}, "Decimal": Decimal,
+                           "OUTLIER": _outlier,
+                           "WS": _WS, "DATES": valid_dates(), "TIMES": _TIMES, "PERIOD": ctx.period,
+                           **expressions.RUNTIME, **g.consts}
+    return source, env, projections
+
+
+def _outlier(value: str, previous: str, ratio: Decimal) -> bool:
+    """Whether ``value`` moved more than ``ratio`` of ``previous`` (both decimal text)."""
+    try:
+        v, p = Decimal(value), Decimal(previous)
+    except ArithmeticError:
+        return False
+    return p != 0 and abs(v - p) > abs(p) * ratio
+
+
+RowChecker = Callable[[list[str], int, int], int]
+
+
+def build_checker(ctx: RunContext, unit: Unit, sinks: Sinks, emit_field: Callable[..., None],
+                  emit_rule: Callable[..., None], file_name: str) -> RowChecker:
+    """The compiled ``check_row`` for one unit and one file of this run."""
+    source, env, _ = compile_unit(ctx, unit, sinks)
+    env["E"] = emit_field
+    env["R"] = emit_rule
+    env["FILE"] = file_name
+    code = compile(source, f"<check_row {unit.name}>", "exec")
+    exec(code, env)  # noqa: S102 — source generated from the loaded spec and whitelisted expressions
+    fn: RowChecker = env["check_row"]
+    return fn

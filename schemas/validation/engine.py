@@ -1,0 +1,529 @@
+"""Validate a delivery: the tiers of checks of CONVENTIONS.md §9, in order.
+
+Tier 1 (delivery) runs first and stops everything when it finds an error: nothing else can
+be trusted if the files are not the ones the check file describes. Tiers 2-6 then report
+everything they find.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass, field as dc_field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from lxml import etree
+
+from .._exceptions import CheckFileError, FileNameError
+from ..conventions import (
+    CHECK_NAME_FORM, DATA_NAME_FORM, DELIMITERS, ENCODINGS, UPLOAD_MODES, CheckFile, CheckFileName, Cycle,
+    DataFileName, is_ignored,
+)
+from ..spec import load_spec
+from ..spec.model import Rule, Spec, Unit
+from .compiler import RunContext, Sinks, build_checker, needed_projections
+from .readers import XmlProblem, check_prolog, delimited_rows, scan_bytes, xml_rows
+from .report import DEFAULT_CAP, FileSummary, Report
+from .store import FLUSH_EVERY, SEP, KeyStore
+
+DEFAULT_MAX_FILE_SIZE = 2 * 1024 ** 3
+
+
+@dataclass
+class ValidationOptions:
+    """Limits of one validation run."""
+
+    cap: int = DEFAULT_CAP
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    tmp_dir: str | None = None
+
+
+@dataclass
+class ValidationContext:
+    """What the server (or the agent, from HQ's files) knows beyond the delivery itself.
+
+    Every item is optional: a check whose context is missing is skipped, so the agent can
+    validate offline and the server adds what only it knows.
+    """
+
+    list_ids: frozenset[str] | None = None  # the sender's list slice, removed entries left out
+    list_version: str | None = None
+    cycle_state: str | None = None  # open | closed | planned
+    known_cycles: frozenset[str] | None = None
+    units_due: frozenset[str] | None = None
+    authorised_parties: frozenset[str] | None = None
+    account: str | None = None
+    last_resend: int | None = None
+    deadline: str | None = None  # YYYYMMDDHHMMSS Beijing time
+    received_at: str | None = None  # YYYYMMDDHHMMSS Beijing time
+    previous: dict[str, dict[str, dict[str, str]]] | None = None
+    outlier_ratio: Decimal = Decimal("0.5")
+
+
+@dataclass
+class _DataFile:
+    path: Path
+    name: DataFileName
+    unit: Unit
+    rows_declared: int
+    summary: FileSummary = dc_field(default_factory=lambda: FileSummary(""))
+
+
+def group_deliveries(paths: Iterable[Path]) -> list[list[Path]]:
+    """Split files (or directories of files) into deliveries, one per check file.
+
+    Data files that no check file names are grouped by the check file they should have,
+    so each such group is reported as a delivery whose check file is missing.
+    """
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(q for q in p.iterdir() if q.is_file() and not is_ignored(q.name)))
+        else:
+            files.append(p)
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        if f.name.endswith(".chk"):
+            key = f.name
+        else:
+            try:
+                key = str(DataFileName.parse(f.name).check_name)
+            except FileNameError:
+                key = f"?{f.name}"
+        groups.setdefault(key, []).append(f)
+    return [groups[k] for k in sorted(groups)]
+
+
+@functools.lru_cache(maxsize=16)
+def _structural_schema(spec_root: str, unit_code: str) -> etree.XMLSchema | None:
+    """The unit's XSD with every value type relaxed to text, for streaming structure checks.
+
+    Values are checked by the compiled row checks, which report every bad value with its
+    own code and keep going; the XSD here only guards the structure (names, order,
+    presence, namespace), which is where a stream stops being readable.
+    """
+    from ..codegen.xsd import unit_xsd
+
+    spec = load_spec(spec_root)
+    doc = etree.fromstring(unit_xsd(spec, spec.unit(unit_code)), etree.XMLParser(resolve_entities=False))
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    for st in doc.iter(f"{xs}simpleType"):
+        for child in list(st):
+            st.remove(child)
+        etree.SubElement(st, f"{xs}restriction", base="xs:string")
+    return etree.XMLSchema(doc)
+
+
+class DeliveryValidator:
+    """Runs every tier over one delivery and fills a Report."""
+
+    def __init__(self, spec: Spec, files: Sequence[Path], context: ValidationContext | None,
+                 options: ValidationOptions) -> None:
+        self.spec = spec
+        self.files = list(files)
+        self.context = context or ValidationContext()
+        self.options = options
+        self.report = Report(spec, cap=options.cap)
+        self.check: CheckFile | None = None
+        self.check_path: Path | None = None
+        self.data: list[_DataFile] = []
+
+    # -- tier 1 -----------------------------------------------------------------------
+    def tier1(self) -> bool:
+        """Delivery checks; False when the delivery cannot be read further."""
+        r = self.report
+        by_name: dict[str, Path] = {}
+        for p in self.files:
+            if p.name in by_name:
+                r.add("E114", p.name, value=p.name)
+            by_name[p.name] = p
+        checks = [p for p in by_name.values() if p.name.endswith(".chk")]
+        data = [p for p in by_name.values() if not p.name.endswith(".chk")]
+        for p in data:
+            try:
+                DataFileName.parse(p.name)
+            except FileNameError:
+                r.add("E101", p.name, value=p.name, expected=DATA_NAME_FORM)
+        if not checks:
+            for p in data:
+                try:
+                    expected = str(DataFileName.parse(p.name).check_name)
+                except FileNameError:
+                    expected = CHECK_NAME_FORM
+                r.add("E102", p.name, expected=expected)
+            return False
+        if len(checks) > 1:
+            for p in checks[1:]:
+                r.add("E114", p.name, value=p.name)
+            return False
+        self.check_path = checks[0]
+        cname_text = self.check_path.name
+        try:
+            cname = CheckFileName.parse(cname_text)
+        except FileNameError:
+            r.add("E101", cname_text, value=cname_text, expected=CHECK_NAME_FORM)
+            return False
+        r.delivery = cname.stem
+        size = self.check_path.stat().st_size
+        if size == 0:
+            r.add("E112", cname_text)
+            return False
+        if size > 16 * 1024 * 1024:
+            r.add("E118", cname_text, value=size, expected=16 * 1024 * 1024)
+            return False
+        try:
+            check = CheckFile.parse(self.check_path.read_bytes())
+        except CheckFileError as exc:
+            r.add("E103", cname_text, line=exc.line, value=exc.value, expected=exc.expected)
+            return False
+        self.check = check
+        r.party, r.period, r.mode, r.resend = check.party, check.period, check.mode, check.resend
+        for part, got, want in (("mode", check.mode, cname.mode), ("party", check.party, cname.party),
+                                ("period", check.period, cname.period), ("resend", check.resend, cname.resend)):
+            if got != want:
+                r.add("E116", cname_text, field=part, value=got, expected=want)
+        if check.spec_version.split(".")[0] != self.spec.version.split(".")[0]:
+            r.add("E119", cname_text, value=check.spec_version, expected=f"{self.spec.version.split('.')[0]}.x")
+        if check.encoding not in ENCODINGS:
+            r.add("E117", cname_text, field="encoding", value=check.encoding, expected=", ".join(ENCODINGS))
+        if check.delimiter_name not in DELIMITERS:
+            r.add("E117", cname_text, field="delimiter", value=check.delimiter_name, expected=", ".join(DELIMITERS))
+        listed: dict[str, int] = {}
+        for e in check.entries:
+            if e.name in listed:
+                r.add("E114", cname_text, line=e.line, value=e.name)
+                continue
+            listed[e.name] = e.line
+            if e.period != check.period:
+                r.add("E109", e.name, value=e.period, expected=check.period)
+            try:
+                dn = DataFileName.parse(e.name)
+            except FileNameError:
+                r.add("E101", e.name, value=e.name, expected=DATA_NAME_FORM)
+                continue
+            if not self.spec.has_unit(dn.unit):
+                r.add("E115", e.name, value=dn.unit, expected=", ".join(u.code for u in self.spec.units))
+                continue
+            unit = self.spec.unit(dn.unit)
+            if check.mode in UPLOAD_MODES and unit.direction == "down":
+                r.add("E120", e.name, value=f"{unit.code} {unit.name}", expected="集团 / Group HQ")
+            for part, got, want in (("mode", dn.mode, check.mode), ("party", dn.party, check.party),
+                                    ("resend", dn.resend, check.resend)):
+                if got != want:
+                    r.add("E116", e.name, field=part, value=got, expected=want)
+            if dn.period != check.period:
+                r.add("E109", e.name, value=dn.period, expected=check.period)
+            path = by_name.get(e.name)
+            if path is None:
+                r.add("E104", cname_text, line=e.line, value=e.name)
+                continue
+            self.data.append(_DataFile(path, dn, unit, e.rows, FileSummary(e.name, unit=unit.name, format=dn.ext)))
+        for p in data:
+            if p.name not in listed:
+                r.add("E105", p.name)
+        if r.has_tier1_errors:
+            return False
+        digests: dict[str, str] = {}
+        entries = {e.name: e for e in check.entries}
+        for df in self.data:
+            e = entries[df.path.name]
+            fs = df.summary
+            r.files[fs.name] = fs
+            size = df.path.stat().st_size
+            fs.size = size
+            if size > self.options.max_file_size:
+                r.add("E118", fs.name, value=size, expected=self.options.max_file_size)
+                continue
+            if size == 0:
+                r.add("E112", fs.name)
+                continue
+            text = df.name.ext == "txt"
+            fs.encoding = check.encoding if text else None
+            scan = scan_bytes(df.path, check.encoding if text else None)
+            fs.sha256 = scan.sha256
+            if scan.size != e.size:
+                r.add("E106", fs.name, value=scan.size, expected=e.size)
+            if scan.sha256 != e.sha256:
+                r.add("E108", fs.name, value=scan.sha256, expected=e.sha256)
+            if scan.sha256 in digests:
+                r.add("E114", fs.name, value=f"{fs.name} = {digests[scan.sha256]}")
+            digests[scan.sha256] = fs.name
+            if not text:
+                continue
+            if scan.encoding_error_line is not None:
+                r.add("E110", fs.name, line=scan.encoding_error_line, value=scan.encoding_error,
+                      expected=check.encoding)
+            if scan.bare_cr_line is not None:
+                r.add("E111", fs.name, line=scan.bare_cr_line, value="CR", expected="LF or CRLF")
+            elif scan.mixed_line is not None:
+                first = "LF" if scan.newline == "LF" and scan.crlf else scan.newline
+                r.add("E111", fs.name, line=scan.mixed_line, value="LF/CRLF mixed", expected=first)
+            if scan.truncated:
+                r.add("E113", fs.name, line=scan.lines + 1, value="last line has no line terminator / 末行无换行符")
+            elif scan.lines != e.rows:
+                r.add("E107", fs.name, value=scan.lines, expected=e.rows)
+            fs.rows = scan.lines
+        return not r.has_tier1_errors
+
+    # -- tiers 2-4 ----------------------------------------------------------------------
+    def _run_context(self) -> RunContext:
+        assert self.check is not None
+        spec, party = self.spec, self.check.party
+        area = spec.domain("Domain_area_id")
+        day = self._reference_day()
+        codes = area.version_on(day).codes
+        entry = codes.get(party)
+        province: str | None = None
+        network: str | None = None
+        if entry is not None and entry.level == "province":
+            province = party
+        elif entry is not None and entry.level == "local_network":
+            province, network = entry.parent, party
+        return RunContext(spec=spec, day=day, period=self.check.period, party=party, party_province=province,
+                          party_network=network, list_ids=self.context.list_ids,
+                          list_version=self.context.list_version, previous=self.context.previous,
+                          outlier_ratio=self.context.outlier_ratio)
+
+    def _reference_day(self) -> dt.date:
+        """The day that picks code-list versions: the cycle's first day, else generation day."""
+        assert self.check is not None
+        try:
+            return Cycle.parse(self.check.period).begin
+        except ValueError:
+            stamp = self.check.generated_at
+            return dt.date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))
+
+    def tiers_2_to_4(self, store: KeyStore) -> None:
+        """Read every data file once, checking structure, fields and records."""
+        assert self.check is not None
+        ctx = self._run_context()
+        sinks = Sinks()
+        order = {u.code: i for i, u in enumerate(self.spec.units)}
+        self.data.sort(key=lambda d: (order[d.unit.code], d.name.seq))
+        for df in self.data:
+            self._read_file(df, ctx, sinks, store)
+        for name, rows in sinks.projections.items():
+            store.flush(name, rows)
+        self.sinks = sinks
+
+    def _read_file(self, df: _DataFile, ctx: RunContext, sinks: Sinks, store: KeyStore) -> None:
+        r = self.report
+        assert self.check is not None
+        fname = df.path.name
+        unit = df.unit
+        xml = df.name.ext == "xml"
+        unit_name = unit.name
+
+        def xpath(rowno: int, field: str | None) -> str | None:
+            if not xml:
+                return None
+            return f"/{unit_name}/ROW[{rowno}]" + (f"/{field}" if field else "")
+
+        def emit_field(code: str, line: int, rowno: int, field: str, value: str, expected: Any) -> None:
+            r.add(code, fname, line, field, value, expected, xpath=xpath(rowno, field), unit=unit_name)
+
+        field_ids = unit.field_ids
+
+        def emit_rule(code: str, line: int, rowno: int, field: str | None, value: Any, vals: list[str]) -> None:
+            r.add(code, fname, line, field, value, None, row=dict(zip(field_ids, vals)),
+                  xpath=xpath(rowno, field), unit=unit_name)
+
+        checker = build_checker(ctx, unit, sinks, emit_field, emit_rule, fname)
+        buffers = [(p.name, sinks.projections.setdefault(p.name, [])) for p in needed_projections(self.spec, unit)]
+        n = len(field_ids)
+        rows = 0
+        if xml:
+            prolog = check_prolog(df.path)
+            if prolog is not None:
+                r.add("E205", fname, line=prolog[0], value=prolog[1])
+                return
+            schema = _structural_schema(self.spec.root, unit.code)
+            source: Iterator[tuple[list[str], int, int]] = xml_rows(df.path, unit.name, field_ids,
+                                                                    self.spec.namespace, schema)
+        else:
+            source = delimited_rows(df.path, self.check.encoding, self.check.delimiter)
+        try:
+            for vals, line, rowno in source:
+                rows += 1
+                if len(vals) != n:
+                    r.add("E201", fname, line, value=len(vals), expected=n, unit=unit_name)
+                    continue
+                checker(vals, line, rowno)
+                if rows % FLUSH_EVERY == 0:
+                    for name, buf in buffers:
+                        store.flush(name, buf)
+        except XmlProblem as exc:
+            expected = f"{{{self.spec.namespace}}}{unit.name}" if exc.code == "E204" else None
+            r.add(exc.code, fname, exc.line, value=exc.message, expected=expected or self.check.encoding
+                  if exc.code == "E110" else expected, unit=unit_name)
+            df.summary.rows = rows
+            return
+        df.summary.rows = rows
+        if xml and rows != df.rows_declared:
+            r.add("E107", fname, value=rows, expected=df.rows_declared)
+
+    # -- file level and cross-unit --------------------------------------------------------
+    def file_level(self, store: KeyStore) -> None:
+        """Primary keys, unique rules and network coverage, across all files of a unit."""
+        r = self.report
+        present = {d.unit.name: d for d in self.data}
+        ctx = self._run_context()
+        for unit_name, df in present.items():
+            unit = df.unit
+            for p in needed_projections(self.spec, unit)[:1]:
+                for key, line, file, first, first_file in store.duplicates(p.name):
+                    where = str(first) if first_file == file else f"{first_file}:{first}"
+                    r.add("E401", file, line, "+".join(unit.primary_key), key.replace(SEP, "|"), where,
+                          unit=unit_name)
+            for rule in unit.rules:
+                if rule.scope != "file":
+                    continue
+                if rule.check == "unique":
+                    name = next(p.name for p in needed_projections(self.spec, unit) if p.key == rule.fields)
+                    for key, line, file, _first, _ff in store.duplicates(name):
+                        row = dict(zip(rule.fields, key.split(SEP)))
+                        r.add(rule.id, file, line, rule.field, key.replace(SEP, "|"), row=row, unit=unit_name)
+                elif rule.check == "covers_sender_networks":
+                    seen = self.sinks.networks_seen.get(rule.id, set())
+                    for net in sorted(self._sender_networks(ctx) - seen):
+                        r.add(rule.id, df.path.name, None, rule.field, net, row={rule.field or "": net},
+                              unit=unit_name)
+
+    def _sender_networks(self, ctx: RunContext) -> set[str]:
+        if ctx.party_network:
+            return {ctx.party_network}
+        area = self.spec.domain("Domain_area_id").version_on(ctx.day)
+        return {c.code for c in area.codes.values() if c.level == "local_network" and c.parent == ctx.party_province}
+
+    def cross_unit(self, store: KeyStore) -> None:
+        """Tier 5: the rules of rules/cross_unit.yaml whose units are all in the delivery."""
+        present = {d.unit.name: d for d in self.data}
+        for rule in self.spec.cross_rules:
+            assert rule.left is not None and rule.right is not None
+            units = {rule.left["unit"], rule.right["unit"]}
+            if rule.requires == "list":
+                if self.context.list_ids is None or rule.right["unit"] not in present:
+                    continue
+            elif not units <= present.keys():
+                continue
+            getattr(self, f"_x_{rule.check}")(rule, store, present)
+
+    def _x_sum_equals(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile], at_most: bool = False) -> None:
+        left = self.sinks.sums.get((rule.id, "left"), {})
+        right = self.sinks.sums.get((rule.id, "right"), {})
+        anchor = "left"
+        lines = self.sinks.first_line.get((rule.id, anchor), {})
+        for key, lval in left.items():
+            if key not in right and at_most:
+                continue
+            rval = right.get(key, Decimal(0))
+            bad = lval > rval if at_most else lval != rval
+            if bad:
+                line, file = lines.get(key, (None, None))
+                row: dict[str, Any] = dict(zip(rule.by, key))
+                row.update(left=lval, right=rval)
+                assert rule.left is not None
+                r_field = rule.left["field"]
+                self.report.add(rule.id, file, line, r_field, lval, rval, row=row, unit=rule.left["unit"])
+
+    def _x_sum_at_most(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
+        self._x_sum_equals(rule, store, present, at_most=True)
+
+    def _x_count_distinct_equals(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
+        assert rule.right is not None and rule.left is not None
+        unit = self.spec.unit(rule.right["unit"])
+        proj = next(p for p in needed_projections(self.spec, unit) if p.value == rule.right["field"]
+                    and p.key == rule.by)
+        counts = store.distinct_counts(proj.name)
+        left = self.sinks.sums.get((rule.id, "left"), {})
+        lines = self.sinks.first_line.get((rule.id, "left"), {})
+        for key, lval in left.items():
+            n = counts.get(SEP.join(key), 0)
+            if lval != n:
+                line, file = lines.get(key, (None, None))
+                row: dict[str, Any] = dict(zip(rule.by, key))
+                row.update(left=lval, right=n)
+                self.report.add(rule.id, file, line, rule.left["field"], lval, n, row=row, unit=rule.left["unit"])
+
+    def _proj(self, side: Any) -> str:
+        unit = self.spec.unit(side["unit"])
+        return next(p.name for p in needed_projections(self.spec, unit)
+                    if p.key == tuple(side["key"]) and p.where == side.get("where") and p.value is None)
+
+    def _x_exists(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
+        assert rule.left is not None and rule.right is not None
+        keys = rule.left["key"]
+        for key, line, file in store.missing(self._proj(rule.left), self._proj(rule.right)):
+            row = dict(zip(keys, key.split(SEP)))
+            self.report.add(rule.id, file, line, keys[-1], key.replace(SEP, "|"), row=row, unit=rule.left["unit"])
+
+    def _x_exactly_one(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
+        assert rule.left is not None and rule.right is not None
+        keys = rule.left["key"]
+        for key, line, file, n in store.count_by_key(self._proj(rule.left), self._proj(rule.right)):
+            if n != 1:
+                row: dict[str, Any] = dict(zip(keys, key.split(SEP)))
+                row.update(right=n)
+                self.report.add(rule.id, file, line, keys[-1], key.replace(SEP, "|"), 1, row=row,
+                                unit=rule.left["unit"])
+
+    def _x_list_covered(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
+        assert rule.right is not None and self.context.list_ids is not None
+        right = self._proj(rule.right)
+        df = present[rule.right["unit"]]
+        keys = rule.right["key"]
+        for cust in sorted(self.context.list_ids):
+            if not store.has_key(right, cust):
+                self.report.add(rule.id, df.path.name, None, keys[-1], cust, self.context.list_version,
+                                row={keys[-1]: cust}, unit=rule.right["unit"])
+
+    # -- tier 6 -------------------------------------------------------------------------
+    def context_checks(self) -> None:
+        """Delivery-level context the server supplies: cycle, sender, resend, deadline."""
+        assert self.check is not None
+        c, r, chk = self.context, self.report, self.check
+        where = self.check_path.name if self.check_path else None
+        if c.known_cycles is not None and chk.period not in c.known_cycles:
+            r.add("E602", where, value=chk.period)
+        elif c.cycle_state is not None and c.cycle_state != "open":
+            state = {"closed": "已关闭 closed", "planned": "未开放 not yet open"}.get(c.cycle_state, c.cycle_state)
+            r.add("E601", where, value=chk.period, expected=state)
+        if c.authorised_parties is not None and chk.party not in c.authorised_parties:
+            r.add("E606", where, value=chk.party, expected=c.account or ",".join(sorted(c.authorised_parties)))
+        if c.last_resend is not None and chk.resend <= c.last_resend:
+            r.add("E605", where, value=f"{chk.resend:02d}", expected=f"{c.last_resend:02d}")
+        if c.units_due is not None:
+            for df in self.data:
+                if df.unit.code not in c.units_due:
+                    r.add("E607", df.path.name, field=df.unit.code, value=chk.period,
+                          expected=",".join(sorted(c.units_due)))
+        if c.deadline and c.received_at and c.received_at > c.deadline:
+            r.add("W603", where, value=c.received_at, expected=c.deadline)
+
+    def run(self) -> Report:
+        """Every tier in order; tier 1 errors stop the run."""
+        if not self.tier1():
+            self.report.stopped_at_tier = 1
+            return self.report
+        with KeyStore(self.options.tmp_dir) as store:
+            self.tiers_2_to_4(store)
+            self.file_level(store)
+            self.cross_unit(store)
+        self.context_checks()
+        return self.report
+
+
+def validate_delivery(files: Sequence[Path | str], spec: Spec | None = None,
+                      context: ValidationContext | None = None,
+                      options: ValidationOptions | None = None) -> Report:
+    """Validate one delivery (its check file and data files) and return the report."""
+    return DeliveryValidator(spec or load_spec(), [Path(f) for f in files], context,
+                             options or ValidationOptions()).run()
+
+
+def validate_paths(paths: Sequence[Path | str], spec: Spec | None = None, context: ValidationContext | None = None,
+                   options: ValidationOptions | None = None) -> list[Report]:
+    """Validate every delivery found among files and directories."""
+    spec = spec or load_spec()
+    return [validate_delivery(group, spec, context, options) for group in group_deliveries([Path(p) for p in paths])]

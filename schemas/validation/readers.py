@@ -1,0 +1,222 @@
+"""Streaming readers for the two data formats, and the byte-level scan of tier 1.
+
+Both readers yield ``(values, line, row number)`` with values as text in the unit's column
+order, so the compiled row checks are the same for delimited text and XML.
+"""
+from __future__ import annotations
+
+import codecs
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from lxml import etree
+
+CHUNK = 1 << 20
+MAX_XML_DEPTH = 8
+
+
+@dataclass
+class ByteScan:
+    """What one pass over a file's bytes tells: digest, lines, endings, encoding."""
+
+    size: int = 0
+    sha256: str = ""
+    lines: int = 0
+    crlf: int = 0
+    bare_cr_line: int | None = None
+    mixed_line: int | None = None
+    newline: str | None = None
+    truncated: bool = False
+    encoding_error_line: int | None = None
+    encoding_error: str | None = None
+
+
+def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
+    """Hash the file and, for text, count lines, check endings and decode it once.
+
+    ``encoding`` None means XML (the parser decodes it); only the digest is taken then.
+    """
+    scan = ByteScan()
+    h = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder(_codec(encoding))("strict") if encoding else None
+    last = b""
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+            scan.size += len(chunk)
+            if encoding is None:
+                continue
+            # A CRLF split across two chunks still counts as one CRLF.
+            joined_crlf = 1 if last == b"\r" and chunk[:1] == b"\n" else 0
+            lf = chunk.count(b"\n")
+            crlf = chunk.count(b"\r\n") + joined_crlf
+            cr = chunk.count(b"\r")
+            before = scan.lines
+            scan.lines += lf
+            scan.crlf += crlf
+            bare = cr - crlf + joined_crlf - (1 if chunk.endswith(b"\r") else 0)
+            if bare > 0 and scan.bare_cr_line is None:
+                scan.bare_cr_line = before + _first_bare_cr_line(chunk)
+            if decoder is not None and scan.encoding_error_line is None:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    scan.encoding_error_line = before + chunk.count(b"\n", 0, exc.start) + 1
+                    bad = chunk[exc.start:exc.start + 4]
+                    scan.encoding_error = f"bytes {bad.hex(' ')} at byte {scan.size - len(chunk) + exc.start}"
+                    decoder = None
+            last = chunk[-1:]
+    scan.sha256 = h.hexdigest()
+    if encoding is not None:
+        if last == b"\r":
+            scan.bare_cr_line = scan.bare_cr_line or scan.lines + 1
+        if scan.size and last != b"\n":
+            scan.truncated = True
+        if decoder is not None and scan.encoding_error_line is None:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                scan.encoding_error_line = scan.lines + 1
+                scan.encoding_error = "incomplete multi-byte character at the end of the file"
+        if scan.crlf and scan.crlf != scan.lines:
+            scan.mixed_line = _first_mixed_line(path, crlf_first=_first_ending_is_crlf(path))
+        scan.newline = "CRLF" if scan.crlf and scan.crlf == scan.lines else "LF"
+    return scan
+
+
+def _codec(encoding: str) -> str:
+    return "utf-8-sig" if encoding.upper() == "UTF-8" else "gb18030"
+
+
+def _first_bare_cr_line(chunk: bytes) -> int:
+    i = 0
+    while True:
+        i = chunk.find(b"\r", i)
+        if i < 0 or i + 1 >= len(chunk):
+            return chunk.count(b"\n") + 1
+        if chunk[i + 1:i + 2] != b"\n":
+            return chunk.count(b"\n", 0, i) + 1
+        i += 1
+
+
+def _first_ending_is_crlf(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(CHUNK)
+    i = head.find(b"\n")
+    return i > 0 and head[i - 1:i] == b"\r"
+
+
+def _first_mixed_line(path: Path, crlf_first: bool) -> int:
+    """The first line whose ending differs from the first line's (slow path, errors only)."""
+    with path.open("rb") as fh:
+        for no, raw in enumerate(fh, start=1):
+            is_crlf = raw.endswith(b"\r\n")
+            if raw.endswith(b"\n") and is_crlf != crlf_first:
+                return no
+    return 1
+
+
+def delimited_rows(path: Path, encoding: str, delimiter: str) -> Iterator[tuple[list[str], int, int]]:
+    """Rows of a delimited file: (values, line, line) — the row number is the line."""
+    with path.open("r", encoding=_codec(encoding), newline="") as fh:
+        line = 0
+        for raw in fh:
+            line += 1
+            yield raw.rstrip("\r\n").split(delimiter), line, line
+
+
+class XmlProblem(Exception):
+    """The XML stream cannot be read further; ``code`` says which tier-2 error it is."""
+
+    def __init__(self, code: str, line: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.line = line
+        self.message = message
+
+
+def check_prolog(path: Path) -> tuple[int, str] | None:
+    """(line, construct) when the XML prolog declares a DOCTYPE or entities (never resolved)."""
+    with path.open("rb") as fh:
+        head = fh.read(64 * 1024)
+    text = head.decode("latin-1")
+    root_at = _first_element(text)
+    prolog = text if root_at < 0 else text[:root_at]
+    for construct in ("<!DOCTYPE", "<!ENTITY"):
+        i = prolog.find(construct)
+        if i >= 0:
+            return prolog.count("\n", 0, i) + 1, construct
+    return None
+
+
+def _first_element(text: str) -> int:
+    i = 0
+    while True:
+        i = text.find("<", i)
+        if i < 0 or i + 1 >= len(text):
+            return -1
+        if text[i + 1] not in "?!":
+            return i
+        i += 1
+
+
+def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: str,
+             schema: etree.XMLSchema | None) -> Iterator[tuple[list[str], int, int]]:
+    """Rows of an XML file, checked against ``schema`` while streaming.
+
+    Raises XmlProblem (E202 not well-formed, E203 XSD, E204 root/namespace, E205 forbidden
+    construct) at the point where the stream stops being trustworthy.
+    """
+    ns = "{" + namespace + "}"
+    row_tag = ns + "ROW"
+    index = {ns + f: i for i, f in enumerate(field_ids)}
+    n = len(field_ids)
+    context = etree.iterparse(
+        str(path), events=("start", "end"), schema=schema, resolve_entities=False, load_dtd=False,
+        no_network=True, huge_tree=False, remove_comments=True, remove_pis=True, dtd_validation=False)
+    depth = 0
+    rowno = 0
+    root_checked = False
+    try:
+        for event, elem in context:
+            if event == "start":
+                depth += 1
+                if depth > MAX_XML_DEPTH:
+                    raise XmlProblem("E205", elem.sourceline or 0, f"element nesting deeper than {MAX_XML_DEPTH}")
+                if not root_checked:
+                    root_checked = True
+                    if elem.tag != ns + unit_name:
+                        raise XmlProblem("E204", elem.sourceline or 1, str(elem.tag))
+                continue
+            depth -= 1
+            if elem.tag != row_tag:
+                continue
+            rowno += 1
+            vals = [""] * n
+            for child in elem:
+                i = index.get(child.tag)
+                if i is not None:
+                    vals[i] = child.text or ""
+            yield vals, elem.sourceline or 0, rowno
+            elem.clear()
+            parent = elem.getparent()
+            if parent is not None:
+                while elem.getprevious() is not None:
+                    del parent[0]
+    except etree.XMLSyntaxError as exc:
+        msg = str(exc.msg if hasattr(exc, "msg") else exc)
+        line = exc.lineno or 0
+        lowered = msg.lower()
+        if "encoding" in lowered or "utf-8" in lowered or "bytes" in lowered and "input" in lowered:
+            raise XmlProblem("E110", line, msg) from None
+        if "entity" in lowered or "doctype" in lowered or "depth" in lowered:
+            raise XmlProblem("E205", line, msg) from None
+        if schema is not None and ("element" in lowered or "attribute" in lowered) and \
+                ("not expected" in lowered or "missing" in lowered or "is not" in lowered or "facet" in lowered):
+            raise XmlProblem("E203", line, msg) from None
+        raise XmlProblem("E202", line, msg) from None

@@ -1,0 +1,128 @@
+"""Disk-backed key sets for uniqueness and cross-unit checks, so memory stays flat.
+
+A delivery of millions of rows cannot keep every key in a Python set without memory
+growing with the file. Keys go instead to a throw-away SQLite file (journal off, small
+page cache); SQLite sorts and joins on disk with bounded memory.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+FLUSH_EVERY = 50_000
+SEP = "\x1f"
+
+
+class KeyStore:
+    """Named tables of (key, value, line, file) rows, filled in batches."""
+
+    def __init__(self, tmp_dir: str | os.PathLike[str] | None = None, cache_kib: int = 16_384) -> None:
+        fd, path = tempfile.mkstemp(prefix="kam-keys-", suffix=".sqlite", dir=tmp_dir)
+        os.close(fd)
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=FILE", f"cache_size=-{cache_kib}",
+                       "locking_mode=EXCLUSIVE"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.execute("BEGIN")
+        self.tables: set[str] = set()
+        self.indexed: set[str] = set()
+        self.files: dict[str, int] = {}
+
+    def _table(self, name: str) -> None:
+        if name not in self.tables:
+            self.db.execute(f'CREATE TABLE "{name}" (k TEXT, v TEXT, line INTEGER, file INTEGER)')
+            self.tables.add(name)
+
+    def file_id(self, name: str) -> int:
+        """A small integer standing for a file name."""
+        return self.files.setdefault(name, len(self.files))
+
+    def file_name(self, file_id: int) -> str:
+        """The file name a file id stands for."""
+        for n, i in self.files.items():
+            if i == file_id:
+                return n
+        return ""
+
+    def flush(self, name: str, rows: list[tuple[str, str, int, str]]) -> None:
+        """Move buffered rows into table ``name`` and empty the buffer."""
+        self._table(name)
+        if rows:
+            fid = self.file_id
+            self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)',
+                                ((k, v, line, fid(f)) for k, v, line, f in rows))
+            rows.clear()
+
+    def ensure(self, name: str) -> None:
+        """Create table ``name`` if no row was ever flushed to it."""
+        self._table(name)
+
+    def _index(self, name: str) -> None:
+        if name not in self.indexed:
+            self.db.execute(f'CREATE INDEX "ix_{name}" ON "{name}" (k)')
+            self.indexed.add(name)
+
+    def duplicates(self, name: str) -> Iterator[tuple[str, int, str, int, str]]:
+        """(key, line, file, first line, first file) for every repeat of a key, in key order."""
+        self._table(name)
+        prev_k: str | None = None
+        first: tuple[int, int] = (0, 0)
+        for k, line, f in self.db.execute(f'SELECT k, line, file FROM "{name}" ORDER BY k, file, line'):
+            if k == prev_k:
+                yield k, line, self.file_name(f), first[0], self.file_name(first[1])
+            else:
+                prev_k, first = k, (line, f)
+
+    def missing(self, left: str, right: str) -> Iterator[tuple[str, int, str]]:
+        """(key, line, file) of rows of ``left`` whose key is not in ``right``."""
+        self._table(left)
+        self._table(right)
+        self._index(right)
+        q = (f'SELECT l.k, l.line, l.file FROM "{left}" l WHERE NOT EXISTS '
+             f'(SELECT 1 FROM "{right}" r WHERE r.k = l.k) ORDER BY l.file, l.line')
+        for k, line, f in self.db.execute(q):
+            yield k, line, self.file_name(f)
+
+    def count_by_key(self, left: str, right: str) -> Iterator[tuple[str, int, str, int]]:
+        """(key, line, file, n) for each ``left`` row: how many ``right`` rows share its key."""
+        self._table(left)
+        self._table(right)
+        self._index(right)
+        q = (f'SELECT l.k, l.line, l.file, (SELECT COUNT(*) FROM "{right}" r WHERE r.k = l.k) '
+             f'FROM "{left}" l ORDER BY l.file, l.line')
+        for k, line, f, n in self.db.execute(q):
+            yield k, line, self.file_name(f), n
+
+    def distinct_counts(self, name: str) -> dict[str, int]:
+        """Number of distinct values per key (keys here are few: local networks)."""
+        self._table(name)
+        return dict(self.db.execute(f'SELECT k, COUNT(DISTINCT v) FROM "{name}" GROUP BY k'))
+
+    def keys(self, name: str) -> Iterator[str]:
+        """Every distinct key of a table."""
+        self._table(name)
+        for (k,) in self.db.execute(f'SELECT DISTINCT k FROM "{name}"'):
+            yield k
+
+    def has_key(self, name: str, key: str) -> bool:
+        """Whether ``key`` is in table ``name``."""
+        self._table(name)
+        self._index(name)
+        return self.db.execute(f'SELECT 1 FROM "{name}" WHERE k = ? LIMIT 1', (key,)).fetchone() is not None
+
+    def close(self) -> None:
+        """Drop the store and its file."""
+        try:
+            self.db.close()
+        finally:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "KeyStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
