@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
 from pathlib import Path
@@ -22,8 +23,8 @@ from ..conventions import (
 )
 from ..spec import load_spec
 from ..spec.model import Rule, Spec, Unit
-from .compiler import RunContext, Sinks, build_checker, needed_projections
-from .readers import XmlProblem, check_prolog, delimited_rows, scan_bytes, xml_rows
+from .compiler import RunContext, Sinks, build_checker, key_fields, needed_projections
+from .readers import XmlProblem, check_prolog, line_start_at_or_after, scan_bytes, text_lines, xml_rows
 from .report import DEFAULT_CAP, FileSummary, Report
 from .store import FLUSH_EVERY, SEP, KeyStore
 
@@ -37,6 +38,16 @@ class ValidationOptions:
     cap: int = DEFAULT_CAP
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     tmp_dir: str | None = None
+    # Delimited files at least this big are split across worker processes.
+    parallel_min_bytes: int = 48 * 1024 * 1024
+    workers: int = 0  # 0: one per core, at most 4
+
+    @property
+    def worker_count(self) -> int:
+        """How many processes a large file is split across."""
+        if self.workers:
+            return self.workers
+        return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -61,6 +72,19 @@ class ValidationContext:
     outlier_ratio: Decimal = Decimal("0.5")
 
 
+class _Counted:
+    """Wraps a row iterator and counts what went through it."""
+
+    def __init__(self, rows: Iterator[tuple[list[str], int, int]]) -> None:
+        self.rows = rows
+        self.n = 0
+
+    def __iter__(self) -> Iterator[tuple[list[str], int, int]]:
+        for item in self.rows:
+            self.n += 1
+            yield item
+
+
 @dataclass
 class _DataFile:
     path: Path
@@ -68,6 +92,7 @@ class _DataFile:
     unit: Unit
     rows_declared: int
     summary: FileSummary = dc_field(default_factory=lambda: FileSummary(""))
+    checkpoints: list[tuple[int, int]] = dc_field(default_factory=list)
 
 
 def group_deliveries(paths: Iterable[Path]) -> list[list[Path]]:
@@ -242,6 +267,7 @@ class DeliveryValidator:
             fs.encoding = check.encoding if text else None
             scan = scan_bytes(df.path, check.encoding if text else None)
             fs.sha256 = scan.sha256
+            df.checkpoints = scan.checkpoints
             if scan.size != e.size:
                 r.add("E106", fs.name, value=scan.size, expected=e.size)
             if scan.sha256 != e.sha256:
@@ -329,39 +355,66 @@ class DeliveryValidator:
             r.add(code, fname, line, field, value, None, row=dict(zip(field_ids, vals)),
                   xpath=xpath(rowno, field), unit=unit_name)
 
-        checker = build_checker(ctx, unit, sinks, emit_field, emit_rule, fname)
         buffers = [(p.name, sinks.projections.setdefault(p.name, [])) for p in needed_projections(self.spec, unit)]
-        n = len(field_ids)
-        rows = 0
-        if xml:
-            prolog = check_prolog(df.path)
-            if prolog is not None:
-                r.add("E205", fname, line=prolog[0], value=prolog[1])
-                return
-            schema = _structural_schema(self.spec.root, unit.code)
-            source: Iterator[tuple[list[str], int, int]] = xml_rows(df.path, unit.name, field_ids,
-                                                                    self.spec.namespace, schema)
-        else:
-            source = delimited_rows(df.path, self.check.encoding, self.check.delimiter)
-        try:
-            for vals, line, rowno in source:
-                rows += 1
-                if len(vals) != n:
-                    r.add("E201", fname, line, value=len(vals), expected=n, unit=unit_name)
-                    continue
-                checker(vals, line, rowno)
-                if rows % FLUSH_EVERY == 0:
-                    for name, buf in buffers:
-                        store.flush(name, buf)
-        except XmlProblem as exc:
-            expected = f"{{{self.spec.namespace}}}{unit.name}" if exc.code == "E204" else None
-            r.add(exc.code, fname, exc.line, value=exc.message, expected=expected or self.check.encoding
-                  if exc.code == "E110" else expected, unit=unit_name)
-            df.summary.rows = rows
+
+        def flush() -> None:
+            for name, buf in buffers:
+                store.flush(name, buf)
+
+        def emit_columns(line: int, rowno: int, found: int) -> None:
+            r.add("E201", fname, line, value=found, expected=len(field_ids), xpath=xpath(rowno, None), unit=unit_name)
+
+        checks = build_checker(ctx, unit, sinks, emit_field=emit_field, emit_rule=emit_rule,
+                               emit_columns=emit_columns, flush=flush, file_id=store.file_id(fname),
+                               flush_every=FLUSH_EVERY)
+        if not xml:
+            size = df.summary.size or 0
+            workers = self.options.worker_count
+            if workers > 1 and size >= self.options.parallel_min_bytes:
+                df.summary.rows = self._read_text_in_parallel(df, ctx, sinks, store, workers)
+            else:
+                lines = text_lines(df.path, self.check.encoding)
+                df.summary.rows = checks.run_text(lines, self.check.delimiter)
             return
-        df.summary.rows = rows
-        if xml and rows != df.rows_declared:
-            r.add("E107", fname, value=rows, expected=df.rows_declared)
+        prolog = check_prolog(df.path)
+        if prolog is not None:
+            r.add("E205", fname, line=prolog[0], value=prolog[1])
+            return
+        schema = _structural_schema(self.spec.root, unit.code)
+        rows = xml_rows(df.path, unit.name, field_ids, self.spec.namespace, schema)
+        counter = _Counted(rows)
+        try:
+            checks.run_rows(counter)
+        except XmlProblem as exc:
+            expected = {"E204": f"{{{self.spec.namespace}}}{unit.name}", "E110": self.check.encoding}.get(exc.code)
+            r.add(exc.code, fname, exc.line, value=exc.message, expected=expected, unit=unit_name)
+            df.summary.rows = counter.n
+            return
+        df.summary.rows = counter.n
+        if counter.n != df.rows_declared:
+            r.add("E107", fname, value=counter.n, expected=df.rows_declared)
+
+    def _read_text_in_parallel(self, df: _DataFile, ctx: RunContext, sinks: Sinks, store: KeyStore,
+                               workers: int) -> int:
+        """Split a big delimited file at line starts and check the parts on worker processes."""
+        from . import parallel
+
+        assert self.check is not None
+        size = df.summary.size or 0
+        cuts = [(0, 0)]
+        for i in range(1, workers):
+            offset, line = line_start_at_or_after(df.path, size * i // workers, df.checkpoints)
+            if offset < size and offset > cuts[-1][0]:
+                cuts.append((offset, line))
+        ctx_fields = {k: getattr(ctx, k) for k in ("day", "period", "party", "party_province", "party_network",
+                                                    "list_ids", "list_version", "previous", "outlier_ratio")}
+        fid = store.file_id(df.path.name)
+        jobs = [parallel.RangeJob(self.spec.root, ctx_fields, df.unit.code, str(df.path), self.check.encoding,
+                                  self.check.delimiter, start, cuts[i + 1][0] if i + 1 < len(cuts) else size, line,
+                                  df.path.name, fid, self.options.cap, self.options.tmp_dir)
+                for i, (start, line) in enumerate(cuts)]
+        results = parallel.run_ranges(jobs)
+        return parallel.merge(self.report, df.path.name, results, sinks, store)
 
     # -- file level and cross-unit --------------------------------------------------------
     def file_level(self, store: KeyStore) -> None:
@@ -374,15 +427,16 @@ class DeliveryValidator:
             for p in needed_projections(self.spec, unit)[:1]:
                 for key, line, file, first, first_file in store.duplicates(p.name):
                     where = str(first) if first_file == file else f"{first_file}:{first}"
-                    r.add("E401", file, line, "+".join(unit.primary_key), key.replace(SEP, "|"), where,
+                    r.add("E401", file, line, "+".join(p.key), key.replace(SEP, "|"), where,
                           unit=unit_name)
             for rule in unit.rules:
                 if rule.scope != "file":
                     continue
                 if rule.check == "unique":
-                    name = next(p.name for p in needed_projections(self.spec, unit) if p.key == rule.fields)
+                    fields = key_fields(rule.fields)
+                    name = next(p.name for p in needed_projections(self.spec, unit) if p.key == fields)
                     for key, line, file, _first, _ff in store.duplicates(name):
-                        row = dict(zip(rule.fields, key.split(SEP)))
+                        row = dict(zip(fields, key.split(SEP)))
                         r.add(rule.id, file, line, rule.field, key.replace(SEP, "|"), row=row, unit=unit_name)
                 elif rule.check == "covers_sender_networks":
                     seen = self.sinks.networks_seen.get(rule.id, set())
@@ -420,7 +474,8 @@ class DeliveryValidator:
             rval = right.get(key, Decimal(0))
             bad = lval > rval if at_most else lval != rval
             if bad:
-                line, file = lines.get(key, (None, None))
+                line, fid = lines.get(key, (None, None))
+                file = store.file_name(fid) if fid is not None else None
                 row: dict[str, Any] = dict(zip(rule.by, key))
                 row.update(left=lval, right=rval)
                 assert rule.left is not None
@@ -433,34 +488,37 @@ class DeliveryValidator:
     def _x_count_distinct_equals(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
         assert rule.right is not None and rule.left is not None
         unit = self.spec.unit(rule.right["unit"])
-        proj = next(p for p in needed_projections(self.spec, unit) if p.value == rule.right["field"]
-                    and p.key == rule.by)
+        by = key_fields(rule.by)
+        proj = next(p for p in needed_projections(self.spec, unit) if p.value == rule.right["field"] and p.key == by)
         counts = store.distinct_counts(proj.name)
         left = self.sinks.sums.get((rule.id, "left"), {})
         lines = self.sinks.first_line.get((rule.id, "left"), {})
+        keep = [i for i, k in enumerate(rule.by) if k in by]
         for key, lval in left.items():
-            n = counts.get(SEP.join(key), 0)
+            n = counts.get(SEP.join(key[i] for i in keep), 0)
             if lval != n:
-                line, file = lines.get(key, (None, None))
+                line, fid = lines.get(key, (None, None))
+                file = store.file_name(fid) if fid is not None else None
                 row: dict[str, Any] = dict(zip(rule.by, key))
                 row.update(left=lval, right=n)
                 self.report.add(rule.id, file, line, rule.left["field"], lval, n, row=row, unit=rule.left["unit"])
 
     def _proj(self, side: Any) -> str:
         unit = self.spec.unit(side["unit"])
+        key = key_fields(side["key"])
         return next(p.name for p in needed_projections(self.spec, unit)
-                    if p.key == tuple(side["key"]) and p.where == side.get("where") and p.value is None)
+                    if p.key == key and p.where == side.get("where") and p.value is None)
 
     def _x_exists(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
         assert rule.left is not None and rule.right is not None
-        keys = rule.left["key"]
+        keys = key_fields(rule.left["key"])
         for key, line, file in store.missing(self._proj(rule.left), self._proj(rule.right)):
             row = dict(zip(keys, key.split(SEP)))
             self.report.add(rule.id, file, line, keys[-1], key.replace(SEP, "|"), row=row, unit=rule.left["unit"])
 
     def _x_exactly_one(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
         assert rule.left is not None and rule.right is not None
-        keys = rule.left["key"]
+        keys = key_fields(rule.left["key"])
         for key, line, file, n in store.count_by_key(self._proj(rule.left), self._proj(rule.right)):
             if n != 1:
                 row: dict[str, Any] = dict(zip(keys, key.split(SEP)))
@@ -472,7 +530,7 @@ class DeliveryValidator:
         assert rule.right is not None and self.context.list_ids is not None
         right = self._proj(rule.right)
         df = present[rule.right["unit"]]
-        keys = rule.right["key"]
+        keys = key_fields(rule.right["key"])
         for cust in sorted(self.context.list_ids):
             if not store.has_key(right, cust):
                 self.report.add(rule.id, df.path.name, None, keys[-1], cust, self.context.list_version,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -31,6 +31,8 @@ class ByteScan:
     truncated: bool = False
     encoding_error_line: int | None = None
     encoding_error: str | None = None
+    # (byte offset of a chunk, lines before it): lets a big file be split at line starts
+    checkpoints: list[tuple[int, int]] = field(default_factory=list)
 
 
 def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
@@ -40,7 +42,7 @@ def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
     """
     scan = ByteScan()
     h = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder(_codec(encoding))("strict") if encoding else None
+    decoder = codecs.getincrementaldecoder(text_codec(encoding))("strict") if encoding else None
     last = b""
     with path.open("rb") as fh:
         while True:
@@ -48,6 +50,8 @@ def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
             if not chunk:
                 break
             h.update(chunk)
+            if encoding is not None:
+                scan.checkpoints.append((scan.size, scan.lines))
             scan.size += len(chunk)
             if encoding is None:
                 continue
@@ -89,7 +93,8 @@ def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
     return scan
 
 
-def _codec(encoding: str) -> str:
+def text_codec(encoding: str) -> str:
+    """The Python codec for a declared encoding (a UTF-8 BOM is tolerated)."""
     return "utf-8-sig" if encoding.upper() == "UTF-8" else "gb18030"
 
 
@@ -121,13 +126,44 @@ def _first_mixed_line(path: Path, crlf_first: bool) -> int:
     return 1
 
 
-def delimited_rows(path: Path, encoding: str, delimiter: str) -> Iterator[tuple[list[str], int, int]]:
-    """Rows of a delimited file: (values, line, line) — the row number is the line."""
-    with path.open("r", encoding=_codec(encoding), newline="") as fh:
-        line = 0
-        for raw in fh:
-            line += 1
-            yield raw.rstrip("\r\n").split(delimiter), line, line
+def text_lines(path: Path, encoding: str, start: int = 0, end: int | None = None,
+               block: int = 8 << 20) -> Iterator[str]:
+    """Lines (without LF) of the byte range [start, end) of a text file, decoded in big blocks.
+
+    ``start`` and ``end`` must be line starts. Splitting on LF only (never ``splitlines``)
+    keeps control characters such as the US delimiter inside their line.
+    """
+    codec = text_codec(encoding) if start == 0 else ("gb18030" if encoding.upper() == "GB18030" else "utf-8")
+    decoder = codecs.getincrementaldecoder(codec)("strict")
+    with path.open("rb") as fh:
+        fh.seek(start)
+        remaining = (end if end is not None else path.stat().st_size) - start
+        carry = ""
+        while remaining > 0:
+            data = fh.read(min(block, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            text = carry + decoder.decode(data, final=remaining <= 0)
+            parts = text.split("\n")
+            carry = parts.pop()
+            yield from parts
+        if carry:
+            yield carry
+
+
+def line_start_at_or_after(path: Path, offset: int, checkpoints: list[tuple[int, int]]) -> tuple[int, int]:
+    """(byte offset, line number before it) of the first line starting at or after ``offset``."""
+    base_off, base_lines = 0, 0
+    for off, lines in checkpoints:
+        if off > offset:
+            break
+        base_off, base_lines = off, lines
+    with path.open("rb") as fh:
+        fh.seek(base_off)
+        head = fh.read(offset - base_off)
+        rest = fh.readline()
+    return offset + len(rest), base_lines + head.count(b"\n") + 1 if rest else base_lines + head.count(b"\n")
 
 
 class XmlProblem(Exception):

@@ -31,6 +31,7 @@ class KeyStore:
         self.tables: set[str] = set()
         self.indexed: set[str] = set()
         self.files: dict[str, int] = {}
+        self._names: dict[int, str] = {}
 
     def _table(self, name: str) -> None:
         if name not in self.tables:
@@ -39,23 +40,33 @@ class KeyStore:
 
     def file_id(self, name: str) -> int:
         """A small integer standing for a file name."""
-        return self.files.setdefault(name, len(self.files))
+        fid = self.files.setdefault(name, len(self.files))
+        self._names[fid] = name
+        return fid
 
     def file_name(self, file_id: int) -> str:
         """The file name a file id stands for."""
-        for n, i in self.files.items():
-            if i == file_id:
-                return n
-        return ""
+        return self._names.get(file_id, "")
 
-    def flush(self, name: str, rows: list[tuple[str, str, int, str]]) -> None:
-        """Move buffered rows into table ``name`` and empty the buffer."""
+    def flush(self, name: str, rows: list[tuple[str, str, int, int]]) -> None:
+        """Move buffered (key, value, line, file id) rows into table ``name``; empty the buffer."""
         self._table(name)
         if rows:
-            fid = self.file_id
-            self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)',
-                                ((k, v, line, fid(f)) for k, v, line, f in rows))
+            self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
             rows.clear()
+
+    def absorb(self, other_db: str, tables: list[str]) -> None:
+        """Copy the rows of another store's tables (a worker's) into this one, then delete it."""
+        self.db.execute("COMMIT")
+        self.db.execute("ATTACH DATABASE ? AS w", (other_db,))
+        try:
+            for name in tables:
+                self._table(name)
+                self.db.execute(f'INSERT INTO main."{name}" SELECT * FROM w."{name}"')
+        finally:
+            self.db.execute("DETACH DATABASE w")
+            Path(other_db).unlink(missing_ok=True)
+        self.db.execute("BEGIN")
 
     def ensure(self, name: str) -> None:
         """Create table ``name`` if no row was ever flushed to it."""
