@@ -153,6 +153,21 @@ class CodeListVersion:
         """Codes carrying this ``level`` attribute, in list order."""
         return [c for c in self.codes.values() if c.level == level]
 
+    def leaves(self) -> list[CodeEntry]:
+        """Codes no other code names as parent (all codes of a flat list), in list order."""
+        parents = {c.parent for c in self.codes.values() if c.parent}
+        return [c for c in self.codes.values() if c.code not in parents]
+
+    def field_codes(self, area_level: str | None = None) -> frozenset[str]:
+        """The codes a data field may carry: the level it names, else the leaves.
+
+        A hierarchical list's upper tiers (product families, billing-item classes) group
+        codes for reporting; records always carry the most specific code.
+        """
+        if area_level:
+            return frozenset(c.code for c in self.codes.values() if c.level == area_level)
+        return frozenset(c.code for c in self.leaves())
+
 
 @dataclass(frozen=True)
 class CodeDomain:

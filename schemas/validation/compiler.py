@@ -263,10 +263,7 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
                     g.emit(2, f"{chain} not {pat}({v}):")
                 else:
                     ver = dom.version_on(ctx.day)
-                    if f.area_level:
-                        codes = frozenset(c.code for c in ver.codes.values() if c.level == f.area_level)
-                    else:
-                        codes = frozenset(ver.codes)
+                    codes = ver.field_codes(f.area_level)
                     cs = g.const(codes, "CODES")
                     g.emit(2, f"{chain} {v} not in {cs}:")
                     if f.area_level:

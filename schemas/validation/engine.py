@@ -98,8 +98,11 @@ class _DataFile:
 def group_deliveries(paths: Iterable[Path]) -> list[list[Path]]:
     """Split files (or directories of files) into deliveries, one per check file.
 
-    Data files that no check file names are grouped by the check file they should have,
-    so each such group is reported as a delivery whose check file is missing.
+    A file belongs to the check file that lists it, even when its own name is wrong (so the
+    wrong name is reported inside its delivery). Other data files are grouped by the check
+    file their name implies, so each such group is reported as a delivery whose check file
+    is missing; a badly named file no check file lists joins the only check file of its
+    folder, or stands alone.
     """
     files: list[Path] = []
     for p in paths:
@@ -108,16 +111,36 @@ def group_deliveries(paths: Iterable[Path]) -> list[list[Path]]:
         else:
             files.append(p)
     groups: dict[str, list[Path]] = {}
+    listed: dict[tuple[Path, str], str] = {}
+    checks_in: dict[Path, list[str]] = {}
     for f in files:
         if f.name.endswith(".chk"):
-            key = f.name
-        else:
+            groups.setdefault(f.name, []).append(f)
+            checks_in.setdefault(f.parent, []).append(f.name)
+            for name in _listed_names(f):
+                listed[(f.parent, name)] = f.name
+    for f in files:
+        if f.name.endswith(".chk"):
+            continue
+        key = listed.get((f.parent, f.name))
+        if key is None:
             try:
                 key = str(DataFileName.parse(f.name).check_name)
             except FileNameError:
-                key = f"?{f.name}"
+                own = checks_in.get(f.parent, [])
+                key = own[0] if len(own) == 1 else f"?{f.name}"
         groups.setdefault(key, []).append(f)
     return [groups[k] for k in sorted(groups)]
+
+
+def _listed_names(check_path: Path) -> list[str]:
+    """File names a check file lists, or none when it cannot be read (tier 1 reports that)."""
+    try:
+        if check_path.stat().st_size > 4 * 1024 * 1024:
+            return []
+        return [e.name for e in CheckFile.parse(check_path.read_bytes()).entries]
+    except (OSError, CheckFileError, ValueError, UnicodeDecodeError):  # reported by the delivery's tier 1
+        return []
 
 
 @functools.lru_cache(maxsize=16)

@@ -67,7 +67,8 @@ def valid_rows(spec: Spec, party: str = "42", cycle: str = "202610", customers: 
     """A small delivery for a province that satisfies every rule of the standard."""
     day = Cycle.parse(cycle).begin
     dom = spec.domain
-    nets = networks(spec, party, day)[:2]
+    all_nets = networks(spec, party, day)  # the summaries cover every network (R32001-07)
+    nets = all_nets[:2]  # customers live in the first two
     prod = leaves(dom("Domain_prod_id"), day)[0]
     item, item2 = leaves(dom("Domain_acct_item_type_id"), day)[:2]
     ctype = leaves(dom("Domain_c_type_id"), day)[0]
@@ -80,8 +81,8 @@ def valid_rows(spec: Spec, party: str = "42", cycle: str = "202610", customers: 
     serv_sts = next(iter(dom("Domain_serv_sts_id").version_on(day).codes))
     d = DeliveryRows(spec, party, cycle)
     info, contacts, prods = [], [], []
-    prod_income: dict[str, Decimal] = {n: Decimal(0) for n in nets}
-    prod_custs: dict[str, set[str]] = {n: set() for n in nets}
+    prod_income: dict[str, Decimal] = {n: Decimal(0) for n in all_nets}
+    prod_custs: dict[str, set[str]] = {n: set() for n in all_nets}
     for i in range(customers):
         cid = f"G{party}{i + 1:07d}"
         d.list_ids.append(cid)
@@ -102,7 +103,7 @@ def valid_rows(spec: Spec, party: str = "42", cycle: str = "202610", customers: 
         prod_income[net] += amount
         prod_custs[net].add(cid)
     summary, serv, income = [], [], []
-    for n in nets:
+    for n in all_nets:
         total = prod_income[n] + Decimal("100000.00")
         ytd, ly = total * 10, total - Decimal("1000.00")
         summary.append(dict(CYCLE_ID=cycle, PROV_ID=party, LATN_ID=n, CUST_CNT=10, CUST_CNT_GROUP=2, CUST_CNT_PROV=2,
@@ -111,9 +112,10 @@ def valid_rows(spec: Spec, party: str = "42", cycle: str = "202610", customers: 
                             INCOME_YTD_AMT=ytd, INCOME_LY_AMT=ly))
         serv.append(dict(CYCLE_ID=cycle, PROV_ID=party, LATN_ID=n, PROD_ID=prod, LAST_SERV_CNT=20, NEW_SERV_CNT=5,
                          CANCEL_SERV_CNT=2, SERV_CNT=23, SERV_CNT_LY=18, CUST_CNT=4, BANDWIDTH_MBPS=None))
-        half = (total / 2).quantize(Decimal("0.01"))
-        for code, amt, yamt, lamt in ((item, half, ytd - ytd / 2, ly - ly / 2),
-                                      (item2, total - half, ytd / 2, ly / 2)):
+        cent = Decimal("0.01")
+        half, yhalf, lhalf = (total / 2).quantize(cent), (ytd / 2).quantize(cent), (ly / 2).quantize(cent)
+        for code, amt, yamt, lamt in ((item, half, ytd - yhalf, ly - lhalf),
+                                      (item2, total - half, yhalf, lhalf)):
             income.append(dict(CYCLE_ID=cycle, PROV_ID=party, LATN_ID=n, ACCT_ITEM_TYPE_ID=code, INCOME_AMT=amt,
                                INCOME_YTD_AMT=yamt, INCOME_LY_AMT=lamt, INCOME_LY_YTD_AMT=lamt * 10))
     d.rows = {"VIP_CUST_INFO": info, "VIP_CUST_CONTACT": contacts, "VIP_CUST_PROD": prods, "VIP_SUMMARY": summary,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from decimal import Decimal
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +33,9 @@ def expect(report: Report, code: str, line: int | None | str = "any", field: str
                and (file_contains is None or (f.file or "").find(file_contains) >= 0)]
     assert matches, f"{code} found but not at line={line} field={field}: {[f.as_dict() for f in found]}"
     f = matches[0]
-    assert f.message_zh and f.message_en and "{" not in f.message_en, f.as_dict()
+    # No placeholder left unfilled (a regex such as ^[0-9]{6}$ in a message is fine).
+    text = (f.message_en + f.message_zh).replace(f.expected or "\0", "").replace(f.value or "\0", "")
+    assert f.message_zh and f.message_en and not re.search(r"\{[A-Za-z_]+\}", text), f.as_dict()
     if report.severity_of(code) == "error":
         assert report.status == REJECTED
 
@@ -359,7 +362,7 @@ def test_code_lists_follow_the_version_in_force(spec: Spec) -> None:
 def test_E401_duplicate_key(rows: DeliveryRows, out: Path) -> None:
     rows.rows["VIP_SERV_SUM"].append(dict(rows.rows["VIP_SERV_SUM"][0]))
     r = run(rows.write(out))
-    expect(r, "E401", line=3, file_contains="32002")
+    expect(r, "E401", line=len(rows.rows["VIP_SERV_SUM"]), file_contains="32002")
     assert r.of_code("E401")[0].expected == "1"
 
 
@@ -367,9 +370,11 @@ def test_E401_across_sequence_files(rows: DeliveryRows, out: Path, spec: Spec) -
     from schemas.writer import DeliveryWriter
 
     w = DeliveryWriter(spec, out, "P", "42", "202610")
+    row = rows.rows["VIP_SERV_SUM"][0]
     for seq in (1, 2):
+        # Same key, different content: identical files would be a duplicate file (E114).
         with w.unit("VIP_SERV_SUM", seq=seq) as u:
-            u.write(rows.rows["VIP_SERV_SUM"][0])
+            u.write(dict(row, SERV_CNT_LY=row["SERV_CNT_LY"] + seq))
     w.close()
     r = run(out)
     expect(r, "E401", line=1, file_contains="_002.")

@@ -70,21 +70,26 @@ def _details_exceed_summary(d: DeliveryRows) -> None:
     row["INCOME_AMT"] = row["INCOME_AMT"] + Decimal("500000.00")
 
 
+def _drop_last_network(d: DeliveryRows, *units: str) -> None:
+    """Take the last local network out of VIP_SUMMARY and of ``units`` (it stays in the others)."""
+    gone = d.rows["VIP_SUMMARY"].pop()["LATN_ID"]
+    for u in units:
+        d.rows[u] = [r for r in d.rows[u] if r["LATN_ID"] != gone]
+
+
 def _serv_network_not_in_summary(d: DeliveryRows) -> None:
-    extra = dict(d.rows["VIP_SERV_SUM"][0], LATN_ID=networks(d.spec, "42", __import__("datetime").date(2026, 10, 1))[2])
-    d.rows["VIP_SERV_SUM"].append(extra)
+    _drop_last_network(d, "VIP_INCOME_SUM")  # its VIP_SERV_SUM row, the last line, is now orphaned
 
 
 def _income_network_not_in_summary(d: DeliveryRows) -> None:
-    extra = dict(d.rows["VIP_INCOME_SUM"][0], LATN_ID=networks(d.spec, "42", __import__("datetime").date(2026, 10, 1))[2])
-    d.rows["VIP_INCOME_SUM"].append(extra)
+    _drop_last_network(d, "VIP_SERV_SUM")  # its two VIP_INCOME_SUM rows, the last lines, are orphaned
 
 
 def _top500_count(d: DeliveryRows) -> None:
     d.rows["VIP_SUMMARY"][1]["TOP500_CUST_CNT"] += 1
 
 
-# rule id, mutation, file's unit code, line (None: file level), field
+# rule id, mutation, file's unit code, line (None: file level; negative: from the file's end), field
 UPLOAD_CASES: list[tuple[str, Mutation, str, int | None, str | None]] = [
     ("R31201-01", _bank_needed, "31201", 2, "BANK_ID"),
     ("R31201-02", _foreign_network("VIP_CUST_INFO", 0), "31201", 1, "LATN_ID"),
@@ -113,8 +118,8 @@ UPLOAD_CASES: list[tuple[str, Mutation, str, int | None, str | None]] = [
     ("X-005", _orphan_product, "31203", 3, "NATIONAL_CUST_ID"),
     ("X-006", _two_primaries, "31201", 1, "NATIONAL_CUST_ID"),
     ("X-008", _details_exceed_summary, "31203", 1, "INCOME_AMT"),
-    ("X-009", _serv_network_not_in_summary, "32002", 3, "LATN_ID"),
-    ("X-010", _income_network_not_in_summary, "32003", 5, "LATN_ID"),
+    ("X-009", _serv_network_not_in_summary, "32002", -1, "LATN_ID"),
+    ("X-010", _income_network_not_in_summary, "32003", -2, "LATN_ID"),
     ("X-011", _top500_count, "32001", 2, "TOP500_CUST_CNT"),
 ]
 
@@ -123,6 +128,9 @@ UPLOAD_CASES: list[tuple[str, Mutation, str, int | None, str | None]] = [
 def test_upload_rules(rows: DeliveryRows, tmp_path: Path, rule: str, mutate: Mutation, unit: str,
                       line: int | None, field: str | None) -> None:
     mutate(rows)
+    if line is not None and line < 0:
+        unit_name = rows.spec.unit(unit).name
+        line = len(rows.rows[unit_name]) + 1 + line
     report = validate_paths([rows.write(tmp_path / "d")])[0]
     found = report.of_code(rule)
     assert found, f"{rule} not raised: {dict(report.counts)}"
@@ -168,7 +176,7 @@ def test_list_rules(rows: DeliveryRows, tmp_path: Path, rule: str, extra: dict[s
 
 @pytest.mark.parametrize("rule,extra,field", [
     ("R32004-01", {"END_DATE": "20260930"}, "END_DATE"),
-    ("R32004-02", {"DEADLINE": "20261031000000"}, "DEADLINE"),
+    ("R32004-02", {"DEADLINE": "20261030120000"}, "DEADLINE"),
 ])
 def test_calendar_rules(rows: DeliveryRows, tmp_path: Path, rule: str, extra: dict[str, object], field: str) -> None:
     ok = dict(CYCLE_ID="202610", REP_FREQ="M", CYCLE_NAME="2026年10月", BEGIN_DATE="20261001", END_DATE="20261031",
