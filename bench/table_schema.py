@@ -45,7 +45,7 @@ def table_schema(spec: Spec, unit: Unit, day: dt.date) -> dict[str, Any]:
                     c["pattern"] = dom.pattern.strip("^$")
                 else:
                     ver = dom.version_on(day)
-                    codes = [x.code for x in ver.codes.values() if not f.area_level or x.level == f.area_level]
+                    codes = sorted(ver.field_codes(f.area_level))
                     c["enum"] = codes
         if c:
             d["constraints"] = c

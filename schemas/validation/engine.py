@@ -160,6 +160,8 @@ def _structural_schema(spec_root: str, unit_code: str) -> etree.XMLSchema | None
         for child in list(st):
             st.remove(child)
         etree.SubElement(st, f"{xs}restriction", base="xs:string")
+    # A global ROW lets the reader check one record on its own to find the line of an error.
+    doc.append(etree.Element(f"{xs}element", name="ROW", type="ROW_type"))
     return etree.XMLSchema(doc)
 
 

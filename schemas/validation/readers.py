@@ -201,6 +201,31 @@ def _first_element(text: str) -> int:
         i += 1
 
 
+def locate_xml_error(path: Path, schema: etree.XMLSchema | None, row_tag: str, msg: str) -> tuple[int, str]:
+    """The line where ``path`` stops being well-formed or valid, and the message there.
+
+    Streams the file again without the schema (syntax errors then carry their line) and
+    checks each ``ROW`` on its own against the schema, whose global ``ROW`` declaration
+    the engine adds for this. Used only after a failure; memory stays flat.
+    """
+    context = etree.iterparse(str(path), events=("end",), resolve_entities=False, load_dtd=False,
+                              no_network=True, huge_tree=False)
+    try:
+        for _, el in context:
+            if el.tag == row_tag and schema is not None and not schema.validate(el):
+                err = schema.error_log.last_error
+                return (err.line if err is not None and err.line else el.sourceline or 0), \
+                    (err.message if err is not None else msg)
+            if el.tag == row_tag:
+                el.clear()
+                parent = el.getparent()
+                while parent is not None and el.getprevious() is not None:
+                    del parent[0]
+    except etree.XMLSyntaxError as exc:
+        return exc.lineno or 0, str(getattr(exc, "msg", exc)) or msg
+    return 0, msg
+
+
 def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: str,
              schema: etree.XMLSchema | None) -> Iterator[tuple[list[str], int, int]]:
     """Rows of an XML file, checked against ``schema`` while streaming.
@@ -247,6 +272,10 @@ def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: 
     except etree.XMLSyntaxError as exc:
         msg = str(exc.msg if hasattr(exc, "msg") else exc)
         line = exc.lineno or 0
+        if not line:
+            # With a schema attached, libxml2 reports neither syntax nor schema errors with
+            # a line; find it by feeding the file again, a line at a time.
+            line, msg = locate_xml_error(path, schema, row_tag, msg)
         lowered = msg.lower()
         if "encoding" in lowered or "utf-8" in lowered or "bytes" in lowered and "input" in lowered:
             raise XmlProblem("E110", line, msg) from None
