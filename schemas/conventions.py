@@ -4,6 +4,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import hashlib
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -203,6 +204,9 @@ def _feed(h: "hashlib._Hash", fh: BinaryIO, chunk: int) -> None:
 def now_stamp(at: dt.datetime | None = None) -> str:
     """``YYYYMMDDHHMMSS`` in Beijing time (UTC+8), the standard's time stamps."""
     beijing = dt.timezone(dt.timedelta(hours=8))
+    if at is None and os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        # Reproducible builds convention: a fixed clock makes generated deliveries byte-identical.
+        at = dt.datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), dt.timezone.utc)
     moment = (at or dt.datetime.now(dt.timezone.utc)).astimezone(beijing)
     return moment.strftime("%Y%m%d%H%M%S")
 
