@@ -89,11 +89,11 @@ def test_cycles_continue_each_other(spec: Spec, tmp_path: Path) -> None:
     jan_summary = {r["LATN_ID"]: r for r in read_unit(jan, "32001", spec)}
     feb_summary = {r["LATN_ID"]: r for r in read_unit(tmp_path / "202702" / "42", "32001", spec)}
     assert dec_summary.keys() == jan_summary.keys() and len(jan_summary) >= 10
-    for net, jan in jan_summary.items():
-        assert jan["LAST_CUST_CNT"] == dec_summary[net]["CUST_CNT"]
-        assert jan["INCOME_YTD_AMT"] == jan["INCOME_AMT"]  # January: the year starts again
-        feb = feb_summary[net]
-        assert Decimal(feb["INCOME_YTD_AMT"]) == Decimal(jan["INCOME_YTD_AMT"]) + Decimal(feb["INCOME_AMT"])
+    for net, j in jan_summary.items():
+        assert j["LAST_CUST_CNT"] == dec_summary[net]["CUST_CNT"]
+        assert j["INCOME_YTD_AMT"] == j["INCOME_AMT"]  # January: the year starts again
+        f = feb_summary[net]
+        assert Decimal(f["INCOME_YTD_AMT"]) == Decimal(j["INCOME_YTD_AMT"]) + Decimal(f["INCOME_AMT"])
     dec_serv = {(r["LATN_ID"], r["PROD_ID"]): r for r in read_unit(dec, "32002", spec)}
     for r in read_unit(jan, "32002", spec):
         assert r["LAST_SERV_CNT"] == dec_serv[(r["LATN_ID"], r["PROD_ID"])]["SERV_CNT"]
