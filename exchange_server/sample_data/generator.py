@@ -540,9 +540,22 @@ def generate(spec: Spec, cycle_id: str, out_dir: Path, provinces: Sequence[str] 
     return result
 
 
-def customer_rows(spec: Spec, cycle_id: str, province: str, n: int, seed: int = 2002) -> Iterator[dict[str, Any]]:
-    """``n`` VIP_CUST_INFO rows of one province, streamed (for benchmarks of the widest unit)."""
+def customer_rows(spec: Spec, cycle_id: str, province: str, n: int, seed: int = 2002,
+                  distinct: int = 2000) -> Iterator[dict[str, Any]]:
+    """``n`` VIP_CUST_INFO rows of one province, streamed (for benchmarks of the widest unit).
+
+    The first ``distinct`` customers come from the model; later rows reuse their attributes
+    under new ids, so a multi-million-row file costs little more than writing it.
+    """
     cycle = Cycle.parse(cycle_id)
     model = SampleModel(spec, seed=seed, scale=1)
+    quota = max(n, 1)
+    templates: list[dict[str, Any]] = []
     for i in range(n):
-        yield customer_info_row(model, model.customer(province, i, cycle.begin, quota=n), cycle)
+        if i < distinct:
+            row = customer_info_row(model, model.customer(province, i, cycle.begin, quota=quota), cycle)
+            templates.append(row)
+            yield row
+        else:
+            yield dict(templates[i % distinct], NATIONAL_CUST_ID=f"G{province}{i + 1:07d}",
+                       PROV_CUST_ID=f"C{province}{i + 1:09d}")

@@ -1,0 +1,218 @@
+"""Validation benchmark: our engine against the parse-only floor and frictionless, side by side.
+
+    python -m bench.validate                      # 1M and 4M rows of VIP_CUST_INFO, txt and XML
+    python -m bench.validate --rows 200000 --big 0 --frictionless-rows 50000   # a quick run
+
+The data is the widest upload unit (31201 VIP_CUST_INFO, 25 columns) from the sample-data
+generator. Every measurement runs in a fresh Python process, one after another, so each one
+has the machine to itself and its peak memory (ru_maxrss) is its own. Results are printed as
+a Markdown table of rows/s and ratios, ready for docs/benchmarks.md; ``--json`` writes them
+as data too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+UNIT = "31201"
+CYCLE = "202610"
+
+
+@dataclass
+class Measurement:
+    """One timed run in its own process."""
+
+    name: str
+    fmt: str
+    rows: int
+    seconds: float
+    peak_mib: float
+    findings: int | None = None
+
+    @property
+    def rows_per_s(self) -> float:
+        """Throughput."""
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+# -- data ----------------------------------------------------------------------------------
+def make_delivery(rows: int, fmt: str, work: Path) -> Path:
+    """A delivery holding one VIP_CUST_INFO file of about ``rows`` rows (and its check file)."""
+    from bench.data import unit_delivery
+
+    return unit_delivery(UNIT, rows, fmt, work / f"{fmt}_{rows}", cycle=CYCLE)
+
+
+# -- what each child process runs --------------------------------------------------------
+def _child(kind: str, delivery: str, extra: str) -> dict[str, Any]:
+    """Prepare (imports, spec, schemas: not timed), then time one full pass over the file."""
+    path = Path(delivery)
+    data = next(p for p in path.iterdir() if not p.name.endswith(".chk"))
+    run = _prepare(kind, path, data, extra)
+    t0 = time.perf_counter()
+    rows, findings = run()
+    seconds = time.perf_counter() - t0
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return {"rows": rows, "seconds": seconds, "peak_mib": peak / 1024, "findings": findings}
+
+
+def _prepare(kind: str, path: Path, data: Path, extra: str) -> Callable[[], tuple[int, int | None]]:
+    from schemas.conventions import DELIMITERS, CheckFile, Cycle
+    from schemas.spec import load_spec
+
+    spec = load_spec()
+    check = CheckFile.parse(next(path.glob("*.chk")).read_bytes())
+    if kind == "ours":
+        from schemas.validation import ValidationOptions, validate_paths
+
+        workers = int(extra or 1)
+        # A parallel run splits files above parallel_min_bytes; a serial one never does.
+        opts = ValidationOptions(workers=workers, parallel_min_bytes=1 if workers > 1 else 1 << 62)
+
+        def ours() -> tuple[int, int | None]:
+            report = validate_paths([path], spec, options=opts)[0]
+            return sum(f.rows for f in report.files.values()), sum(report.counts.values())
+        return ours
+    if kind == "csv":
+        import csv
+        import io
+
+        def floor_csv() -> tuple[int, int | None]:
+            rows = 0
+            with data.open("rb") as raw:
+                text = io.TextIOWrapper(raw, encoding=check.encoding.lower(), newline="")
+                for _ in csv.reader(text, delimiter=DELIMITERS[check.delimiter_name], quoting=csv.QUOTE_NONE):
+                    rows += 1
+            return rows, None
+        return floor_csv
+    if kind == "iterparse":
+        from lxml import etree
+
+        def floor_xml() -> tuple[int, int | None]:
+            rows = 0
+            for _, el in etree.iterparse(str(data), events=("end",), tag="{*}ROW", resolve_entities=False,
+                                         no_network=True):
+                rows += 1
+                el.clear()
+                while el.getprevious() is not None:
+                    del el.getparent()[0]
+            return rows, None
+        return floor_xml
+    if kind == "frictionless":
+        from frictionless import Dialect, Resource, Schema, formats
+
+        from bench.table_schema import table_schema
+
+        schema = Schema.from_descriptor(table_schema(spec, spec.unit(UNIT), Cycle.parse(CYCLE).begin))
+        control = formats.CsvControl(delimiter=DELIMITERS[check.delimiter_name], quote_char="\x00")
+
+        def friction() -> tuple[int, int | None]:
+            # frictionless refuses absolute paths as unsafe; give it the folder as its base path.
+            res = Resource(path=data.name, basepath=str(data.parent), format="csv", encoding=check.encoding.lower(),
+                           schema=schema, dialect=Dialect(header=False, controls=[control]))
+            report = res.validate(limit_errors=1000)
+            return report.task.stats.get("rows") or 0, len(report.task.errors)
+        return friction
+    raise SystemExit(f"unknown kind {kind}")
+
+
+def measure(kind: str, delivery: Path, fmt: str, extra: str = "") -> Measurement:
+    """Run one measurement in a fresh interpreter."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    out = subprocess.run([sys.executable, "-m", "bench.validate", "--child", kind, str(delivery), extra],
+                         check=True, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    name = {"ours": f"ours ({extra or 1} worker{'s' if extra not in ('', '1') else ''})"}.get(kind, kind)
+    return Measurement(name, fmt, r["rows"], r["seconds"], r["peak_mib"], r["findings"])
+
+
+# -- the run -------------------------------------------------------------------------------
+def run(rows: int, big: int, friction_rows: int, work: Path, workers: int) -> list[Measurement]:
+    """Generate the data and take every measurement; returns them in table order."""
+    results: list[Measurement] = []
+    for fmt in ("txt", "xml"):
+        d = make_delivery(rows, fmt, work)
+        results.append(measure("csv" if fmt == "txt" else "iterparse", d, fmt))
+        results.append(measure("ours", d, fmt, "1"))
+        if workers > 1 and fmt == "txt":
+            results.append(measure("ours", d, fmt, str(workers)))
+        if fmt == "txt" and friction_rows:
+            fd = d if friction_rows >= rows else make_delivery(friction_rows, fmt, work)
+            results.append(measure("frictionless", fd, fmt))
+        if big:
+            b = make_delivery(big, fmt, work)
+            results.append(measure("csv" if fmt == "txt" else "iterparse", b, fmt))
+            results.append(measure("ours", b, fmt, "1"))
+            shutil.rmtree(b)
+        shutil.rmtree(d)
+    return results
+
+
+def table(results: list[Measurement]) -> str:
+    """The results as a Markdown table with ratios against the floor of the same size and format."""
+    floors = {(m.fmt, m.rows): m for m in results if m.name in ("csv", "iterparse")}
+    ours1 = {(m.fmt, m.rows): m for m in results if m.name.startswith("ours (1")}
+    lines = ["| format | run | rows | seconds | rows/s | × floor time | peak MiB | findings |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for m in results:
+        floor = floors.get((m.fmt, m.rows))
+        ratio = f"{m.seconds / floor.seconds:.2f}" if floor else "—"
+        lines.append(f"| {m.fmt} | {m.name} | {m.rows:,} | {m.seconds:.2f} | {m.rows_per_s:,.0f} | {ratio} | "
+                     f"{m.peak_mib:.0f} | {'' if m.findings is None else m.findings} |")
+    notes = []
+    for m in results:
+        if m.name == "frictionless" and m.rows_per_s:
+            ours = max((o for o in results if o.fmt == "txt" and o.name.startswith("ours")), key=lambda o: o.rows_per_s)
+            notes.append(f"- ours vs frictionless: {ours.rows_per_s / m.rows_per_s:.1f}x the rows/s ({ours.name})")
+    sizes = sorted({k[1] for k in ours1})
+    if len(sizes) > 1:
+        for fmt in ("txt", "xml"):
+            small, large = ours1.get((fmt, sizes[0])), ours1.get((fmt, sizes[-1]))
+            if small and large:
+                notes.append(f"- peak memory {fmt}: {large.rows:,} rows {large.peak_mib:.0f} MiB vs {small.rows:,} rows "
+                             f"{small.peak_mib:.0f} MiB = {large.peak_mib / small.peak_mib:.2f}x")
+    return "\n".join(lines + [""] + notes)
+
+
+def main() -> None:
+    """Command line: run the benchmark and print the table."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(_child(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "")))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the main file (default 1,000,000)")
+    ap.add_argument("--big", type=int, default=4_000_000, help="rows of the memory-flatness file (0: skip)")
+    ap.add_argument("--frictionless-rows", type=int, default=1_000_000,
+                    help="rows frictionless validates (0: skip); it is slow, so a smaller file is allowed")
+    ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="for the parallel run")
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    a = ap.parse_args()
+    work = a.work or Path(tempfile.mkdtemp(prefix="kam-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        started = time.time()
+        results = run(a.rows, a.big, a.frictionless_rows, work, a.workers)
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+              f"wall {time.time() - started:.0f} s")
+        print(table(results))
+        if a.json:
+            a.json.write_text(json.dumps([asdict(m) | {"rows_per_s": m.rows_per_s} for m in results], indent=2))
+    finally:
+        if a.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
