@@ -237,26 +237,23 @@ def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: 
     row_tag = ns + "ROW"
     index = {ns + f: i for i, f in enumerate(field_ids)}
     n = len(field_ids)
+    # Only ROW end events reach Python: field elements, nesting and the root are left to
+    # libxml2 and the schema (a field element has a simple type, so anything nested in it,
+    # or any stray element, fails the schema). On a failure, a diagnostic pass tells a wrong
+    # root (E204) or too-deep nesting (E205) from other errors and finds the line.
     context = etree.iterparse(
-        str(path), events=("start", "end"), schema=schema, resolve_entities=False, load_dtd=False,
+        str(path), events=("end",), tag=row_tag, schema=schema, resolve_entities=False, load_dtd=False,
         no_network=True, huge_tree=False, remove_comments=True, remove_pis=True, dtd_validation=False)
-    depth = 0
     rowno = 0
     root_checked = False
     try:
-        for event, elem in context:
-            if event == "start":
-                depth += 1
-                if depth > MAX_XML_DEPTH:
-                    raise XmlProblem("E205", elem.sourceline or 0, f"element nesting deeper than {MAX_XML_DEPTH}")
-                if not root_checked:
-                    root_checked = True
-                    if elem.tag != ns + unit_name:
-                        raise XmlProblem("E204", elem.sourceline or 1, str(elem.tag))
-                continue
-            depth -= 1
-            if elem.tag != row_tag:
-                continue
+        for _, elem in context:
+            if not root_checked:
+                root_checked = True
+                root = elem.getparent()
+                if root is None or root.tag != ns + unit_name or root.getparent() is not None:
+                    raise XmlProblem("E204", (root if root is not None else elem).sourceline or 1,
+                                     str(root.tag if root is not None else elem.tag))
             rowno += 1
             vals = [""] * n
             for child in elem:
@@ -269,19 +266,50 @@ def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: 
             if parent is not None:
                 while elem.getprevious() is not None:
                     del parent[0]
+        if not root_checked:
+            # No rows: the root still has to be the unit's.
+            root = context.root
+            if root is not None and root.tag != ns + unit_name:
+                raise XmlProblem("E204", root.sourceline or 1, str(root.tag))
     except etree.XMLSyntaxError as exc:
         msg = str(exc.msg if hasattr(exc, "msg") else exc)
         line = exc.lineno or 0
-        if not line:
-            # With a schema attached, libxml2 reports neither syntax nor schema errors with
-            # a line; find it by feeding the file again, a line at a time.
-            line, msg = locate_xml_error(path, schema, row_tag, msg)
         lowered = msg.lower()
         if "encoding" in lowered or "utf-8" in lowered or "bytes" in lowered and "input" in lowered:
             raise XmlProblem("E110", line, msg) from None
-        if "entity" in lowered or "doctype" in lowered or "depth" in lowered:
+        if "entity" in lowered or "doctype" in lowered:
+            raise XmlProblem("E205", line, msg) from None
+        shape = _xml_shape_problem(path, ns + unit_name)
+        if shape is not None:
+            raise shape from None
+        if not line:
+            # With a schema attached, libxml2 reports neither syntax nor schema errors with
+            # a line; find it by streaming the file again.
+            line, msg = locate_xml_error(path, schema, row_tag, msg)
+            lowered = msg.lower()
+        if "depth" in lowered:
             raise XmlProblem("E205", line, msg) from None
         if schema is not None and ("element" in lowered or "attribute" in lowered) and \
                 ("not expected" in lowered or "missing" in lowered or "is not" in lowered or "facet" in lowered):
             raise XmlProblem("E203", line, msg) from None
         raise XmlProblem("E202", line, msg) from None
+
+
+def _xml_shape_problem(path: Path, root_tag: str) -> XmlProblem | None:
+    """E204 for a wrong root or namespace, E205 for nesting deeper than the format needs, else None."""
+    depth = 0
+    try:
+        for event, elem in etree.iterparse(str(path), events=("start", "end"), resolve_entities=False,
+                                           load_dtd=False, no_network=True, huge_tree=False):
+            if event == "end":
+                depth -= 1
+                elem.clear()
+                continue
+            depth += 1
+            if depth == 1 and elem.tag != root_tag:
+                return XmlProblem("E204", elem.sourceline or 1, str(elem.tag))
+            if depth > MAX_XML_DEPTH:
+                return XmlProblem("E205", elem.sourceline or 0, f"element nesting deeper than {MAX_XML_DEPTH}")
+    except etree.XMLSyntaxError:
+        return None
+    return None
