@@ -172,6 +172,16 @@ def _decimal_re(f: Field) -> str:
     return rf"-?[0-9]{{1,{whole}}}"
 
 
+def _range_conditions(f: Field, typed: str) -> list[str]:
+    """Python conditions that are true when the typed value ``typed`` is out of the field's range."""
+    conds = []
+    if f.min is not None:
+        conds.append(f"{typed} < {f.min}")
+    if f.max is not None:
+        conds.append(f"{typed} > {f.max}")
+    return conds
+
+
 def expected_text(spec: Spec, f: Field, day: dt.date) -> dict[str, str]:
     """Human-readable 'expected' texts per check, for the report."""
     out = {"length": f"at most {f.length} characters / 不超过{f.length}个字符"}
@@ -292,11 +302,7 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
             g.emit(3, f"bad |= {bit}; E('E302', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
             if need_t:
                 g.emit(3, f"{t} = None")
-            conds = []
-            if f.min is not None:
-                conds.append(f"{t} < {f.min}")
-            if f.max is not None:
-                conds.append(f"{t} > {f.max}")
+            conds = _range_conditions(f, t)
             if conds:
                 guard = "" if ranged else f"{v}[0] == '-' and "
                 g.emit(2, f"if not bad & {bit} and {guard}({' or '.join(conds)}):")
@@ -310,11 +316,7 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
             if need_t or f.min is not None or f.max is not None:
                 g.emit(2, "else:")
                 g.emit(3, f"{t} = Decimal({v})")
-                conds = []
-                if f.min is not None:
-                    conds.append(f"{t} < {f.min}")
-                if f.max is not None:
-                    conds.append(f"{t} > {f.max}")
+                conds = _range_conditions(f, t)
                 if conds:
                     g.emit(3, f"if {' or '.join(conds)}:")
                     g.emit(4, f"bad |= {bit}; E('E308', line, rowno, {f.id!r}, {v}, {exp['range']!r})")
