@@ -455,3 +455,30 @@ def test_every_catalogue_code_has_a_test(spec: Spec) -> None:
     source = Path(__file__).read_text("utf-8")
     missing = sorted(c for c in spec.errors if f'"{c}"' not in source)
     assert not missing, f"catalogue codes without a triggering test: {missing}"
+
+
+# -- XML shapes the fast path leaves to the diagnostic pass ---------------------------------
+def test_xml_with_no_rows_is_checked_for_its_root(rows: DeliveryRows, out: Path) -> None:
+    rows.rows["VIP_SERV_SUM"] = []
+    rows.write(out, fmt="xml")
+    r = run(out)
+    assert not r.of_code("E204") and r.files[data_file(out, "32002").name].rows == 0
+    _xml_edit(out, "32002", lambda t: t.replace("<VIP_SERV_SUM ", "<VIP_SUMMARY ").replace("</VIP_SERV_SUM>",
+                                                                                             "</VIP_SUMMARY>"))
+    expect(run(out), "E204", line=2, file_contains="32002")
+
+
+def test_xml_wrong_root_with_rows_is_E204_not_E203(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out, fmt="xml")
+    _xml_edit(out, "32002", lambda t: t.replace("<VIP_SERV_SUM ", "<VIP_SUMMARY ").replace("</VIP_SERV_SUM>",
+                                                                                             "</VIP_SUMMARY>"))
+    r = run(out)
+    expect(r, "E204", line=2, file_contains="32002")
+    assert not r.of_code("E203")
+
+
+def test_xml_value_nested_in_a_field_is_E203_at_its_line(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out, fmt="xml")
+    _xml_edit(out, "32002", lambda t: t.replace("<SERV_CNT>", "<SERV_CNT><B>", 2).replace("</SERV_CNT>",
+                                                                                          "</B></SERV_CNT>", 2))
+    expect(run(out), "E203", line=3, file_contains="32002")
