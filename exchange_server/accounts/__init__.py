@@ -1,0 +1,1 @@
+"""Accounts: provinces (API tokens, SSH keys), HQ analysts and admins."""

@@ -1,0 +1,134 @@
+"""Every setting of the exchange server, read in one place.
+
+Precedence, lowest first: the defaults below, the instance file ``<data dir>/config.toml``,
+environment variables ``KAM_<NAME>`` (e.g. ``KAM_DATABASE_URL``), then the mapping a caller
+passes to ``create_app`` (tests, the ``demo`` command). Nothing else in the package reads
+``os.environ``.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+ENV_PREFIX = "KAM_"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's configuration (see docs/server.md for every key)."""
+
+    data_dir: str = "instance"
+    database_url: str = ""  # default: SQLite file <data_dir>/exchange.db
+    secret_key: str = ""  # default: generated once and kept in <data_dir>/secret_key
+    # Uploads
+    max_file_size: int = 2 * GiB  # one data file (CONVENTIONS §11)
+    max_delivery_size: int = 8 * GiB  # all files of one HTTP request
+    max_files_per_delivery: int = 1000  # 999 data files + the check file
+    upload_chunk: int = 1 * MiB
+    # Ingestion
+    worker_threads: int = 1  # ingestion workers started by `serve` in its own process
+    worker_poll_seconds: float = 0.5
+    job_lease_seconds: int = 900  # a claimed job whose worker vanished is retried after this
+    job_max_attempts: int = 3
+    findings_cap: int = 1000  # occurrences listed per error code (totals always exact)
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8080
+    sftp_port: int = 8022
+    http_threads: int = 8
+    public_url: str = ""  # how agents reach us, for links in receipts; default http://host:port
+    # Auth
+    token_ttl_days: int = 365
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path."""
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def archive_path(self) -> Path:
+        """Where received and issued files are kept, content-addressed."""
+        return self.data_path / "archive"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data directory."""
+        return self.database_url or f"sqlite:///{self.data_path / 'exchange.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is SQLite (single writer) rather than PostgreSQL."""
+        return self.effective_database_url.startswith("sqlite")
+
+
+def _coerce(name: str, raw: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name} must be a whole number, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name} must be a number, got {raw!r}") from None
+    return str(raw)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings: defaults, instance file, environment, then ``overrides``."""
+    env = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    base = Settings()
+    values: dict[str, Any] = {}
+    data_dir = overrides.get("data_dir") or env.get(ENV_PREFIX + "DATA_DIR") or base.data_dir
+    instance_file = Path(data_dir).expanduser() / "config.toml"
+    if instance_file.is_file():
+        try:
+            from_file = tomllib.loads(instance_file.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{instance_file}: not valid TOML: {exc}") from None
+        for k, v in from_file.items():
+            if k not in known:
+                raise ConfigError(f"{instance_file}: unknown setting {k!r}")
+            values[k] = v
+    for name in known:
+        if ENV_PREFIX + name.upper() in env:
+            values[name] = env[ENV_PREFIX + name.upper()]
+    extra: dict[str, Any] = {}
+    for k, v in overrides.items():
+        if k in known:
+            values[k] = v
+        else:
+            extra[k] = v
+    values["data_dir"] = data_dir
+    typed = {k: _coerce(k, v, getattr(base, k)) for k, v in values.items()}
+    settings = replace(base, **typed, extra=extra)
+    return settings
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """A settings copy with a secret key: configured, else generated once and kept on disk."""
+    if settings.secret_key:
+        return settings
+    path = settings.data_path / "secret_key"
+    if not path.exists():
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return replace(settings, secret_key=path.read_text().strip())

@@ -1,0 +1,1 @@
+"""Reporting cycles (REP_CYCLE): the calendar, deadlines and open/closed state."""

@@ -1,0 +1,1 @@
+"""The durable ingestion queue and the workers that validate and accept deliveries."""

@@ -1,0 +1,1 @@
+"""The national top-500 list: versions, diffs, per-province slices and acknowledgements."""

@@ -1,0 +1,1 @@
+"""Deliveries: receiving, archiving, receipts, reports and versions of accepted data."""
