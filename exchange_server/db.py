@@ -146,9 +146,8 @@ def _close_session(exc: BaseException | None) -> None:
         session.close()
 
 
-def init_app(app: Flask, settings: Settings) -> Database:
+def init_app(app: Flask, db: Database) -> Database:
     """Attach the database to the app; the request's session closes at teardown."""
-    db = Database(settings)
     app.extensions["kam_db"] = db
     app.teardown_appcontext(_close_session)
     return db

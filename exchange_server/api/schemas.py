@@ -1,0 +1,145 @@
+"""What the API carries, as marshmallow schemas (they also generate the OpenAPI document)."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+
+class ErrorSchema(Schema):
+    """The one shape of every error."""
+
+    code = fields.String(required=True, metadata={"description": "stable error code, e.g. delivery_not_found"})
+    status = fields.Integer(required=True)
+    message = fields.String(required=True)
+    message_zh = fields.String(required=True)
+    errors = fields.Raw()
+
+
+class FileSchema(Schema):
+    """A file of a delivery as received."""
+
+    name = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    unit = fields.String(allow_none=True)
+    rows = fields.Integer(allow_none=True)
+
+
+class LinksSchema(Schema):
+    """Where to find more about a delivery."""
+
+    self = fields.String()
+    report = fields.String()
+    receipt_xml = fields.String()
+    file_feedback_xml = fields.String()
+    record_feedback_xml = fields.String()
+
+
+class ReceiptSchema(Schema):
+    """Issued the moment a delivery is received."""
+
+    delivery_id = fields.Integer(required=True)
+    check_file = fields.String(allow_none=True)
+    received_at = fields.String(metadata={"description": "ISO 8601, UTC"})
+    received_at_beijing = fields.String(metadata={"description": "YYYYMMDDHHMMSS, Beijing time"})
+    fingerprint = fields.String(metadata={"description": "SHA-256 over the names and digests of all files"})
+    duplicate = fields.Boolean(metadata={"description": "true when these exact bytes were received before"})
+    status = fields.String()
+    files = fields.List(fields.Nested(FileSchema))
+    links = fields.Nested(LinksSchema)
+
+
+class CodeCountSchema(Schema):
+    """How often one error code was found."""
+
+    code = fields.String()
+    severity = fields.String()
+    count = fields.Integer()
+
+
+class VersionSchema(Schema):
+    """An accepted version of one unit of a party's cycle."""
+
+    unit = fields.String()
+    number = fields.Integer()
+    current = fields.Boolean()
+    accepted_at = fields.String()
+
+
+class DeliverySchema(ReceiptSchema):
+    """A delivery with its verdict."""
+
+    channel = fields.String()
+    mode = fields.String(allow_none=True)
+    party = fields.String(allow_none=True)
+    period = fields.String(allow_none=True)
+    resend = fields.Integer(allow_none=True)
+    validated_at = fields.String(allow_none=True)
+    errors = fields.Integer()
+    warnings = fields.Integer()
+    late = fields.Boolean()
+    counts = fields.List(fields.Nested(CodeCountSchema))
+    versions = fields.List(fields.Nested(VersionSchema))
+    failure = fields.String(allow_none=True)
+
+
+class DeliveryQueryArgsSchema(Schema):
+    """Filters for listing deliveries."""
+
+    cycle = fields.String()
+    status = fields.String(validate=validate.OneOf(
+        ["queued", "validating", "accepted", "accepted_with_warnings", "rejected", "failed"]))
+    mode = fields.String(validate=validate.OneOf(["P", "T"]))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class DeliveryPageSchema(Schema):
+    """One page of deliveries."""
+
+    items = fields.List(fields.Nested(DeliverySchema))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class CycleSchema(Schema):
+    """A cycle of the reporting calendar."""
+
+    id = fields.String()
+    freq = fields.String()
+    name = fields.String()
+    begin_date = fields.Date()
+    end_date = fields.Date()
+    deadline = fields.String(metadata={"description": "ISO 8601, UTC"})
+    deadline_beijing = fields.String()
+    units_due = fields.List(fields.String())
+    state = fields.String()
+    remark = fields.String()
+
+
+class CycleQueryArgsSchema(Schema):
+    """Filters for the calendar."""
+
+    state = fields.String(validate=validate.OneOf(["planned", "open", "closed"]))
+
+
+class SliceFileSchema(Schema):
+    """A file of a list slice (the spec's D_ delivery)."""
+
+    name = fields.String()
+    sha256 = fields.String()
+    size = fields.Integer()
+    url = fields.String()
+
+
+class ListSliceSchema(Schema):
+    """The province's part of the current national list."""
+
+    version = fields.String()
+    province = fields.String()
+    published_at = fields.String()
+    rows = fields.Integer()
+    added = fields.Integer()
+    changed = fields.Integer()
+    removed = fields.Integer()
+    files = fields.List(fields.Nested(SliceFileSchema))

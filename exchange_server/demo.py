@@ -1,0 +1,157 @@
+"""``exchange-server demo``: the whole exchange on one machine, with realistic data.
+
+SQLite and the archive in ``--data-dir``; an admin, an analyst and all 31 province
+accounts (each with an API token and an SSH key pair, written under
+``<data dir>/demo-credentials/``); the year's reporting calendar with the demo cycle open;
+the national top-500 list published; and every province's sample delivery uploaded over
+HTTP to this very server and validated by the real pipeline. Then it keeps serving.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+MARKER = ".kam-demo"
+
+
+def _previous_month(today: dt.date) -> str:
+    first = today.replace(day=1) - dt.timedelta(days=1)
+    return f"{first.year}{first.month:02d}"
+
+
+def _write_secret(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(text.encode("utf-8") if isinstance(text, str) else text)
+
+
+def ssh_keypair() -> tuple[bytes, str]:
+    """A new Ed25519 key pair: (OpenSSH private key bytes, public key line)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public.decode("ascii")
+
+
+def _prepare_dir(data_dir: Path) -> None:
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / MARKER).exists():
+            raise click.UsageError(f"{data_dir} holds data that is not a demo's; pick an empty --data-dir")
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / MARKER).write_text("created by exchange-server demo; deleted and rebuilt by the next demo run\n")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--sftp-port", type=int, default=8022, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-data/server"),
+              show_default=True, help="Rebuilt on every run (only if it holds a previous demo).")
+@click.option("--cycle", "cycle_id", default=None, help="Demo cycle (default: last month).")
+@click.option("--scale", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--exit-after-load", is_flag=True, help="Stop after the sample deliveries are judged (for scripts).")
+def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | None, scale: int, workers: int,
+         exit_after_load: bool) -> None:
+    """Run an all-in-one demo: SQLite, demo accounts, an open cycle, a published list, sample deliveries."""
+    from province_agent.transport import HttpError, HttpTransport
+
+    from .accounts.services import AccountService
+    from .cycles.services import CycleService
+    from .lists.services import ListService
+    from .org.services import OrgService
+    from .runtime import open_runtime
+    from .runtime.serve import Server
+    from .sample_data.generator import generate
+    from .setup_service import initialise
+    from .submissions.models import Delivery
+
+    data_dir = data_dir.resolve()
+    _prepare_dir(data_dir)
+    cycle_id = cycle_id or _previous_month(dt.date.today())
+    rt = open_runtime({"data_dir": str(data_dir), "host": host, "port": port, "sftp_port": sftp_port,
+                       "worker_threads": workers})
+    initialise(rt)
+    creds = data_dir / "demo-credentials"
+    samples = data_dir / "sample-deliveries"
+    click.echo(f"generating sample data for cycle {cycle_id} (scale {scale}) ...")
+    generate(rt.spec, cycle_id, samples, provinces=None, scale=scale, fmt="mixed", seed=2002)
+    tokens: dict[str, str] = {}
+    with rt.db.session() as s:
+        accounts = AccountService(s, "demo")
+        accounts.create("admin", "admin", display_name="HQ admin / 集团管理员", password="admin-demo-2026")
+        accounts.create("analyst", "analyst", display_name="HQ analyst / 集团分析员", password="analyst-demo-2026")
+        _write_secret(creds / "admin.password", "admin-demo-2026\n")
+        _write_secret(creds / "analyst.password", "analyst-demo-2026\n")
+        for prov in OrgService(s).provinces():
+            acct = accounts.create(f"prov{prov.code}", "province", prov.code)
+            secret, _ = accounts.create_token(acct, "demo")
+            tokens[prov.code] = secret
+            private, public = ssh_keypair()
+            accounts.add_ssh_key(acct, public, "demo")
+            _write_secret(creds / prov.code / "token", secret + "\n")
+            _write_secret(creds / prov.code / "id_ed25519", private)
+            (creds / prov.code / "id_ed25519.pub").write_text(public + "\n")
+        cycles = CycleService(s, rt.spec, "demo")
+        calendar = sorted((samples / "00").glob(f"D_00_{cycle_id[:4]}_*.chk"))
+        if calendar:
+            cycles.import_calendar(calendar[0])
+        if cycles.find(cycle_id) is None:
+            cycles.create(cycle_id)
+        # The demo's cycle takes deliveries now, whatever its real deadline.
+        cycles.open(cycle_id)
+        cycles.set_deadline(cycle_id, dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
+        lists = ListService(s, rt.archive, rt.spec, "demo")
+        list_check = sorted((samples / "00").glob("D_00_*V*_00.chk"))
+        if list_check:
+            lists.publish(lists.load(list_check[0]))
+    server = Server(rt, host, port).start()
+    click.echo(f"server up at {server.url}; uploading {len(tokens)} provinces' deliveries over HTTP ...")
+    started = time.monotonic()
+    ids = []
+    for prov, secret in sorted(tokens.items()):
+        folder = samples / prov
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        try:
+            _status, receipt = HttpTransport(server.url, secret).upload(files)
+            ids.append(receipt["delivery_id"])
+        except HttpError as exc:
+            click.echo(f"  {prov}: upload refused: {exc}", err=True)
+    while True:
+        with rt.db.session() as s:
+            rows = [s.get(Delivery, i) for i in ids]
+            if all(d is not None and d.is_final for d in rows):
+                break
+        time.sleep(0.5)
+    verdicts: dict[str, int] = {}
+    for d in rows:
+        assert d is not None
+        verdicts[d.status] = verdicts.get(d.status, 0) + 1
+    click.echo(f"{len(ids)} deliveries judged in {time.monotonic() - started:.1f} s: "
+               + ", ".join(f"{n} {k}" for k, n in sorted(verdicts.items())))
+    click.echo(f"""
+Key-account exchange demo / 大客户数据交换演示
+  API            {server.url}/api/v1   (OpenAPI: {server.url}/api/v1/openapi.json)
+  health         {server.url}/healthz
+  admin          admin / admin-demo-2026
+  analyst        analyst / analyst-demo-2026
+  provinces      prov11 ... prov65: API token and SSH key in {creds}/<province>/
+  sample files   {samples}
+  data           {data_dir} (SQLite database, archive)
+Try:  curl -H "Authorization: Bearer $(cat {creds}/42/token)" {server.url}/api/v1/deliveries
+Stop with Ctrl-C.""")
+    if exit_after_load:
+        server.shutdown()
+        return
+    server.wait()

@@ -1,0 +1,91 @@
+"""``serve``: the HTTP server (waitress) and the ingestion workers in one process.
+
+Waitress is a pure-Python, multi-threaded WSGI server that spools large request bodies to
+disk; with our own streaming parser and a per-request cap, memory stays flat however big
+the delivery. Workers run as threads here; more can run as separate processes
+(``exchange-server worker``) against the same database.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from waitress.server import create_server
+
+from ..app import create_app
+from ..ingestion.worker import IngestionWorker, VerdictHook
+from .services import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Server:
+    """The running parts of one ``serve`` process."""
+
+    runtime: Runtime
+    host: str
+    port: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    wsgi: Any = None
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, workers: int | None = None, hooks: list[VerdictHook] | None = None) -> "Server":
+        """Bind the HTTP port and start the workers (non-blocking)."""
+        app = create_app(runtime=self.runtime)
+        s = self.runtime.settings
+        # Bodies over a few MiB are spooled by waitress to a temp file before our parser reads them.
+        self.wsgi = create_server(app, host=self.host, port=self.port, threads=s.http_threads,
+                                  max_request_body_size=s.max_delivery_size + 1024 * 1024, ident="kam-exchange",
+                                  inbuf_overflow=4 * 1024 * 1024, clear_untrusted_proxy_headers=True)
+        self.port = self.wsgi.effective_port
+        for i in range(s.worker_threads if workers is None else workers):
+            worker = IngestionWorker(self.runtime, f"w{i}", hooks)
+            t = threading.Thread(target=worker.run_forever, args=(self.stop,), name=f"ingest-{i}", daemon=True)
+            t.start()
+            self.threads.append(t)
+        web = threading.Thread(target=self._run_http, name="http", daemon=True)
+        web.start()
+        self.threads.append(web)
+        return self
+
+    def _run_http(self) -> None:
+        try:
+            self.wsgi.run()
+        except OSError:
+            # Closing the listening socket under waitress's select loop ends it this way.
+            if not self.stop.is_set():
+                raise
+
+    def shutdown(self) -> None:
+        """Stop accepting, let workers finish their current delivery, close."""
+        self.stop.set()
+        for fn in self.on_stop:
+            fn()
+        if self.wsgi is not None:
+            self.wsgi.task_dispatcher.shutdown(timeout=5)
+            self.wsgi.close()
+        for t in self.threads:
+            if t.name.startswith("ingest"):
+                t.join(timeout=30)
+        self.runtime.db.dispose()
+
+    def wait(self) -> None:
+        """Block until SIGINT or SIGTERM, then shut down."""
+        def _stop(signum: int, _frame: Any) -> None:
+            log.info("signal %d: shutting down", signum)
+            self.stop.set()
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        self.stop.wait()
+        self.shutdown()

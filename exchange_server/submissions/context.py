@@ -1,0 +1,111 @@
+"""What the server knows beyond the files: the validation context (tier 6) of a delivery."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from lxml import etree
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from schemas import CheckFileError, Spec
+from schemas.conventions import CheckFile, Cycle
+from schemas.validation import ValidationContext
+from schemas.validation.readers import text_lines
+
+from ..accounts.models import Account
+from ..accounts.services import authorised_parties
+from ..clock import beijing_stamp
+from ..cycles.models import ReportingCycle
+from ..org.models import LOCAL_NETWORK, Area
+from ..storage import Archive
+from .models import Delivery
+from .versions import VersionService
+
+
+class ContextBuilder:
+    """Builds the ValidationContext for one delivery from the database and the archive."""
+
+    def __init__(self, session: Session, archive: Archive, spec: Spec) -> None:
+        self.session = session
+        self.archive = archive
+        self.spec = spec
+
+    def build(self, delivery: Delivery, account: Account) -> ValidationContext:
+        """Cycle state and calendar, sender rights, resend order, deadline, list slice, last cycle."""
+        ctx = ValidationContext(authorised_parties=authorised_parties(self.session, account), account=account.name,
+                                received_at=beijing_stamp(delivery.received_at))
+        ctx.known_cycles = frozenset(self.session.scalars(select(ReportingCycle.id)))
+        if delivery.period is None or delivery.party is None:
+            return ctx
+        cycle = self.session.get(ReportingCycle, delivery.period)
+        if cycle is not None:
+            ctx.cycle_state = cycle.state
+            ctx.units_due = frozenset(cycle.units)
+            ctx.deadline = beijing_stamp(cycle.deadline)
+        # Resend numbers count in order of arrival: only deliveries received before this one.
+        ctx.last_resend = self.session.scalar(
+            select(func.max(Delivery.resend)).where(Delivery.party == delivery.party, Delivery.period == delivery.period,
+                                                    Delivery.mode == delivery.mode, Delivery.id < delivery.id))
+        province = self._province_of(delivery.party)
+        if province == delivery.party:  # a local network's own delivery carries only part of the list
+            from ..lists.services import ListService
+
+            found = ListService(self.session, self.archive, self.spec).slice_ids(province)
+            if found is not None:
+                ctx.list_ids, ctx.list_version = found
+        if delivery.mode == "P":
+            ctx.previous = self._previous(delivery.party, delivery.period)
+        return ctx
+
+    def _province_of(self, party: str) -> str | None:
+        area = self.session.get(Area, party)
+        if area is None:
+            return None
+        return area.parent_code if area.level == LOCAL_NETWORK else area.code
+
+    def _previous(self, party: str, period: str) -> dict[str, dict[str, dict[str, str]]] | None:
+        """Last cycle's current rows of the units with opening or watched fields."""
+        try:
+            prev = Cycle.parse(period).previous().id
+        except ValueError:
+            return None
+        versions = VersionService(self.session)
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        for unit in self.spec.units:
+            wanted = [f.opening_of or f.id for f in unit.fields if f.opening_of or f.watch]
+            if unit.direction != "up" or not wanted:
+                continue
+            version = versions.current(party, unit.code, prev)
+            if version is None:
+                continue
+            keys = [k for k in unit.primary_key if k != "CYCLE_ID"]
+            rows: dict[str, dict[str, str]] = {}
+            for row in self._rows(version.delivery, unit.code):
+                rows["\x1f".join(row.get(k, "") for k in keys)] = {f: row.get(f, "") for f in wanted}
+            out[unit.name] = rows
+        return out or None
+
+    def _rows(self, delivery: Delivery, unit_code: str) -> Iterator[dict[str, str]]:
+        """The rows of one unit of an accepted delivery, read back from the archive."""
+        unit = self.spec.unit(unit_code)
+        check_file = next((f for f in delivery.files if f.name.endswith(".chk")), None)
+        if check_file is None:
+            return
+        try:
+            check = CheckFile.parse(self.archive.read_bytes(check_file.sha256))
+        except CheckFileError:
+            return
+        for f in delivery.files:
+            if f.unit != unit_code:
+                continue
+            path = self.archive.path(f.sha256)
+            if f.name.endswith(".txt"):
+                for line in text_lines(path, check.encoding):
+                    yield dict(zip(unit.field_ids, line.rstrip("\r").split(check.delimiter)))
+            else:
+                ns = "{" + self.spec.namespace + "}"
+                parser = etree.iterparse(str(path), events=("end",), tag=ns + "ROW", resolve_entities=False,
+                                         no_network=True, load_dtd=False)
+                for _, el in parser:
+                    yield {child.tag[len(ns):]: (child.text or "") for child in el}
+                    el.clear()

@@ -1,0 +1,130 @@
+"""The HTTP transport: streamed multipart uploads and JSON calls to ``/api/v1``.
+
+Uploads are streamed from disk with a precomputed Content-Length, so a 1 GB delivery
+needs one buffer of memory. Standard library only (http.client), TLS verified by default.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlencode, urlsplit
+
+CHUNK = 1 << 20
+
+
+class HttpError(Exception):
+    """The server answered with an error (its JSON error shape is in ``body``)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        code = body.get("code") if isinstance(body, dict) else None
+        message = body.get("message") if isinstance(body, dict) else str(body)[:200]
+        super().__init__(f"HTTP {status} {code or ''}: {message}")
+        self.code = code
+
+
+def multipart_body(paths: Sequence[Path], boundary: str) -> tuple[list[bytes | Path], int]:
+    """The parts of a multipart body (bytes, or files to stream) and its total length."""
+    parts: list[bytes | Path] = []
+    length = 0
+    for p in paths:
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{p.name}\"\r\n"
+                f"Content-Type: application/octet-stream\r\n\r\n").encode("utf-8")
+        parts += [head, p, b"\r\n"]
+        length += len(head) + p.stat().st_size + 2
+    tail = f"--{boundary}--\r\n".encode("ascii")
+    parts.append(tail)
+    return parts, length + len(tail)
+
+
+def _stream(parts: list[bytes | Path]) -> Iterator[bytes]:
+    for part in parts:
+        if isinstance(part, bytes):
+            yield part
+            continue
+        with part.open("rb") as fh:
+            while block := fh.read(CHUNK):
+                yield block
+
+
+class HttpTransport:
+    """Talks to one exchange server with one API token."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 300, verify_tls: bool = True,
+                 ca_file: str | None = None) -> None:
+        parts = urlsplit(base_url.rstrip("/"))
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname or "", parts.port
+        self.prefix = parts.path
+        self.token = token
+        self.timeout = timeout
+        self.context: ssl.SSLContext | None = None
+        if self.scheme == "https":
+            self.context = ssl.create_default_context(cafile=ca_file)
+            if not verify_tls:
+                self.context.check_hostname = False
+                self.context.verify_mode = ssl.CERT_NONE
+
+    def _conn(self) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        h = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        h.update(extra or {})
+        return h
+
+    @staticmethod
+    def _answer(resp: http.client.HTTPResponse) -> tuple[int, bytes]:
+        return resp.status, resp.read()
+
+    def request(self, method: str, path: str, query: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        """A plain request; returns (status, body bytes)."""
+        url = self.prefix + path + ("?" + urlencode(query) if query else "")
+        conn = self._conn()
+        try:
+            conn.request(method, url, headers=self._headers())
+            return self._answer(conn.getresponse())
+        finally:
+            conn.close()
+
+    def get_json(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        """GET a JSON resource; HttpError on a 4xx/5xx answer."""
+        status, body = self.request("GET", path, query)
+        data = json.loads(body) if body else None
+        if status >= 400:
+            raise HttpError(status, data)
+        return data
+
+    def get_bytes(self, path: str) -> bytes:
+        """GET a file; HttpError on an error answer."""
+        status, body = self.request("GET", path)
+        if status >= 400:
+            raise HttpError(status, json.loads(body) if body.startswith(b"{") else body.decode("utf-8", "replace"))
+        return body
+
+    def upload(self, paths: Sequence[Path], path: str = "/api/v1/deliveries") -> tuple[int, Any]:
+        """Upload a delivery's files in one streamed multipart request; returns (status, receipt)."""
+        boundary = "kam-" + uuid.uuid4().hex
+        parts, length = multipart_body([Path(p) for p in paths], boundary)
+        conn = self._conn()
+        try:
+            conn.putrequest("POST", self.prefix + path)
+            for k, v in self._headers({"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                        "Content-Length": str(length)}).items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            for block in _stream(parts):
+                conn.send(block)
+            status, body = self._answer(conn.getresponse())
+        finally:
+            conn.close()
+        data = json.loads(body) if body else None
+        if status >= 400:
+            raise HttpError(status, data)
+        return status, data
