@@ -57,18 +57,19 @@ class ImportedList:
     warnings: list[dict[str, Any]] = dc_field(default_factory=list)
 
 
-def detect_format(path: Path) -> str:
-    """spec (a directory or a check file), csv or xlsx, from the path; BadRequest otherwise."""
+def detect_format(path: Path, name: str | None = None) -> str:
+    """spec (a directory or a check file), csv or xlsx, from the path (or the name it was sent under)."""
     if path.is_dir() or path.name.endswith(".chk"):
         return SPEC
-    suffix = path.suffix.lower()
+    suffix = Path(name or path.name).suffix.lower()
     if suffix in CSV_SUFFIXES:
         return CSV
     if suffix in XLSX_SUFFIXES:
         return XLSX
-    raise BadRequest(f"{path.name}: a list must be the spec's check file (.chk) with its data files, a .csv or a "
-                     f".xlsx file", f"{path.name}：名单应为规范格式（校验文件 .chk 及其数据文件）、.csv 或 .xlsx 文件",
-                     code="list_format_unknown", errors={"file": path.name})
+    shown = name or path.name
+    raise BadRequest(f"{shown}: a list must be the spec's check file (.chk) with its data files, a .csv or a "
+                     f".xlsx file", f"{shown}：名单应为规范格式（校验文件 .chk 及其数据文件）、.csv 或 .xlsx 文件",
+                     code="list_format_unknown", errors={"file": shown})
 
 
 def check_version(version: str) -> str:
@@ -111,10 +112,10 @@ def find_check_file(path: Path, version: str | None = None) -> Path:
     return found[0]
 
 
-def source_files(path: Path, version: str | None = None) -> list[Path]:
+def source_files(path: Path, version: str | None = None, name: str | None = None) -> list[Path]:
     """Every file that makes up the list at ``path``: the check file and its data files, or the one sheet."""
     path = Path(path)
-    if detect_format(path) != SPEC:
+    if detect_format(path, name) != SPEC:
         if not path.is_file():
             raise BadRequest(f"{path.name} does not exist", f"{path.name} 不存在", code="list_source_missing",
                              errors={"file": path.name})
@@ -127,20 +128,26 @@ def source_files(path: Path, version: str | None = None) -> list[Path]:
     return [check]
 
 
-def import_list(path: Path, spec: Spec, version: str | None = None,
-                options: ValidationOptions | None = None) -> ImportedList:
-    """Read and validate a national list in any supported format; Unprocessable when it is rejected."""
+def import_list(path: Path, spec: Spec, version: str | None = None, options: ValidationOptions | None = None,
+                name: str | None = None) -> ImportedList:
+    """Read and validate a national list in any supported format; Unprocessable when it is rejected.
+
+    ``name`` is the name a CSV or XLSX file was sent under, when it is stored under
+    another (an upload's temporary file): findings and the format follow it. The spec's
+    files always go by their own names.
+    """
     path = Path(path)
     if version is not None:
         check_version(version)
-    fmt = detect_format(path)
+    fmt = detect_format(path, name)
     if fmt == SPEC:
         return _import_spec(path, spec, version, options)
+    shown = name or path.name
     if fmt == CSV:
-        table = _csv_table(path)
+        table = _csv_table(path, shown)
     else:
-        table = _xlsx_table(path, spec)
-    return _import_table(path.name, fmt, table, spec, version, options)
+        table = _xlsx_table(path, spec, shown)
+    return _import_table(shown, fmt, table, spec, version, options)
 
 
 # -- the spec's own format ------------------------------------------------------------------
@@ -208,10 +215,10 @@ class _Table:
     rows: list[tuple[int, list[str]]]
 
 
-def _csv_table(path: Path) -> _Table:
+def _csv_table(path: Path, name: str) -> _Table:
     """A CSV file's cells; UTF-8 (BOM or not) or GB18030."""
     data = path.read_bytes()
-    text = _decode(data, path.name)
+    text = _decode(data, name)
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     header_line = 0
@@ -228,10 +235,10 @@ def _csv_table(path: Path) -> _Table:
             else:
                 rows.append((start, cells))
     except csv.Error as exc:
-        raise Unprocessable(f"{path.name} line {reader.line_num}: not readable as CSV ({exc})",
-                            f"{path.name} 第 {reader.line_num} 行：无法按CSV读取（{exc}）", code="list_unreadable",
-                            errors=[{"file": path.name, "line": reader.line_num, "message_en": str(exc)}]) from None
-    return _Table(path.name, header or [], header_line or 1, rows)
+        raise Unprocessable(f"{name} line {reader.line_num}: not readable as CSV ({exc})",
+                            f"{name} 第 {reader.line_num} 行：无法按CSV读取（{exc}）", code="list_unreadable",
+                            errors=[{"file": name, "line": reader.line_num, "message_en": str(exc)}]) from None
+    return _Table(name, header or [], header_line or 1, rows)
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -254,19 +261,25 @@ def _decode(data: bytes, name: str) -> str:
                                 errors=[finding]) from None
 
 
-def _xlsx_table(path: Path, spec: Spec) -> _Table:
+def _xlsx_table(path: Path, spec: Spec, name: str) -> _Table:
     """The first sheet of a workbook, cells turned into the spec's lexical forms."""
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
+    try:
+        # Only XLSX needs it; CSV and the spec's files work without.
+        from openpyxl import load_workbook
+        from openpyxl.utils.exceptions import InvalidFileException
+    except ImportError:
+        raise BadRequest("reading XLSX needs the openpyxl package, which is not installed; send CSV instead",
+                         "读取XLSX需要安装openpyxl，当前未安装；请改用CSV", code="list_xlsx_unsupported") from None
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
-        raise Unprocessable(f"{path.name} is not a readable XLSX workbook ({exc})",
-                            f"{path.name} 不是可读取的XLSX工作簿（{exc}）", code="list_unreadable",
-                            errors=[{"file": path.name, "message_en": str(exc)}]) from None
+        raise Unprocessable(f"{name} is not a readable XLSX workbook ({exc})",
+                            f"{name} 不是可读取的XLSX工作簿（{exc}）", code="list_unreadable",
+                            errors=[{"file": name, "message_en": str(exc)}]) from None
     try:
         ws = wb.worksheets[0]
+        # Some writers record a wrong sheet size, which read-only mode would trust.
+        ws.reset_dimensions()
         header: list[str] | None = None
         header_line = 1
         types: list[str | None] = []
@@ -282,7 +295,7 @@ def _xlsx_table(path: Path, spec: Spec) -> _Table:
             rows.append((no, [_cell_text(v, types[i] if i < len(types) else None) for i, v in enumerate(values)]))
     finally:
         wb.close()
-    return _Table(path.name, header or [], header_line, rows)
+    return _Table(name, header or [], header_line, rows)
 
 
 def _cell_text(value: Any, ftype: str | None) -> str:

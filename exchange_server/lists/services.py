@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import Spec
@@ -90,9 +91,16 @@ class ListService:
     # -- reading ----------------------------------------------------------------------
     def current(self) -> ListVersion | None:
         """The version in force: the latest published one."""
-        return self.session.scalars(select(ListVersion).where(ListVersion.state == PUBLISHED)
-                                    .order_by(ListVersion.published_at.desc(), ListVersion.id.desc())
-                                    .limit(1)).first()
+        return self._current(lock=False)
+
+    def _current(self, lock: bool) -> ListVersion | None:
+        query = (select(ListVersion).where(ListVersion.state == PUBLISHED)
+                 .order_by(ListVersion.published_at.desc(), ListVersion.id.desc()).limit(1))
+        if lock:
+            # PostgreSQL: two publications at once wait for each other here (SQLite
+            # transactions are IMMEDIATE, so they never overlap in the first place).
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalars(query).first()
 
     def find(self, version: str) -> ListVersion | None:
         """A version by name, or None."""
@@ -115,17 +123,19 @@ class ListService:
              day: dt.date | None = None) -> ListVersion:
         """Archive, validate and store a list as a draft with its changes against the published version.
 
-        ``day`` is the load day (Beijing; today by default): customers that drop off the
-        list are removed as of that day.
+        ``source_name`` is the name a CSV or XLSX file was sent under when ``path`` is a
+        temporary file (it then names the file in findings and decides the format). ``day``
+        is the load day (Beijing; today by default): customers that drop off the list are
+        removed as of that day.
         """
         path = Path(path)
         if version is not None:
             check_version(version)
-        files = source_files(path, version)
+        files = source_files(path, version, source_name)
         # Every received file is kept before anything else happens to it, rejected or not.
         digests = {p.name: self._archive_file(p) for p in files}
         source = files[0]
-        imported = import_list(path, self.spec, version)
+        imported = import_list(path, self.spec, version, name=source_name)
         name = imported.version
         if self.find(name) is not None:
             raise Conflict(f"list version {name} already exists", f"名单版本 {name} 已存在",
@@ -144,8 +154,15 @@ class ListService:
         counts = {c: sum(1 for e in entries if e.change_type == c) for c in (ADDED, CHANGED, REMOVED, UNCHANGED)}
         listv.added, listv.changed = counts[ADDED], counts[CHANGED]
         listv.removed, listv.unchanged = counts[REMOVED], counts[UNCHANGED]
-        self.session.add(listv)
-        self.session.flush()
+        try:
+            # A savepoint, so that losing a race for the version name leaves the caller's
+            # transaction usable and answers like the check above.
+            with self.session.begin_nested():
+                self.session.add(listv)
+                self.session.flush()
+        except IntegrityError:
+            raise Conflict(f"list version {name} already exists", f"名单版本 {name} 已存在",
+                           code="list_version_exists", errors={"version": name}) from None
         record(self.session, self.actor, "list.load", f"list:{name}", format=imported.format,
                source=listv.source_name, files=digests, based_on=base.version if base else None,
                entries=len(entries), added=listv.added, changed=listv.changed, removed=listv.removed,
@@ -242,12 +259,15 @@ class ListService:
         leading nobody.
         """
         who = actor or self.actor
+        # Read the state again under a row lock: it may have changed since it was loaded.
+        version = self.session.scalars(select(ListVersion).where(ListVersion.id == version.id).with_for_update()
+                                       .execution_options(populate_existing=True)).one()
         if version.state != DRAFT:
             raise Conflict(f"list version {version.version} is {version.state}, not a draft",
                            f"名单版本 {version.version} 的状态为 {version.state}，不是草稿",
                            code="list_already_published" if version.state == PUBLISHED else "list_not_draft",
                            errors={"version": version.version, "state": version.state})
-        base = self.current()
+        base = self._current(lock=True)
         if (base.id if base else None) != version.based_on_id:
             # Its change types were computed against a version that is no longer in force.
             raise Conflict(f"list version {version.version} was compared with a version that is no longer "

@@ -49,14 +49,20 @@ class StagedObject:
         self.fh.write(data)
         return len(data)
 
-    def commit(self) -> str:
-        """Make the file durable and move it into the archive; returns its SHA-256."""
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        self.digest = self.sha.hexdigest()
-        self.archive._place(self.path, self.digest)
+    def seal(self) -> str:
+        """Finish writing: flush to disk and fix the digest (the file stays in staging)."""
+        if self.digest is None:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            self.digest = self.sha.hexdigest()
         return self.digest
+
+    def commit(self) -> str:
+        """Seal the file and move it into the archive; returns its SHA-256."""
+        digest = self.seal()
+        self.archive._place(self.path, digest)
+        return digest
 
     def discard(self) -> None:
         """Drop a file that will not be archived."""

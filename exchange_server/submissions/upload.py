@@ -61,8 +61,12 @@ def receive_multipart(stream: BinaryIO, content_type: str | None, content_length
         raise PayloadTooLarge(f"the request is {content_length} bytes; at most {settings.max_delivery_size} are accepted",
                               f"请求大小 {content_length} 字节，超过上限 {settings.max_delivery_size} 字节",
                               code="delivery_too_large", errors={"limit": settings.max_delivery_size})
-    decoder = MultipartDecoder(boundary.encode("latin-1"), max_form_memory_size=64 * 1024)
+    # No max_form_memory_size: Werkzeug applies it to the whole buffer, file data included.
+    # The buffer never holds more than one chunk here, since events are drained after each
+    # chunk, and the data of plain form fields is dropped.
+    decoder = MultipartDecoder(boundary.encode("latin-1"))
     received: list[ReceivedFile] = []
+    sealed: list[StagedObject] = []  # complete parts, archived only once the whole body is in
     current: StagedObject | None = None
     current_name = ""
     total = 0
@@ -96,8 +100,8 @@ def receive_multipart(stream: BinaryIO, content_type: str | None, content_length
                     if current is not None:
                         current.write(event.data)
                         if not event.more_data:
-                            digest = current.commit()
-                            received.append(ReceivedFile(current_name, digest, current.size))
+                            received.append(ReceivedFile(current_name, current.seal(), current.size))
+                            sealed.append(current)
                             current = None
                 elif isinstance(event, Epilogue):
                     done = True
@@ -105,12 +109,18 @@ def receive_multipart(stream: BinaryIO, content_type: str | None, content_length
     except ClientDisconnected:
         raise BadRequest("the client disconnected before the upload was complete", "客户端在上传完成前断开",
                          code="upload_incomplete") from None
-    except ValueError as exc:  # the decoder's word for a malformed body
+    except ValueError as exc:  # the decoder's word for a malformed or truncated body
+        if decoder.complete:  # the body ended early: the decoder cannot go beyond where it stopped
+            raise BadRequest("the upload ended before the multipart body was complete",
+                             "上传在multipart内容结束前中断", code="upload_incomplete") from None
         raise BadRequest(f"the multipart body is malformed: {exc}", f"multipart内容格式错误：{exc}",
                          code="bad_multipart") from None
     finally:
-        if current is not None:
-            current.discard()
+        if not done:
+            for staged in [*sealed, *([current] if current is not None else [])]:
+                staged.discard()
     if not received:
         raise BadRequest("the request carries no files", "请求中没有文件", code="no_files")
+    for staged in sealed:
+        staged.commit()
     return received

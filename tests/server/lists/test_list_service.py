@@ -11,7 +11,6 @@ from typing import Any, Iterator
 
 import pytest
 import sqlalchemy.orm
-from openpyxl import Workbook
 from sqlalchemy import select
 
 from exchange_server.accounts.models import Account
@@ -159,7 +158,7 @@ def test_csv_and_xlsx_give_identical_entries(service: ListService, spec: Spec, s
     v3 = service.load(b)
 
     # XLSX with typed cells (numbers, dates) and Chinese headers.
-    wb = Workbook()
+    wb = pytest.importorskip("openpyxl").Workbook()
     ws = wb.active
     ws.append(zh)
     for r in sample_rows:
@@ -253,7 +252,7 @@ def test_invalid_spec_format_names_its_data_file(spec: Spec, sample_rows: list[R
 
 def test_xlsx_value_with_a_delimiter_is_refused(spec: Spec, sample_rows: list[Row], tmp_path: Path) -> None:
     unit = spec.unit("TOP500_LIST")
-    wb = Workbook()
+    wb = pytest.importorskip("openpyxl").Workbook()
     ws = wb.active
     ws.append(list(unit.field_ids))
     for n, r in enumerate(active(sample_rows)[:5]):
@@ -461,3 +460,44 @@ def test_downloads_are_recorded(service: ListService, session: sqlalchemy.orm.Se
         [(s42.check_name, "http", acct.id), (s42.data_name, "sftp", acct.id)]
     assert got[0] is first and first.at is not None and first.slice_id == s42.id
     assert service.downloads("2026V01") == got
+
+
+def test_xml_spec_format_gives_identical_entries(service: ListService, spec: Spec, sample_dir: Path,
+                                                 tmp_path: Path) -> None:
+    generate(spec, "202610", tmp_path / "x", provinces=["42"], scale=1, fmt="xml", seed=2002)
+    xml = service.load(tmp_path / "x" / "00" / "D_00_2026V01_00.chk")
+    assert xml.version == "2026V01" and len(xml.entries) == 500
+    reference = import_list(sample_dir, spec)
+    assert {e.national_cust_id for e in xml.entries} == \
+        {r["NATIONAL_CUST_ID"] for r in reference.rows if r["CHANGE_TYPE"] != "D"}
+
+
+def test_losing_a_race_for_the_version_name_is_a_conflict(service: ListService, session: sqlalchemy.orm.Session,
+                                                          sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = service.load(sample_dir)
+    session.commit()
+    # As if another transaction had stored the version between the check and the insert.
+    monkeypatch.setattr(service, "find", lambda version: None)
+    with pytest.raises(Conflict) as exc:
+        service.load(sample_dir)
+    assert exc.value.code == "list_version_exists"
+    assert session.scalars(select(ListVersion)).all() == [first]  # the transaction is still usable
+
+
+def test_upload_stored_under_a_temporary_name(service: ListService, spec: Spec, sample_rows: list[Row],
+                                              tmp_path: Path) -> None:
+    ids = list(spec.unit("TOP500_LIST").field_ids)
+    rows = [dict(r) for r in active(sample_rows)]
+    rows[2]["LEVEL_ID"] = "9"
+    tmp_file = write_csv(tmp_path / "upload-3f9a", ids, [[r[f] for f in ids] for r in rows], "utf-8")
+    with pytest.raises(Unprocessable) as exc:
+        service.load(tmp_file, source_name="名单2026V01.csv")
+    [e307] = findings(exc, "E307")
+    assert (e307["file"], e307["line"], e307["field"], e307["value"]) == ("名单2026V01.csv", 4, "LEVEL_ID", "9")
+    with pytest.raises(BadRequest) as bad:
+        service.load(tmp_file)  # no name to tell the format by
+    assert bad.value.code == "list_format_unknown"
+    rows[2]["LEVEL_ID"] = "1"
+    write_csv(tmp_file, ids, [[r[f] for f in ids] for r in rows], "utf-8")
+    v = service.load(tmp_file, source_name="名单2026V01.csv")
+    assert v.source_name == "名单2026V01.csv" and len(v.entries) == 500
