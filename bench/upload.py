@@ -15,7 +15,9 @@ is reported. Then, one after another, each with the machine to itself:
 
 The clients are ``curl -F`` (the same command for both servers) and the province agent's
 ``HttpTransport``. Peak memory of a server process is its ``VmHWM`` from /proc (since start,
-so it includes loading the standard). The receipt's SHA-256s must equal the files'.
+so it includes loading the standard). The receipt's SHA-256s must equal the files'. Each
+measurement is taken ``--repeat`` times (dirty pages flushed with ``sync`` before each; the
+disk of a virtual machine varies a lot) and the median is reported with every run's time.
 The generated files are deleted at the end.
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -228,6 +230,7 @@ class Upload:
     peak_mib: float = 0.0
     idle_mib: float = 0.0
     receipt_ok: bool | None = None
+    all_seconds: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -307,37 +310,57 @@ def measure_ours(files: Sequence[Path], total: int, expected: dict[str, tuple[in
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def run(size: int, work: Path) -> tuple[dict[str, Any], list[Upload]]:
+def repeated(times: int, measure: Callable[[], Upload]) -> Upload:
+    """Take a measurement ``times`` times (dirty pages flushed before each); the median run, with all times."""
+    runs = []
+    for _ in range(times):
+        os.sync()  # the previous run's writes are not this one's to pay for
+        runs.append(measure())
+    runs.sort(key=lambda u: u.seconds)
+    mid = runs[len(runs) // 2]
+    mid.all_seconds = [u.seconds for u in runs]
+    mid.peak_mib = max(u.peak_mib for u in runs)
+    if any(u.receipt_ok is not None for u in runs):
+        mid.receipt_ok = all(bool(u.receipt_ok) for u in runs)
+    mid.notes = [n for u in runs for n in u.notes]
+    return mid
+
+
+def run(size: int, work: Path, times: int) -> tuple[dict[str, Any], list[Upload]]:
     """Generate the delivery, then take every measurement, one after another."""
     gen = generate(size, work)
     folder = Path(gen["folder"])
     files = delivery_files(folder)
     expected = {p.name: (p.stat().st_size, sha256_file(p)) for p in files}
     total = sum(size for size, _ in expected.values())
-    results = [
-        measure_reference(files, total, work, "curl", "discard"),
-        measure_reference(files, total, work, "curl", "disk"),
-        measure_ours(files, total, expected, work, "curl"),
-        measure_reference(files, total, work, "agent", "discard"),
-        measure_ours(files, total, expected, work, "agent"),
-    ]
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        results = [
+            repeated(times, lambda: measure_reference(files, total, work, "curl", "discard")),
+            repeated(times, lambda: measure_reference(files, total, work, "curl", "disk")),
+            repeated(times, lambda: measure_ours(files, total, expected, work, "curl")),
+            repeated(times, lambda: measure_reference(files, total, work, "agent", "discard")),
+            repeated(times, lambda: measure_ours(files, total, expected, work, "agent")),
+        ]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return gen, results
 
 
 def table(results: list[Upload]) -> str:
     """The uploads as a Markdown table, throughput against the discarding receiver with the same client."""
     ref = {u.client: u for u in results if u.receiver == "reference (discard)"}
-    lines = ["| client | receiver | bytes | seconds | MB/s | × reference MB/s | server peak MiB (idle) | receipt SHA-256 |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| client | receiver | bytes | seconds (median) | runs, seconds (sorted) | MB/s | × reference MB/s | "
+             "server peak MiB (idle) | receipt SHA-256 |",
+             "|---|---|---:|---:|---|---:|---:|---:|---|"]
     for u in results:
         r = ref.get(u.client)
         ratio = f"{u.mb_s / r.mb_s:.2f}" if r and r.mb_s else "—"
         idle = f" ({u.idle_mib:.0f})" if u.idle_mib else ""
         ok = "—" if u.receipt_ok is None else ("equal" if u.receipt_ok else "**differ**")
-        lines.append(f"| {u.client} | {u.receiver} | {u.bytes:,} | {u.seconds:.2f} | {u.mb_s:,.0f} | {ratio} | "
+        spread = ", ".join(f"{x:.2f}" for x in u.all_seconds)
+        lines.append(f"| {u.client} | {u.receiver} | {u.bytes:,} | {u.seconds:.2f} | {spread} | {u.mb_s:,.0f} | {ratio} | "
                      f"{u.peak_mib:.0f}{idle} | {ok} |")
-        lines += [f"|  | ↳ {n} |  |  |  |  |  |  |" for n in u.notes]
+        lines += [f"|  | ↳ {n} |  |  |  |  |  |  |  |" for n in u.notes]
     return "\n".join(lines)
 
 
@@ -348,7 +371,8 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024, help="size of the delivery (default 1024 MiB)")
-    ap.add_argument("--quick", action="store_true", help="a 50 MiB smoke run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is reported")
+    ap.add_argument("--quick", action="store_true", help="a 50 MiB smoke run, each measurement once")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one under /tmp)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
@@ -361,7 +385,7 @@ def main() -> None:
         print(f"note: only {free / 2**30:.1f} GiB free under {work}; the delivery is cut to {size / MiB:.0f} MiB")
     try:
         started = time.time()
-        gen, results = run(size, work)
+        gen, results = run(size, work, 1 if a.quick else a.repeat)
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"wall {time.time() - started:.0f} s")
         print(f"delivery: 1 data file of {gen['rows']:,} rows + check file, {gen['bytes']:,} bytes; written in "

@@ -79,14 +79,15 @@ def init(ctx: click.Context) -> None:
 
 
 def _serve_options(f: Any) -> Any:
-    for opt in reversed([
+    options: list[Any] = [
         click.option("--host", default=None, help="Address to listen on (default 127.0.0.1)."),
         click.option("--port", type=int, default=None, help="HTTP port (default 8080; 0 picks a free one)."),
         click.option("--sftp-port", type=int, default=None, help="SFTP port (default 8022)."),
         _data_dir_option,
         click.option("--workers", type=click.IntRange(min=0), default=None,
                      help="Ingestion worker threads in this process (default 1; 0 = none)."),
-    ]):
+    ]
+    for opt in reversed(options):
         f = opt(f)
     return f
 
@@ -397,7 +398,7 @@ def cycle_list(ctx: click.Context) -> None:
 
     rt = _runtime(ctx)
     with rt.db.session() as s:
-        for c in CycleService(s, rt.spec).list():
+        for c in CycleService(s, rt.spec).calendar():
             click.echo(f"{c.id:<7} {c.state:<8} deadline {beijing_stamp(c.deadline)} (Beijing)  units {c.units_due}  {c.name}")
 
 

@@ -94,15 +94,15 @@ def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | N
         accounts.create("analyst", "analyst", display_name="HQ analyst / 集团分析员", password="analyst-demo-2026")
         _write_secret(creds / "admin.password", "admin-demo-2026\n")
         _write_secret(creds / "analyst.password", "analyst-demo-2026\n")
-        for prov in OrgService(s).provinces():
-            acct = accounts.create(f"prov{prov.code}", "province", prov.code)
+        for area in OrgService(s).provinces():
+            acct = accounts.create(f"prov{area.code}", "province", area.code)
             secret, _ = accounts.create_token(acct, "demo")
-            tokens[prov.code] = secret
+            tokens[area.code] = secret
             private, public = ssh_keypair()
             accounts.add_ssh_key(acct, public, "demo")
-            _write_secret(creds / prov.code / "token", secret + "\n")
-            _write_secret(creds / prov.code / "id_ed25519", private)
-            (creds / prov.code / "id_ed25519.pub").write_text(public + "\n")
+            _write_secret(creds / area.code / "token", secret + "\n")
+            _write_secret(creds / area.code / "id_ed25519", private)
+            (creds / area.code / "id_ed25519.pub").write_text(public + "\n")
         cycles = CycleService(s, rt.spec, "demo")
         calendar = sorted((samples / "00").glob(f"D_00_{cycle_id[:4]}_*.chk"))
         if calendar:

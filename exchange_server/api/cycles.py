@@ -35,7 +35,7 @@ class CycleCollection(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Every cycle (or those in one state), newest first."""
         authenticate()
-        return [cycle_dict(c) for c in CycleService(get_session(), runtime().spec).list(args.get("state"))]
+        return [cycle_dict(c) for c in CycleService(get_session(), runtime().spec).calendar(args.get("state"))]
 
 
 @blp.route("/<cycle_id>")

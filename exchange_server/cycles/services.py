@@ -57,7 +57,7 @@ class CycleService:
         """One cycle, or None."""
         return self.session.get(ReportingCycle, cycle_id)
 
-    def list(self, state: str | None = None) -> list[ReportingCycle]:
+    def calendar(self, state: str | None = None) -> list[ReportingCycle]:
         """The calendar, newest first."""
         q = select(ReportingCycle).order_by(ReportingCycle.begin_date.desc(), ReportingCycle.id.desc())
         if state:

@@ -200,8 +200,8 @@ def _spec_rows(path: Path, check: CheckFile, unit: Unit, spec: Spec) -> Iterator
                                                               "line": exc.line}]) from None
         return
     delimiter = check.delimiter
-    for no, line in enumerate(text_lines(path, check.encoding), start=1):
-        yield line.rstrip("\r").split(delimiter), no
+    for no, text in enumerate(text_lines(path, check.encoding), start=1):
+        yield text.rstrip("\r").split(delimiter), no
 
 
 # -- CSV and XLSX ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import parse_options_header
@@ -49,7 +49,7 @@ def file_limit(name: str, settings: Settings) -> int:
     return CHECK_FILE_LIMIT if name.endswith(".chk") else settings.max_file_size
 
 
-def receive_multipart(stream: BinaryIO, content_type: str | None, content_length: int | None,
+def receive_multipart(stream: IO[bytes], content_type: str | None, content_length: int | None,
                       archive: Archive, settings: Settings) -> list[ReceivedFile]:
     """Archive every file part of a multipart/form-data body; returns them in the order sent."""
     mimetype, options = parse_options_header(content_type or "")
