@@ -105,8 +105,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None, sftp_port: int
     rt = _runtime(ctx)
     initialise(rt)
     server = Server(rt, rt.settings.host, rt.settings.port).start()
+    from .sftp.keys import host_key_line
+
+    sftp = f"SFTP on port {server.sftp_port} (host key {host_key_line(rt.settings)}); " if server.sftp else ""
+    dropbox = f"drop-box inboxes under {rt.settings.dropbox_root}; " if rt.settings.dropbox_root else ""
     click.echo(f"exchange-server listening on {server.url} (API {server.url}/api/v1, health {server.url}/healthz); "
-               f"{rt.settings.worker_threads} ingestion worker(s); data in {rt.settings.data_path}", err=True)
+               f"{sftp}{dropbox}{rt.settings.worker_threads} ingestion worker(s); data in {rt.settings.data_path}",
+               err=True)
     server.wait()
 
 

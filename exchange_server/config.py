@@ -45,6 +45,13 @@ class Settings:
     sftp_port: int = 8022
     http_threads: int = 8
     public_url: str = ""  # how agents reach us, for links in receipts; default http://host:port
+    # SFTP (embedded server, drop-box mode)
+    sftp_enabled: bool = True
+    sftp_password_auth: bool = False  # public keys only unless turned on
+    sftp_quota_bytes: int = 16 * GiB  # what one account may have waiting in its inbox
+    sftp_complete_wait_seconds: int = 3600  # a check file waits this long for its data files
+    sftp_scan_seconds: float = 2.0  # how often inboxes are scanned (uploads also wake the scanner)
+    dropbox_root: str = ""  # drop-box mode: <root>/<party>/inbox and outbox served by OpenSSH
     # Auth
     token_ttl_days: int = 365
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -58,6 +65,11 @@ class Settings:
     def archive_path(self) -> Path:
         """Where received and issued files are kept, content-addressed."""
         return self.data_path / "archive"
+
+    @property
+    def sftp_root(self) -> Path:
+        """The embedded SFTP server's tree: one folder per party with inbox/ and outbox/."""
+        return self.data_path / "sftp"
 
     @property
     def effective_database_url(self) -> str:

@@ -62,6 +62,7 @@ def import_models() -> None:
     from .ingestion import models as _ingestion  # noqa: F401
     from .lists import models as _lists  # noqa: F401
     from .org import models as _org  # noqa: F401
+    from .push import models as _push  # noqa: F401
     from .submissions import models as _submissions  # noqa: F401
 
 

@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from waitress.server import create_server
@@ -29,20 +30,31 @@ class Server:
     runtime: Runtime
     host: str
     port: int
+    sftp_port: int | None = None  # default: the settings' sftp_port (0 picks a free one)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     wsgi: Any = None
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    sftp: Any = None
+    scanners: list[Any] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         """The base URL clients use."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self, workers: int | None = None, hooks: list[VerdictHook] | None = None) -> "Server":
-        """Bind the HTTP port and start the workers (non-blocking)."""
+    def start(self, workers: int | None = None, hooks: list[VerdictHook] | None = None,
+              sftp: bool | None = None) -> "Server":
+        """Bind the ports and start HTTP, SFTP, the inbox scanners and the workers (non-blocking)."""
+        from ..sftp.outbox import feedback_hook
+
         app = create_app(runtime=self.runtime)
         s = self.runtime.settings
+        hooks = [feedback_hook, *(hooks or [])]
+        if s.sftp_enabled if sftp is None else sftp:
+            self._start_sftp()
+        if s.dropbox_root:
+            self._start_scanner(s.dropbox_root, "dropbox")
         # Bodies over a few MiB are spooled by waitress to a temp file before our parser reads them.
         self.wsgi = create_server(app, host=self.host, port=self.port, threads=s.http_threads,
                                   max_request_body_size=s.max_delivery_size + 1024 * 1024, ident="kam-exchange",
@@ -57,6 +69,28 @@ class Server:
         web.start()
         self.threads.append(web)
         return self
+
+    def _start_sftp(self) -> None:
+        from ..sftp.server import EmbeddedSftpServer
+
+        s = self.runtime.settings
+        self.sftp = EmbeddedSftpServer(self.runtime, self.host, s.sftp_port if self.sftp_port is None else self.sftp_port)
+        self.sftp_port = self.sftp.port
+        scanner = self._start_scanner(str(s.sftp_root), "sftp", busy=self.sftp.busy)
+        self.sftp.attach_scanner(scanner.wake)
+        self.threads.append(self.sftp.start())
+        self.on_stop.append(self.sftp.shutdown)
+
+    def _start_scanner(self, root: str, channel: str, busy: Any = None) -> Any:
+        from ..sftp.inbox import InboxScanner
+
+        scanner = InboxScanner(self.runtime, Path(root), channel, busy)
+        self.scanners.append(scanner)
+        t = threading.Thread(target=scanner.run_forever, args=(self.stop,), name=f"scan-{channel}", daemon=True)
+        t.start()
+        self.threads.append(t)
+        self.on_stop.append(scanner.wake.set)
+        return scanner
 
     def _run_http(self) -> None:
         try:
@@ -75,7 +109,7 @@ class Server:
             self.wsgi.task_dispatcher.shutdown(timeout=5)
             self.wsgi.close()
         for t in self.threads:
-            if t.name.startswith("ingest"):
+            if t.name.startswith(("ingest", "scan")):
                 t.join(timeout=30)
         self.runtime.db.dispose()
 

@@ -52,7 +52,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
     """A migrated database with the org tree, an archive in tmp_path, quick worker polling."""
     rt = open_runtime({"data_dir": str(tmp_path / "data"), "database_url": database_url,
-                       "worker_poll_seconds": 0.05, "job_lease_seconds": 30})
+                       "worker_poll_seconds": 0.05, "job_lease_seconds": 30, "sftp_port": 0,
+                       "sftp_scan_seconds": 0.2})
     initialise(rt)
     yield rt
     rt.db.dispose()
@@ -73,7 +74,7 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def live_server(runtime: Runtime) -> Iterator[Server]:
     """The real server (waitress + an ingestion worker) on a free loopback port."""
-    server = Server(runtime, "127.0.0.1", 0).start(workers=1)
+    server = Server(runtime, "127.0.0.1", 0, sftp_port=0).start(workers=1)
     yield server
     server.shutdown()
 

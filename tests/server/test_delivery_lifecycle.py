@@ -200,7 +200,8 @@ def test_oversize_upload_is_refused_and_nothing_is_recorded(setup: Setup, databa
     from exchange_server.runtime import open_runtime
     from exchange_server.setup_service import initialise
 
-    rt = open_runtime({"data_dir": str(tmp_path / "small"), "database_url": database_url, "max_file_size": 2000})
+    rt = open_runtime({"data_dir": str(tmp_path / "small"), "database_url": database_url, "max_file_size": 2000,
+                       "sftp_port": 0})
     initialise(rt)
     small = Setup(rt)
     small.cycle("202610")

@@ -1,0 +1,77 @@
+"""What HQ returns to a party, placed in its outbox(es) and pushed to its own server if it has one.
+
+Every delivery's receipt (at once) and feedback files (when judged) go to the sending
+account's outbox, whatever channel it arrived by (CONVENTIONS.md §9); a published list
+version's slices go to each province's outbox.
+"""
+from __future__ import annotations
+
+import logging
+
+from ..accounts.models import Account
+from ..runtime import Runtime
+from ..submissions.models import Delivery
+from ..submissions.receiving import receipt_name
+from .tree import PartyTree
+
+log = logging.getLogger(__name__)
+
+
+def trees(rt: Runtime) -> list[PartyTree]:
+    """Every tree HQ writes outboxes into: the embedded server's, and the drop-box root if set."""
+    out = [PartyTree(rt.settings.sftp_root)]
+    if rt.settings.dropbox_root:
+        out.append(PartyTree(rt.settings.dropbox_root))
+    return out
+
+
+def place(rt: Runtime, party: str, name: str, sha256: str, reason: str) -> None:
+    """Put an archived file in the party's outboxes and queue it for push where configured."""
+    data = rt.archive.read_bytes(sha256)
+    for tree in trees(rt):
+        tree.place(party, name, data)
+    try:
+        from ..push.services import PushService
+    except ImportError:  # push is optional in a minimal install
+        return
+    with rt.db.session() as s:
+        PushService(s, rt.archive).enqueue(party, name, sha256, len(data), reason)
+
+
+def place_receipt(rt: Runtime, delivery_id: int) -> None:
+    """The receipt of a delivery into the sender's outbox."""
+    with rt.db.session() as s:
+        d = s.get(Delivery, delivery_id)
+        account = s.get(Account, d.account_id) if d else None
+        if d is None or account is None or not account.party or not d.receipt_key:
+            return
+        party, name, key = account.party, receipt_name(d), d.receipt_key
+    place(rt, party, name, key, "delivery.receipt")
+
+
+def feedback_hook(rt: Runtime, delivery_id: int) -> None:
+    """After a verdict: receipt (if not yet there), file- and record-level feedback to the outbox."""
+    with rt.db.session() as s:
+        d = s.get(Delivery, delivery_id)
+        account = s.get(Account, d.account_id) if d else None
+        if d is None or account is None or not account.party:
+            return
+        party = account.party
+        base = receipt_name(d)[: -len(".rct.xml")]
+        files = [(f"{base}.rct.xml", d.receipt_key), (f"{base}.fbf.xml", d.fbf_key), (f"{base}.fbr.xml", d.fbr_key)]
+    for name, key in files:
+        if key:
+            place(rt, party, name, key, "delivery.feedback")
+
+
+def place_list_slices(rt: Runtime, version: str) -> int:
+    """Each province's slice of a published list version into its outbox; returns how many."""
+    from ..lists.services import ListService
+
+    with rt.db.session() as s:
+        v = ListService(s, rt.archive, rt.spec).get(version)
+        items = [(sl.province, sl.check_name, sl.check_sha256, sl.data_name, sl.data_sha256) for sl in v.slices]
+    for province, cname, csha, dname, dsha in items:
+        place(rt, province, dname, dsha, "list.publish")  # data first, check file last (CONVENTIONS §7)
+        place(rt, province, cname, csha, "list.publish")
+    return len(items)

@@ -1,0 +1,363 @@
+"""The embedded SFTP server (paramiko): each province in its own tree, public keys only.
+
+A session's ``/`` is its party's folder: ``/inbox`` (upload here; temporary ``.part`` names
+and renames allowed) and ``/outbox`` (read what HQ returned). Everything else is refused:
+paths outside the tree, symlinks, new folders, writes to the outbox, hidden names. Writes
+are capped per file (``max_file_size``) and per account (``sftp_quota_bytes`` waiting in
+the inbox). Files open for writing are never offered to the scanner, and closing one wakes
+it, so a finished delivery is taken within moments.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import socket
+import stat as stat_mod
+import threading
+from pathlib import Path
+from typing import Any
+
+import paramiko
+from paramiko import SFTPAttributes, SFTPHandle, SFTPServer, SFTPServerInterface, ServerInterface
+from paramiko.sftp import (
+    SFTP_FAILURE, SFTP_NO_SUCH_FILE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED,
+)
+
+from ..accounts.models import Account
+from ..accounts.services import AccountService
+from ..errors import Unauthorized
+from ..runtime import Runtime
+from .keys import load_or_create_host_key
+from .tree import INBOX, OUTBOX, PartyTree
+
+log = logging.getLogger(__name__)
+
+
+class _Busy:
+    """Paths open for writing right now (shared by every session of one server)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[Path, int] = {}
+
+    def add(self, p: Path) -> None:
+        with self._lock:
+            self._open[p] = self._open.get(p, 0) + 1
+
+    def remove(self, p: Path) -> None:
+        with self._lock:
+            n = self._open.get(p, 0) - 1
+            if n <= 0:
+                self._open.pop(p, None)
+            else:
+                self._open[p] = n
+
+    def __call__(self, p: Path) -> bool:
+        with self._lock:
+            return p in self._open
+
+
+class _Auth(ServerInterface):
+    """Authenticates one connection: the key must belong to the account named as the user."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.account: Account | None = None
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey,password" if self.rt.settings.sftp_password_auth else "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        with self.rt.db.session() as s:
+            account = AccountService(s).account_for_key(key.asbytes())
+        if account is None or account.name != username or not account.party:
+            log.info("sftp: key %s refused for %r", key.fingerprint, username)
+            return paramiko.AUTH_FAILED
+        self.account = account
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        if not self.rt.settings.sftp_password_auth:
+            return paramiko.AUTH_FAILED
+        try:
+            with self.rt.db.session() as s:
+                account = AccountService(s).verify_password(username, password)
+        except Unauthorized:
+            return paramiko.AUTH_FAILED
+        if not account.party:
+            return paramiko.AUTH_FAILED
+        self.account = account
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        return name == "sftp" and super().check_channel_subsystem_request(channel, name)
+
+
+class _Handle(SFTPHandle):
+    """A file handle that counts what is written against the caps."""
+
+    def __init__(self, flags: int, path: Path, limit: int | None, busy: _Busy | None, on_close: Any) -> None:
+        super().__init__(flags)
+        self.path = path
+        self.limit = limit
+        self.busy = busy
+        self.on_close = on_close
+
+    def write(self, offset: int, data: bytes) -> int:
+        if self.limit is not None and offset + len(data) > self.limit:
+            log.warning("sftp: %s over its cap of %d bytes", self.path.name, self.limit)
+            return SFTP_FAILURE
+        return int(super().write(offset, data))
+
+    def close(self) -> None:
+        super().close()
+        if self.busy is not None:
+            self.busy.remove(self.path)
+            self.on_close()
+
+
+class _Jail(SFTPServerInterface):
+    """The SFTP operations of one session, confined to its party's tree."""
+
+    def __init__(self, server: _Auth, *args: Any, embedded: "EmbeddedSftpServer", **kwargs: Any) -> None:
+        super().__init__(server, *args, **kwargs)
+        assert server.account is not None and server.account.party is not None
+        self.embedded = embedded
+        self.account = server.account
+        self.party = server.account.party
+        self.top = embedded.tree.ensure(self.party).resolve()
+
+    # -- paths -------------------------------------------------------------------------------
+    def canonicalize(self, path: str) -> str:
+        return posixpath.normpath(posixpath.join("/", path or "/")) if path else "/"
+
+    def _real(self, path: str) -> tuple[Path, list[str]] | None:
+        """The real path of a virtual one, and its parts; None when it would leave the tree."""
+        vpath = self.canonicalize(path)
+        parts = [p for p in vpath.split("/") if p]
+        real = self.top.joinpath(*parts)
+        try:
+            if os.path.commonpath([os.path.realpath(real), str(self.top)]) != str(self.top):
+                return None
+        except ValueError:
+            return None
+        return real, parts
+
+    def _inbox_file(self, path: str) -> Path | None:
+        """A writable file name: directly in /inbox, not hidden."""
+        found = self._real(path)
+        if found is None:
+            return None
+        real, parts = found
+        if len(parts) != 2 or parts[0] != INBOX or parts[1].startswith("."):
+            return None
+        return real
+
+    # -- reading -----------------------------------------------------------------------------
+    def list_folder(self, path: str) -> Any:
+        found = self._real(path)
+        if found is None:
+            return SFTP_PERMISSION_DENIED
+        real, parts = found
+        if len(parts) > 1 or (parts and parts[0] not in (INBOX, OUTBOX)):
+            return SFTP_NO_SUCH_FILE
+        out = []
+        try:
+            for entry in sorted(os.scandir(real), key=lambda e: e.name):
+                if entry.name.startswith(".") or entry.is_symlink():
+                    continue
+                attr = SFTPAttributes.from_stat(entry.stat(follow_symlinks=False), entry.name)
+                out.append(attr)
+        except FileNotFoundError:
+            return SFTP_NO_SUCH_FILE
+        return out
+
+    def stat(self, path: str) -> Any:
+        found = self._real(path)
+        if found is None:
+            return SFTP_PERMISSION_DENIED
+        real, parts = found
+        if any(p.startswith(".") for p in parts) or (parts and parts[0] not in (INBOX, OUTBOX)):
+            return SFTP_NO_SUCH_FILE
+        try:
+            st = os.lstat(real)
+        except FileNotFoundError:
+            return SFTP_NO_SUCH_FILE
+        if stat_mod.S_ISLNK(st.st_mode):
+            return SFTP_PERMISSION_DENIED
+        return SFTPAttributes.from_stat(st, parts[-1] if parts else "/")
+
+    lstat = stat
+
+    def open(self, path: str, flags: int, attr: SFTPAttributes) -> Any:
+        writing = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC))
+        if writing:
+            real = self._inbox_file(path)
+            if real is None:
+                return SFTP_PERMISSION_DENIED
+            if self.embedded.inbox_bytes(self.party) > self.embedded.rt.settings.sftp_quota_bytes:
+                log.warning("sftp: %s over its inbox quota", self.account.name)
+                return SFTP_FAILURE
+        else:
+            found = self._real(path)
+            if found is None or len(found[1]) != 2 or found[1][0] not in (INBOX, OUTBOX) \
+                    or found[1][1].startswith("."):
+                return SFTP_PERMISSION_DENIED
+            real = found[0]
+        try:
+            fd = os.open(real, flags | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0), 0o640)
+        except FileNotFoundError:
+            return SFTP_NO_SUCH_FILE
+        except OSError as exc:
+            return SFTPServer.convert_errno(exc.errno)
+        if flags & os.O_WRONLY:
+            mode = "ab" if flags & os.O_APPEND else "wb"
+        elif flags & os.O_RDWR:
+            mode = "a+b" if flags & os.O_APPEND else "r+b"
+        else:
+            mode = "rb"
+        fobj = os.fdopen(fd, mode)
+        if writing:
+            busy = self.embedded.busy
+            busy.add(real)
+            handle = _Handle(flags, real, self.embedded.file_limit(real.name), busy, self.embedded.scanner_wake)
+            handle.writefile = fobj
+            if flags & os.O_RDWR:
+                handle.readfile = fobj
+        else:
+            handle = _Handle(flags, real, None, None, None)
+            handle.readfile = fobj
+        return handle
+
+    # -- changing ------------------------------------------------------------------------------
+    def remove(self, path: str) -> int:
+        real = self._inbox_file(path)
+        if real is None:
+            return SFTP_PERMISSION_DENIED
+        try:
+            os.remove(real)
+        except FileNotFoundError:
+            return SFTP_NO_SUCH_FILE
+        return SFTP_OK
+
+    def rename(self, oldpath: str, newpath: str) -> int:
+        return self._rename(oldpath, newpath, replace=False)
+
+    def posix_rename(self, oldpath: str, newpath: str) -> int:
+        return self._rename(oldpath, newpath, replace=True)
+
+    def _rename(self, oldpath: str, newpath: str, replace: bool) -> int:
+        old, new = self._inbox_file(oldpath), self._inbox_file(newpath)
+        if old is None or new is None or self.embedded.busy(old):
+            return SFTP_PERMISSION_DENIED
+        if not old.exists():
+            return SFTP_NO_SUCH_FILE
+        if new.exists() and not replace:
+            return SFTP_FAILURE
+        os.replace(old, new)
+        self.embedded.scanner_wake()
+        return SFTP_OK
+
+    def chattr(self, path: str, attr: SFTPAttributes) -> int:
+        # Clients that preserve times (sftp -p) send this after an upload; harmless to accept.
+        return SFTP_OK if self._inbox_file(path) is not None else SFTP_PERMISSION_DENIED
+
+    def mkdir(self, path: str, attr: SFTPAttributes) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def rmdir(self, path: str) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def symlink(self, target_path: str, path: str) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def readlink(self, path: str) -> Any:
+        return SFTP_OP_UNSUPPORTED
+
+
+class EmbeddedSftpServer:
+    """Listens on a port; one thread per connection; wakes the inbox scanner on uploads."""
+
+    def __init__(self, rt: Runtime, host: str, port: int) -> None:
+        self.rt = rt
+        self.host = host
+        self.tree = PartyTree(rt.settings.sftp_root)
+        self.host_key = load_or_create_host_key(rt.settings)
+        self.busy = _Busy()
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self._wake: list[threading.Event] = []
+
+    def attach_scanner(self, wake: threading.Event) -> None:
+        """The scanner to wake when an upload completes."""
+        self._wake.append(wake)
+
+    def scanner_wake(self) -> None:
+        """Wake the scanner (a file was closed or renamed in an inbox)."""
+        for event in self._wake:
+            event.set()
+
+    def file_limit(self, name: str) -> int:
+        """The cap on one uploaded file."""
+        return 16 * 1024 * 1024 if name.endswith(".chk") else self.rt.settings.max_file_size
+
+    def inbox_bytes(self, party: str) -> int:
+        """What is waiting in a party's inbox."""
+        total = 0
+        for entry in os.scandir(self.tree.inbox(party)):
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+    def serve_forever(self) -> None:
+        """Accept connections until stopped."""
+        self.sock.listen(64)
+        self.sock.settimeout(0.5)
+        while not self.stop.is_set():
+            try:
+                conn, addr = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                if self.stop.is_set():
+                    return
+                raise
+            threading.Thread(target=self._session, args=(conn, addr), daemon=True, name="sftp-session").start()
+
+    def _session(self, conn: socket.socket, addr: Any) -> None:
+        transport = paramiko.Transport(conn)
+        # Bigger windows and packets: paramiko's defaults throttle bulk uploads badly.
+        transport.default_window_size = 64 * 1024 * 1024
+        transport.default_max_packet_size = 256 * 1024
+        transport.add_server_key(self.host_key)
+        transport.set_subsystem_handler("sftp", SFTPServer, _Jail, embedded=self)
+        auth = _Auth(self.rt)
+        try:
+            transport.start_server(server=auth)
+            channel = transport.accept(30)
+            if channel is None:
+                return
+            while transport.is_active() and not self.stop.is_set():
+                transport.join(0.5)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            log.info("sftp: session from %s ended: %s", addr[0], exc)
+        finally:
+            transport.close()
+
+    def start(self) -> threading.Thread:
+        """Serve in a background thread."""
+        t = threading.Thread(target=self.serve_forever, name="sftp", daemon=True)
+        t.start()
+        return t
+
+    def shutdown(self) -> None:
+        """Stop accepting and close the socket."""
+        self.stop.set()
+        self.sock.close()
