@@ -114,9 +114,19 @@ def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | N
         cycles.set_deadline(cycle_id, dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
         lists = ListService(s, rt.archive, rt.spec, "demo")
         list_check = sorted((samples / "00").glob("D_00_*V*_00.chk"))
+        lists_version = ""
         if list_check:
-            lists.publish(lists.load(list_check[0]))
-    server = Server(rt, host, port).start()
+            loaded = lists.load(list_check[0])
+            lists.publish(loaded)
+            lists_version = loaded.version
+    server = Server(rt, host, port, sftp_port=sftp_port).start()
+    from .sftp.keys import host_key_line
+    from .sftp.outbox import place_list_slices
+
+    known_hosts = creds / "known_hosts"
+    known_hosts.write_text(f"[{host}]:{server.sftp_port} {host_key_line(rt.settings)}\n")
+    if list_check:
+        place_list_slices(rt, lists_version)
     click.echo(f"server up at {server.url}; uploading {len(tokens)} provinces' deliveries over HTTP ...")
     started = time.monotonic()
     ids = []
@@ -147,6 +157,8 @@ Key-account exchange demo / 大客户数据交换演示
   admin          admin / admin-demo-2026
   analyst        analyst / analyst-demo-2026
   provinces      prov11 ... prov65: API token and SSH key in {creds}/<province>/
+  SFTP           sftp -P {server.sftp_port} -i {creds}/42/id_ed25519 -o UserKnownHostsFile={known_hosts} prov42@{host}
+                 (inbox/ for deliveries, outbox/ for receipts, feedback and the list slice)
   sample files   {samples}
   data           {data_dir} (SQLite database, archive)
 Try:  curl -H "Authorization: Bearer $(cat {creds}/42/token)" {server.url}/api/v1/deliveries

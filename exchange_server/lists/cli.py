@@ -37,6 +37,8 @@ def list_load(source: Path, version: str | None, publish_now: bool) -> None:
         if publish_now:
             slices = svc.publish(v)
             click.echo(f"published {v.version} to {len(slices)} province(s)")
+    if publish_now:
+        _to_outboxes(rt, v.version)
 
 
 @list_group.command("diff")
@@ -70,6 +72,15 @@ def list_publish(version: str) -> None:
         svc = ListService(s, rt.archive, rt.spec, "cli")
         slices = svc.publish(svc.get(version))
         click.echo(f"published {version} to {len(slices)} province(s)")
+    _to_outboxes(rt, version)
+
+
+def _to_outboxes(rt: Runtime, version: str) -> None:
+    """After the publication is committed: each slice into its province's outbox (and push queue)."""
+    from ..sftp.outbox import place_list_slices
+
+    n = place_list_slices(rt, version)
+    click.echo(f"placed {n} slice(s) in the provinces' SFTP outboxes")
 
 
 @list_group.command("show")
