@@ -424,10 +424,12 @@ def cycle_import(ctx: click.Context, check_file: Path, open_now: bool) -> None:
 def _register() -> None:
     from .demo import demo
     from .lists.cli import list_group
+    from .push.cli import push_group
     from .sample_data.cli import sample_data
 
     main.add_command(sample_data)
     main.add_command(list_group)
+    main.add_command(push_group)
     main.add_command(demo)
 
 

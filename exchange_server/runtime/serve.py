@@ -55,6 +55,7 @@ class Server:
             self._start_sftp()
         if s.dropbox_root:
             self._start_scanner(s.dropbox_root, "dropbox")
+        self._start_pusher()
         # Bodies over a few MiB are spooled by waitress to a temp file before our parser reads them.
         self.wsgi = create_server(app, host=self.host, port=self.port, threads=s.http_threads,
                                   max_request_body_size=s.max_delivery_size + 1024 * 1024, ident="kam-exchange",
@@ -80,6 +81,14 @@ class Server:
         self.sftp.attach_scanner(scanner.wake)
         self.threads.append(self.sftp.start())
         self.on_stop.append(self.sftp.shutdown)
+
+    def _start_pusher(self) -> None:
+        """HQ push: copies outbox files to provinces' own SFTP servers where configured."""
+        from ..push.worker import Pusher
+
+        t = threading.Thread(target=Pusher(self.runtime).run_forever, args=(self.stop,), name="push", daemon=True)
+        t.start()
+        self.threads.append(t)
 
     def _start_scanner(self, root: str, channel: str, busy: Any = None) -> Any:
         from ..sftp.inbox import InboxScanner
