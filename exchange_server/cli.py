@@ -339,6 +339,13 @@ def cycle() -> None:
     """The reporting calendar: create, open, close, reopen, deadlines."""
 
 
+def _calendar_to_outboxes(rt: Any) -> None:
+    """After a calendar change is committed: the REP_CYCLE files into every province's outbox."""
+    from .sftp.outbox import place_calendar
+
+    place_calendar(rt)
+
+
 @cycle.command("create")
 @click.argument("cycle_id")
 @click.option("--deadline", default=None, help="YYYYMMDDHHMMSS Beijing time (default: 10 days after the period, 18:00).")
@@ -356,6 +363,7 @@ def cycle_create(ctx: click.Context, cycle_id: str, deadline: str | None, units:
         c = CycleService(s, rt.spec, "cli").create(cycle_id, _deadline(deadline), units, name,
                                                    state="open" if open_now else "planned")
         click.echo(f"cycle {c.id} ({c.name}) {c.state}, deadline {c.deadline.isoformat()}, units {c.units_due}")
+    _calendar_to_outboxes(rt)
 
 
 def _cycle_move(action: str) -> Any:
@@ -368,6 +376,7 @@ def _cycle_move(action: str) -> Any:
         with rt.db.session() as s:
             c = getattr(CycleService(s, rt.spec, "cli"), action)(cycle_id)
             click.echo(f"cycle {c.id} is {c.state}")
+        _calendar_to_outboxes(rt)
 
     command.__doc__ = {"open": "Open a planned cycle.", "close": "Close an open cycle (later deliveries: E601).",
                        "reopen": "Reopen a closed cycle."}[action]
@@ -392,6 +401,7 @@ def cycle_deadline(ctx: click.Context, cycle_id: str, stamp: str) -> None:
     with rt.db.session() as s:
         c = CycleService(s, rt.spec, "cli").set_deadline(cycle_id, when)
         click.echo(f"cycle {c.id} deadline {c.deadline.isoformat()}")
+    _calendar_to_outboxes(rt)
 
 
 @cycle.command("list")
@@ -419,6 +429,7 @@ def cycle_import(ctx: click.Context, check_file: Path, open_now: bool) -> None:
     with rt.db.session() as s:
         made = CycleService(s, rt.spec, "cli").import_calendar(check_file, "open" if open_now else "planned")
         click.echo(f"imported {len(made)} cycle(s): {', '.join(c.id for c in made) or '-'}")
+    _calendar_to_outboxes(rt)
 
 
 def _register() -> None:

@@ -121,12 +121,13 @@ def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | N
             lists_version = loaded.version
     server = Server(rt, host, port, sftp_port=sftp_port).start()
     from .sftp.keys import host_key_line
-    from .sftp.outbox import place_list_slices
+    from .sftp.outbox import place_calendar, place_list_slices
 
     known_hosts = creds / "known_hosts"
     known_hosts.write_text(f"[{host}]:{server.sftp_port} {host_key_line(rt.settings)}\n")
     if list_check:
         place_list_slices(rt, lists_version)
+    place_calendar(rt)
     click.echo(f"server up at {server.url}; uploading {len(tokens)} provinces' deliveries over HTTP ...")
     started = time.monotonic()
     ids = []

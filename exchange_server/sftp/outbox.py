@@ -75,3 +75,47 @@ def place_list_slices(rt: Runtime, version: str) -> int:
         place(rt, province, dname, dsha, "list.publish")  # data first, check file last (CONVENTIONS §7)
         place(rt, province, cname, csha, "list.publish")
     return len(items)
+
+
+def place_calendar(rt: Runtime) -> int:
+    """The reporting calendar (REP_CYCLE, one file per year) into every province account's outbox.
+
+    SFTP-only agents learn the cycles and deadlines from it; it is rewritten whenever the
+    calendar changes (the files keep their names, so the outbox always holds the latest).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from schemas.writer import DeliveryWriter
+
+    from ..accounts.models import PROVINCE
+    from ..clock import beijing_stamp
+    from ..cycles.models import ReportingCycle
+
+    with rt.db.session() as s:
+        cycles = list(s.scalars(select(ReportingCycle).order_by(ReportingCycle.begin_date)))
+        parties = sorted(set(s.scalars(select(Account.party).where(Account.role == PROVINCE, Account.active,
+                                                                   Account.party.is_not(None)))))
+        rows = [(c.begin_date.year, dict(CYCLE_ID=c.id, REP_FREQ=c.freq, CYCLE_NAME=c.name,
+                                         BEGIN_DATE=c.begin_date, END_DATE=c.end_date,
+                                         DEADLINE=beijing_stamp(c.deadline), UNITS_DUE=c.units_due,
+                                         REMARK=c.remark or None)) for c in cycles]
+    years = sorted({y for y, _ in rows})
+    with tempfile.TemporaryDirectory() as tmp:
+        for year in years:
+            out = Path(tmp) / str(year)
+            w = DeliveryWriter(rt.spec, out, "D", "00", str(year))
+            with w.unit("REP_CYCLE") as u:
+                for y, row in rows:
+                    if y == year:
+                        u.write(row)
+            check = w.close()
+            files = sorted(p for p in out.iterdir() if p.is_file())
+            keys = [(p.name, rt.archive.put_bytes(p.read_bytes())) for p in files if p != check]
+            keys.append((check.name, rt.archive.put_bytes(check.read_bytes())))  # check file last
+            for party in parties:
+                for name, key in keys:
+                    place(rt, party, name, key, "cycle.calendar")
+    return len(years)

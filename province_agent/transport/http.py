@@ -5,6 +5,7 @@ needs one buffer of memory. Standard library only (http.client), TLS verified by
 """
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import ssl
@@ -13,11 +14,18 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlencode, urlsplit
 
+from .base import CycleInfo, Progress, Receipt, Transport, Verdict
+
 CHUNK = 1 << 20
 
 
 class HttpError(Exception):
     """The server answered with an error (its JSON error shape is in ``body``)."""
+
+    @property
+    def transient(self) -> bool:
+        """5xx and 429 answers are worth retrying; 4xx are not (the request itself is wrong)."""
+        return self.status >= 500 or self.status == 429
 
     def __init__(self, status: int, body: Any) -> None:
         self.status = status
@@ -42,6 +50,10 @@ def multipart_body(paths: Sequence[Path], boundary: str) -> tuple[list[bytes | P
     return parts, length + len(tail)
 
 
+class ServerUnavailable(HttpError):
+    """A 5xx or 429 answer: HQ is (briefly) unable to take the request."""
+
+
 def _stream(parts: list[bytes | Path]) -> Iterator[bytes]:
     for part in parts:
         if isinstance(part, bytes):
@@ -52,8 +64,14 @@ def _stream(parts: list[bytes | Path]) -> Iterator[bytes]:
                 yield block
 
 
-class HttpTransport:
+def _error(status: int, data: Any) -> HttpError:
+    return ServerUnavailable(status, data) if status >= 500 or status == 429 else HttpError(status, data)
+
+
+class HttpTransport(Transport):
     """Talks to one exchange server with one API token."""
+
+    transient = (OSError, http.client.HTTPException, ServerUnavailable)
 
     def __init__(self, base_url: str, token: str, timeout: float = 300, verify_tls: bool = True,
                  ca_file: str | None = None) -> None:
@@ -96,19 +114,20 @@ class HttpTransport:
     def get_json(self, path: str, query: dict[str, Any] | None = None) -> Any:
         """GET a JSON resource; HttpError on a 4xx/5xx answer."""
         status, body = self.request("GET", path, query)
-        data = json.loads(body) if body else None
+        data = _json(body)
         if status >= 400:
-            raise HttpError(status, data)
+            raise _error(status, data)
         return data
 
     def get_bytes(self, path: str) -> bytes:
         """GET a file; HttpError on an error answer."""
         status, body = self.request("GET", path)
         if status >= 400:
-            raise HttpError(status, json.loads(body) if body.startswith(b"{") else body.decode("utf-8", "replace"))
+            raise _error(status, _json(body))
         return body
 
-    def upload(self, paths: Sequence[Path], path: str = "/api/v1/deliveries") -> tuple[int, Any]:
+    def upload(self, paths: Sequence[Path], path: str = "/api/v1/deliveries",
+               progress: Progress | None = None) -> tuple[int, Any]:
         """Upload a delivery's files in one streamed multipart request; returns (status, receipt)."""
         boundary = "kam-" + uuid.uuid4().hex
         parts, length = multipart_body([Path(p) for p in paths], boundary)
@@ -119,12 +138,71 @@ class HttpTransport:
                                         "Content-Length": str(length)}).items():
                 conn.putheader(k, v)
             conn.endheaders()
+            sent = 0
             for block in _stream(parts):
                 conn.send(block)
+                sent += len(block)
+                if progress is not None:
+                    progress(sent, length)
             status, body = self._answer(conn.getresponse())
         finally:
             conn.close()
-        data = json.loads(body) if body else None
+        data = _json(body)
         if status >= 400:
-            raise HttpError(status, data)
+            raise _error(status, data)
         return status, data
+
+    # -- the Transport interface ----------------------------------------------------------------
+    def send(self, files: Sequence[Path], progress: Progress | None = None) -> Receipt:
+        """Upload in one request; the same bytes again get the first receipt back (safe to retry)."""
+        _status, data = self.upload(files, progress=progress)
+        check = data.get("check_file") or ""
+        return Receipt(data["delivery_id"], check[:-4] if check.endswith(".chk") else check, bool(data["duplicate"]))
+
+    def verdict(self, receipt: Receipt) -> Verdict | None:
+        """Ask for the delivery's status."""
+        d = self.get_json(f"/api/v1/deliveries/{receipt.delivery_id}")
+        if d["status"] in ("queued", "validating"):
+            return None
+        return Verdict(d["status"], d.get("errors", 0), d.get("warnings", 0), d.get("counts", []))
+
+    def report(self, receipt: Receipt) -> Any:
+        """The full JSON report."""
+        return self.get_json(f"/api/v1/deliveries/{receipt.delivery_id}/report")
+
+    def fetch_list(self, dest: Path) -> tuple[str, list[Path]] | None:
+        """The province's current slice: its check file and data file."""
+        try:
+            meta = self.get_json("/api/v1/list")
+        except HttpError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for f in meta["files"]:
+            target = dest / f["name"]
+            target.write_bytes(self.get_bytes(f["url"]))
+            out.append(target)
+        return meta["version"], out
+
+    def calendar(self) -> list[CycleInfo]:
+        """Every cycle with its state."""
+        return [CycleInfo(c["id"], c["state"], dt.date.fromisoformat(c["end_date"]), c["deadline_beijing"],
+                          tuple(c["units_due"])) for c in self.get_json("/api/v1/cycles")]
+
+    def max_resend(self, cycle: str) -> int | None:
+        """The highest resend number HQ holds from this account for a production cycle."""
+        items = self.get_json("/api/v1/deliveries", {"cycle": cycle, "mode": "P", "per_page": 500})["items"]
+        numbers = [d["resend"] for d in items if d.get("resend") is not None]
+        return max(numbers) if numbers else None
+
+
+def _json(body: bytes) -> Any:
+    """A JSON body, or the text of a non-JSON one (a proxy's error page, say)."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")[:500]

@@ -1,0 +1,70 @@
+"""The one interface both transports implement: send, receipt, verdict, list, calendar."""
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+Progress = Callable[[int, int], None]  # (bytes sent so far, total bytes)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """HQ's acknowledgement that a delivery arrived."""
+
+    delivery_id: int | None
+    check_name: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """HQ's judgement of a delivery."""
+
+    status: str  # accepted | accepted_with_warnings | rejected | failed
+    errors: int
+    warnings: int
+    counts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CycleInfo:
+    """A cycle of HQ's calendar as the agent needs it."""
+
+    id: str
+    state: str  # open | closed | planned | unknown (the SFTP calendar file carries no state)
+    end_date: dt.date
+    deadline: str  # YYYYMMDDHHMMSS Beijing time
+    units_due: tuple[str, ...]
+
+
+class Transport(ABC):
+    """How the agent reaches HQ. Implementations: HttpTransport, SftpTransport."""
+
+    #: errors worth retrying (network trouble, HQ briefly unavailable)
+    transient: tuple[type[BaseException], ...] = (OSError,)
+
+    @abstractmethod
+    def send(self, files: Sequence[Path], progress: Progress | None = None) -> Receipt:
+        """Deliver the files (check file last) and return HQ's receipt."""
+
+    @abstractmethod
+    def verdict(self, receipt: Receipt) -> Verdict | None:
+        """HQ's verdict, or None while validation has not ended."""
+
+    @abstractmethod
+    def fetch_list(self, dest: Path) -> tuple[str, list[Path]] | None:
+        """Download the province's current list slice into ``dest``: (version, files), or None if none."""
+
+    @abstractmethod
+    def calendar(self) -> list[CycleInfo]:
+        """HQ's reporting calendar."""
+
+    def max_resend(self, cycle: str) -> int | None:
+        """The highest resend number HQ has seen from us for a cycle, where the transport can tell."""
+        return None
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,182 @@
+"""The SFTP transport (paramiko): upload under temporary names, check file last; answers from the outbox.
+
+HQ's host key is checked against a known_hosts file and never accepted blindly. Each file
+goes to ``inbox/<name>.part`` and is renamed when complete, the check file last
+(CONVENTIONS.md §7), so HQ never takes half a delivery. Receipts and verdicts are read from
+``outbox/`` (``<check>.rct.xml``, ``<check>.fbf.xml``); the list slice and the reporting
+calendar are the ``D_`` files HQ leaves there.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import socket
+import stat
+import time
+from pathlib import Path
+from typing import Sequence
+
+import paramiko
+from lxml import etree
+
+from schemas import CheckFileError
+from schemas.conventions import CheckFile, CheckFileName
+
+from .._exceptions import TransportError
+from .base import CycleInfo, Progress, Receipt, Transport, Verdict
+
+_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+class SftpTransport(Transport):
+    """One SSH connection to HQ, opened on first use."""
+
+    transient = (OSError, EOFError, socket.timeout, paramiko.SSHException)
+
+    def __init__(self, host: str, port: int, user: str, key_file: str, known_hosts: str, party: str,
+                 timeout: float = 60, receipt_wait: float = 120) -> None:
+        self.host, self.port, self.user = host, port, user
+        self.key_file, self.known_hosts = key_file, known_hosts
+        self.party = party
+        self.timeout = timeout
+        self.receipt_wait = receipt_wait
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def _open(self) -> paramiko.SFTPClient:
+        live = self._client.get_transport() if self._client is not None else None
+        if self._sftp is not None and live is not None and live.is_active():
+            return self._sftp
+        self.close()
+        client = paramiko.SSHClient()
+        try:
+            client.load_host_keys(self.known_hosts)
+        except OSError as exc:
+            raise TransportError(f"cannot read known_hosts {self.known_hosts}: {exc}") from None
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(self.host, self.port, self.user, key_filename=self.key_file, timeout=self.timeout,
+                           banner_timeout=self.timeout, auth_timeout=self.timeout, look_for_keys=False,
+                           allow_agent=False)
+        except paramiko.BadHostKeyException as exc:
+            raise TransportError(f"HQ's host key does not match known_hosts ({exc}); refusing to connect") from None
+        except paramiko.AuthenticationException as exc:
+            raise TransportError(f"HQ refused our key for {self.user}: {exc}") from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise TransportError(f"HQ's host key for {self.host}:{self.port} is not in {self.known_hosts}; "
+                                     "add it (never accepted automatically)") from None
+            raise
+        self._client = client
+        self._sftp = client.open_sftp()
+        return self._sftp
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._client is not None:
+            self._client.close()
+        self._client = self._sftp = None
+
+    # -- sending ------------------------------------------------------------------------------
+    def send(self, files: Sequence[Path], progress: Progress | None = None) -> Receipt:
+        """Upload each file under a temporary name, rename it, the check file last; wait for the receipt."""
+        sftp = self._open()
+        ordered = [p for p in files if not p.name.endswith(".chk")] + [p for p in files if p.name.endswith(".chk")]
+        total = sum(p.stat().st_size for p in ordered)
+        done = 0
+        for p in ordered:
+            part = f"inbox/{p.name}.part"
+            base = done
+
+            def cb(sent: int, _size: int, base: int = base) -> None:
+                if progress is not None:
+                    progress(base + sent, total)
+
+            sftp.put(str(p), part, callback=cb, confirm=True)
+            sftp.posix_rename(part, f"inbox/{p.name}")
+            done += p.stat().st_size
+        check = next((p for p in ordered if p.name.endswith(".chk")), None)
+        if check is None:
+            raise TransportError("a delivery needs its check file")
+        stem = CheckFileName.parse(check.name).stem
+        return self._receipt(stem)
+
+    def _receipt(self, stem: str) -> Receipt:
+        deadline = time.monotonic() + self.receipt_wait
+        while True:
+            data = self._read(f"outbox/{stem}.rct.xml")
+            if data is not None:
+                root = etree.fromstring(data, _SAFE)
+                did = root.findtext("{*}DeliveryId")
+                return Receipt(int(did) if did and did.isdigit() else None, stem)
+            note = self._read(f"outbox/{stem}.incomplete.txt")
+            if note is not None:
+                raise TransportError(f"HQ reports {stem} incomplete: {note.decode('utf-8', 'replace')[:500]}")
+            if time.monotonic() > deadline:
+                raise TransportError(f"no receipt for {stem} in outbox/ after {self.receipt_wait:.0f} s")
+            time.sleep(1.0)
+
+    def _read(self, path: str) -> bytes | None:
+        sftp = self._open()
+        try:
+            with sftp.open(path, "rb") as fh:
+                return bytes(fh.read())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 2 or "No such file" in str(exc):
+                return None
+            raise
+
+    def verdict(self, receipt: Receipt) -> Verdict | None:
+        """The file-level feedback in the outbox, once it is there."""
+        data = self._read(f"outbox/{receipt.check_name}.fbf.xml")
+        if data is None:
+            return None
+        root = etree.fromstring(data, _SAFE)
+        counts = [{"code": c.get("code"), "severity": c.get("severity"), "count": int(c.get("count") or 0)}
+                  for c in root.iterfind("{*}Counts/{*}Code")]
+        return Verdict(root.findtext("{*}Status") or "failed", int(root.findtext("{*}Errors") or 0),
+                       int(root.findtext("{*}Warnings") or 0), counts)
+
+    # -- what HQ sends down ------------------------------------------------------------------------
+    def _outbox(self) -> list[str]:
+        return [a.filename for a in self._open().listdir_attr("outbox") if stat.S_ISREG(a.st_mode or 0)]
+
+    def fetch_list(self, dest: Path) -> tuple[str, list[Path]] | None:
+        """The newest list slice in the outbox (``D_<province>_<yyyy>Vnn_00.chk`` and its data file)."""
+        pattern = re.compile(r"^D_[0-9]{2}_([0-9]{4}V[0-9]{2})_[0-9]{2}\.chk$")
+        versions = sorted((m.group(1), n) for n in self._outbox() if (m := pattern.match(n)))
+        if not versions:
+            return None
+        version, check_name = versions[-1]
+        dest.mkdir(parents=True, exist_ok=True)
+        check_bytes = self._read(f"outbox/{check_name}") or b""
+        (dest / check_name).write_bytes(check_bytes)
+        out = [dest / check_name]
+        try:
+            entries = CheckFile.parse(check_bytes).entries
+        except CheckFileError as exc:
+            raise TransportError(f"HQ's list check file {check_name} is malformed: {exc}") from None
+        for e in entries:
+            data = self._read(f"outbox/{e.name}")
+            if data is None:
+                raise TransportError(f"list file {e.name} named by {check_name} is not in the outbox yet")
+            (dest / e.name).write_bytes(data)
+            out.append(dest / e.name)
+        return version, out
+
+    def calendar(self) -> list[CycleInfo]:
+        """The REP_CYCLE files HQ leaves in the outbox (``D_00_<year>_nn.chk``); states are not in them."""
+        out: dict[str, CycleInfo] = {}
+        for name in sorted(self._outbox()):
+            if not re.match(r"^D_00_[0-9]{4}_32004_[0-9]{2}_[0-9]{3}\.txt$", name):
+                continue
+            data = (self._read(f"outbox/{name}") or b"").decode("utf-8")
+            for line in data.splitlines():
+                f = line.split("|")
+                if len(f) < 7:
+                    continue
+                end = dt.date(int(f[4][:4]), int(f[4][4:6]), int(f[4][6:8]))
+                out[f[0]] = CycleInfo(f[0], "unknown", end, f[5], tuple(u for u in f[6].split(",") if u))
+        return list(out.values())
