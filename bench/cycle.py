@@ -1,6 +1,6 @@
 """Cycle benchmark: 31 provinces deliver a whole cycle at once, against sequential and local floors.
 
-    python -m bench.cycle                      # scales 1 and 4; workers 1 and 2; SQLite
+    python -m bench.cycle                      # scales 1, 4, 40; 1 and 2 worker threads, 2 processes; SQLite
     python -m bench.cycle --postgres           # the same, plus a throwaway PostgreSQL
     python -m bench.cycle --quick              # scale 1, workers 1 only
 
@@ -11,10 +11,13 @@ province folders, not HQ's ``00``) is generated once. Then, one after another:
   (timed as a user would run it, interpreter start included): the validation floor;
 - ``sequential`` — the 31 uploads one after another to ``exchange-server serve
   --workers 0``: the receipt-latency floor, with no validation competing;
-- ``concurrent, N workers`` — ``serve --workers N`` on a fresh data directory, 31 threads
-  released together, each uploading its province's delivery with the agent's
+- ``concurrent, N worker threads`` — ``serve --workers N`` on a fresh data directory, 31
+  threads released together, each uploading its province's delivery with the agent's
   ``HttpTransport`` under that province's token; one analyst account polls the delivery
-  list until all 31 have a verdict.
+  list until all 31 have a verdict;
+- ``concurrent, N worker processes`` — the same against ``serve --workers 0`` plus N
+  ``exchange-server worker`` processes sharing the queue (server peak memory is then the
+  sum of the processes' peaks).
 
 Receipt latency is the time from starting an upload to its 202 answer. Time to all verdicts
 runs from the release of the threads to the latest ``validated_at`` the server recorded;
@@ -38,9 +41,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from bench.upload import CYCLE, ROOT, VENV_BIN, delivery_files, prepare_instance, start_server
+from bench.upload import CYCLE, ROOT, VENV_BIN, Process, delivery_files, prepare_instance, start_server
 
 TERMINAL = ("accepted", "accepted_with_warnings", "rejected", "failed")
 ACCEPTED = ("accepted", "accepted_with_warnings")
@@ -139,15 +142,28 @@ def _parse_time(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
+def start_worker(data_dir: Path, database_url: str | None, log: Path) -> Process:
+    """An ``exchange-server worker`` process (one ingestion thread) on the same data directory and database."""
+    cmd = [str(VENV_BIN / "exchange-server"), "--data-dir", str(data_dir)]
+    cmd += ["--database-url", database_url] if database_url else []
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd + ["worker"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    return Process(proc, "", log)
+
+
 def concurrent(deliveries: dict[str, list[Path]], rows: int, scale: int, work: Path, workers: int,
-               database_url: str | None, db_label: str, timeout: float) -> Run:
-    """31 threads upload together to ``serve --workers N``; wait for every verdict."""
+               database_url: str | None, db_label: str, timeout: float, processes: bool = False) -> Run:
+    """31 threads upload together to ``serve --workers N`` (or N worker processes); wait for every verdict."""
     from province_agent.transport import HttpError, HttpTransport
 
-    data_dir = work / f"conc-{scale}-{workers}-{db_label}"
+    kind = "process" if processes else "thread"
+    data_dir = work / f"conc-{scale}-{workers}-{kind}-{db_label}"
     tokens = prepare_instance(data_dir, list(deliveries), database_url, analyst=True)
-    server = start_server(data_dir, workers=workers, database_url=database_url)
-    run = Run(f"concurrent, {workers} worker{'s' if workers > 1 else ''} ({db_label})", scale, len(deliveries), rows)
+    server = start_server(data_dir, workers=0 if processes else workers, database_url=database_url)
+    helpers = [start_worker(data_dir, database_url, work / f"{data_dir.name}-worker{i}.log")
+               for i in range(workers if processes else 0)]
+    run = Run(f"concurrent, {workers} worker {kind}{'es' if processes and workers > 1 else ''}"
+              f"{'s' if not processes and workers > 1 else ''} ({db_label})", scale, len(deliveries), rows)
     barrier = threading.Barrier(len(deliveries) + 1)
     answers: dict[str, tuple[float, int, Any]] = {}
     errors: dict[str, str] = {}
@@ -176,8 +192,10 @@ def concurrent(deliveries: dict[str, list[Path]], rows: int, scale: int, work: P
             t.join()
         listing = _poll_verdicts(HttpTransport(server.url, tokens["analyst"]), len(answers), released + timeout)
         run.wall = time.perf_counter() - released
-        run.peak_mib = server.peak_mib()
+        run.peak_mib = server.peak_mib() + sum(h.peak_mib() for h in helpers)
     finally:
+        for h in helpers:
+            h.stop()
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     run.latencies = [a[0] for a in answers.values()]
@@ -236,8 +254,11 @@ def table(runs: list[Run]) -> str:
 def main() -> None:
     """Command line: run the benchmark and print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scales", default="1,4", help="sample-data scales, comma-separated (default 1,4)")
-    ap.add_argument("--workers", default="1,2", help="ingestion worker counts, comma-separated (default 1,2)")
+    ap.add_argument("--scales", default="1,4,40", help="sample-data scales, comma-separated (default 1,4,40)")
+    ap.add_argument("--workers", default="1,2", help="ingestion worker threads in serve, comma-separated (default 1,2)")
+    ap.add_argument("--worker-processes", default="2",
+                    help="also: serve --workers 0 plus this many `exchange-server worker` processes (default 2; "
+                         "empty: skip)")
     ap.add_argument("--postgres", action="store_true", help="also run the concurrent runs on a throwaway PostgreSQL")
     ap.add_argument("--quick", action="store_true", help="scale 1, 1 worker: a smoke run")
     ap.add_argument("--timeout", type=float, default=900, help="give up waiting for verdicts after this many s")
@@ -246,6 +267,7 @@ def main() -> None:
     a = ap.parse_args()
     scales = [1] if a.quick else [int(s) for s in a.scales.split(",")]
     worker_counts = [1] if a.quick else [int(w) for w in a.workers.split(",")]
+    process_counts = [] if a.quick or not a.worker_processes else [int(w) for w in a.worker_processes.split(",")]
     work = a.work or Path(tempfile.mkdtemp(prefix="kam-bench-cycle-"))
     work.mkdir(parents=True, exist_ok=True)
     pg = _start_postgres() if a.postgres else None
@@ -256,11 +278,12 @@ def main() -> None:
             deliveries, rows = generate(scale, work)
             runs.append(validate_locally(deliveries, rows, scale))
             runs.append(sequential(deliveries, rows, scale, work, None))
-            for w in worker_counts:
-                runs.append(concurrent(deliveries, rows, scale, work, w, None, "SQLite", a.timeout))
+            variants = [(w, False) for w in worker_counts] + [(p, True) for p in process_counts]
+            for w, processes in variants:
+                runs.append(concurrent(deliveries, rows, scale, work, w, None, "SQLite", a.timeout, processes))
                 if pg is not None:
-                    url = pg.create_database(f"bench_{scale}_{w}")
-                    runs.append(concurrent(deliveries, rows, scale, work, w, url, "PostgreSQL", a.timeout))
+                    url = pg.create_database(f"bench_{scale}_{w}_{'p' if processes else 't'}")
+                    runs.append(concurrent(deliveries, rows, scale, work, w, url, "PostgreSQL", a.timeout, processes))
             shutil.rmtree(work / f"scale{scale}", ignore_errors=True)
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"wall {time.time() - started:.0f} s")
@@ -275,15 +298,14 @@ def main() -> None:
 
 
 def _start_postgres() -> Any:
-    """A throwaway PostgreSQL from the test support code; SystemExit when none is installed."""
+    """A throwaway PostgreSQL (initdb + pg_ctl, fsync off) from the test support code; SystemExit when none."""
     sys.path.insert(0, str(ROOT))
     from tests.support.postgres import PostgresServer, find_bindir
 
     bindir = find_bindir()
     if bindir is None:
         raise SystemExit("--postgres: no initdb/pg_ctl found (pg_config --bindir or /usr/lib/postgresql/*/bin)")
-    start: Callable[[], Any] = PostgresServer(bindir).start
-    return start()
+    return PostgresServer(bindir).start()
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def start_server(data_dir: Path, workers: int, database_url: str | None = None, 
     cmd = [str(VENV_BIN / "exchange-server"), "--data-dir", str(data_dir)]
     if database_url:
         cmd += ["--database-url", database_url]
-    cmd += ["serve", "--port", str(port), "--workers", str(workers)]
+    cmd += ["serve", "--port", str(port), "--sftp-port", str(free_port()), "--workers", str(workers)]
     env = dict(os.environ)
     if threads:
         env["KAM_HTTP_THREADS"] = str(threads)
