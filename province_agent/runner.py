@@ -1,0 +1,332 @@
+"""What the agent does: fetch the list, build, check, send, and collect verdicts — resumably.
+
+Every step leaves a record in the state store before the next begins, so a run that is cut
+short anywhere (network, HQ, the machine, ``kill -9``) is finished by the next run:
+
+    built   -> the spooled files are sent (the same bytes: HQ answers with the same receipt)
+    sent    -> the verdict is collected
+    judged  -> done; ``run`` does not touch the cycle again
+
+A delivery HQ would reject is never sent: it is validated locally first, with the list
+slice fetched from HQ.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from schemas import Spec, load_spec
+from schemas.conventions import CheckFile, DataFileName
+from schemas.validation import REJECTED, ValidationContext, render_text, validate_delivery
+from schemas.validation.readers import text_lines
+
+from ._exceptions import RejectedError, TransportError
+from .config import AgentConfig
+from .lock import RunLock
+from .retry import with_retries
+from .state import BUILT, GOOD, JUDGED, LOCAL_REJECTED, SENT, Record, State
+from .transport.base import CycleInfo, Progress, Receipt, Transport
+
+log = logging.getLogger(__name__)
+
+
+def make_transport(config: AgentConfig) -> Transport:
+    """The transport the configuration names."""
+    if config.transport == "sftp":
+        from .transport.sftp import SftpTransport
+
+        s = config.sftp
+        return SftpTransport(s.host, s.port, s.user, s.key_file, s.known_hosts, config.party, timeout=config.timeout)
+    from .transport.http import HttpTransport
+
+    return HttpTransport(config.url, config.token(), timeout=config.timeout, verify_tls=config.verify_tls,
+                         ca_file=config.ca_file or None)
+
+
+@dataclass
+class Outcome:
+    """What one command did, for people and for ``--json``."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int = 0
+
+    def add(self, **event: Any) -> None:
+        """Record an event and log it as a plain line."""
+        self.events.append(event)
+        log.info(" ".join(f"{k}={v}" for k, v in event.items()))
+
+    def worst(self, code: int) -> None:
+        """Keep the most serious exit status (3 transport > 1 rejected > 0)."""
+        order = {0: 0, 1: 1, 3: 2, 2: 3}
+        if order.get(code, 0) > order.get(self.exit_code, 0):
+            self.exit_code = code
+
+
+def content_digest(files: list[Path]) -> str:
+    """The identity of a delivery's data, whatever its resend number: units and data file digests."""
+    lines = []
+    for p in files:
+        if p.name.endswith(".chk"):
+            continue
+        dn = DataFileName.parse(p.name)
+        lines.append(f"{dn.unit} {dn.seq} {dn.ext} {hashlib.sha256(p.read_bytes()).hexdigest()}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+class Agent:
+    """The province agent's operations over one configuration."""
+
+    def __init__(self, config: AgentConfig, transport: Transport | None = None, spec: Spec | None = None,
+                 progress: Callable[[str, int], Progress | None] | None = None,
+                 today: dt.date | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.spec = spec or load_spec()
+        self._transport = transport
+        self.state = State(config.state_dir)
+        self.progress = progress
+        self.today = today or dt.date.today()
+        self.sleep = sleep
+
+    @property
+    def transport(self) -> Transport:
+        """The transport, created on first use (so offline commands never need credentials)."""
+        if self._transport is None:
+            self._transport = make_transport(self.config)
+        return self._transport
+
+    def close(self) -> None:
+        """Release the transport and the state database."""
+        if self._transport is not None:
+            self._transport.close()
+        self.state.close()
+
+    def _retry(self, what: str, fn: Callable[[], Any]) -> Any:
+        return with_retries(what, fn, self.config.retry, self.transport.transient, sleep=self.sleep)
+
+    # -- the list -------------------------------------------------------------------------------
+    def fetch_list(self, out: Outcome) -> str | None:
+        """Download the current list slice, verify it, keep the version, report what changed."""
+        tmp = self.config.state_dir / ".fetching"
+        shutil.rmtree(tmp, ignore_errors=True)
+        got = self._retry("fetch-list", lambda: self.transport.fetch_list(tmp))
+        if got is None:
+            out.add(event="list", result="none published yet")
+            return None
+        version, files = got
+        report = validate_delivery(files, self.spec)
+        if report.errors:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise TransportError(f"the list slice {version} from HQ does not validate "
+                                 f"({report.errors} error(s)): {render_text(report, 5)}")
+        known = {v["version"] for v in self.state.list_versions()}
+        folder = self.config.lists_dir / version
+        changes = self._changes(files)
+        if version in known and folder.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            out.add(event="list", version=version, result="unchanged", rows=sum(changes.values()))
+            return version
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(folder)
+        self.state.add_list_version(version, folder, sum(changes.values()))
+        out.add(event="list", version=version, result="new", **{k: v for k, v in changes.items()})
+        return version
+
+    def _changes(self, files: list[Path]) -> dict[str, int]:
+        unit = self.spec.unit("TOP500_LIST")
+        i = unit.field_ids.index("CHANGE_TYPE")
+        names = {"A": "added", "M": "changed", "D": "removed", "U": "unchanged"}
+        counts = {v: 0 for v in names.values()}
+        for row in self._list_rows(files):
+            counts[names.get(row[i], "unchanged")] += 1
+        return counts
+
+    def _list_rows(self, files: list[Path]) -> list[list[str]]:
+        check = next(p for p in files if p.name.endswith(".chk"))
+        parsed = CheckFile.parse(check.read_bytes())
+        rows = []
+        for e in parsed.entries:
+            if e.name.endswith(".txt"):
+                rows += [ln.rstrip("\r").split(parsed.delimiter) for ln in text_lines(check.parent / e.name,
+                                                                                      parsed.encoding)]
+        return rows
+
+    def list_context(self) -> ValidationContext | None:
+        """The fetched list slice as validation context (rules X-007 and E604), if the party is a province."""
+        versions = self.state.list_versions()
+        if not versions or len(self.config.party) != 2:
+            return None
+        folder = Path(versions[0]["folder"])
+        files = sorted(folder.iterdir()) if folder.exists() else []
+        if not files:
+            return None
+        unit = self.spec.unit("TOP500_LIST")
+        idx, ch = unit.field_ids.index("NATIONAL_CUST_ID"), unit.field_ids.index("CHANGE_TYPE")
+        ids = frozenset(r[idx] for r in self._list_rows(files) if r[ch] != "D")
+        return ValidationContext(list_ids=ids, list_version=versions[0]["version"])
+
+    # -- building and sending ---------------------------------------------------------------------
+    def build(self, cycle: str, out: Outcome, mode: str = "P", units: list[str] | None = None) -> Record | None:
+        """Build the cycle's delivery from the exports, check it locally; None if nothing new to send."""
+        from .mapping import build_delivery
+
+        server_max = None
+        try:
+            server_max = self.transport.max_resend(cycle)
+        except self.transport.transient as exc:
+            log.warning("could not ask HQ for the last resend number (%s); using the local record", exc)
+        resend = self.state.next_resend(cycle, mode, server_max)
+        spool = self.config.spool_dir / cycle / f"{mode}_{self.config.party}_{cycle}_{resend:02d}"
+        shutil.rmtree(spool, ignore_errors=True)
+        check = build_delivery(self.config, self.spec, cycle, resend, spool, mode=mode, units=units)
+        files = sorted(p for p in spool.iterdir() if p.is_file())
+        content = content_digest(files)
+        done = self.state.accepted(cycle, mode)
+        if done is not None and done.content == content:
+            shutil.rmtree(spool, ignore_errors=True)
+            out.add(event="submit", cycle=cycle, result="unchanged since accepted", resend=f"{done.resend:02d}",
+                    delivery=done.server_id)
+            return None
+        report = validate_delivery(files, self.spec, self.list_context())
+        unit_codes = sorted({DataFileName.parse(p.name).unit for p in files if p != check})
+        if report.status == REJECTED:
+            self.state.add(cycle, mode, resend, check.name[:-4], spool, unit_codes, content, LOCAL_REJECTED)
+            out.add(event="submit", cycle=cycle, result="rejected locally, not sent", errors=report.errors,
+                    warnings=report.warnings)
+            raise RejectedError(f"{check.name[:-4]} would be rejected; not sent.\n{render_text(report, 50)}")
+        rec = self.state.add(cycle, mode, resend, check.name[:-4], spool, unit_codes, content)
+        out.add(event="built", cycle=cycle, delivery=rec.check_name, units=",".join(unit_codes),
+                warnings=report.warnings)
+        return rec
+
+    def send(self, rec: Record, out: Outcome) -> Record:
+        """Send a built delivery (again, if a previous attempt may or may not have arrived)."""
+        files = rec.files
+        total = sum(p.stat().st_size for p in files)
+        progress = self.progress(rec.check_name, total) if self.progress else None
+
+        def attempt_failed(_n: int, exc: BaseException) -> None:
+            self.state.mark_attempt(rec.id, str(exc)[:500])
+
+        receipt: Receipt = with_retries(f"sending {rec.check_name}", lambda: self.transport.send(files, progress),
+                                        self.config.retry, self.transport.transient, attempt_failed, self.sleep)
+        self.state.mark_sent(rec.id, receipt.delivery_id)
+        out.add(event="sent", cycle=rec.cycle, delivery=rec.check_name, id=receipt.delivery_id,
+                duplicate=receipt.duplicate)
+        return self.state.get(rec.id)
+
+    def collect(self, rec: Record, out: Outcome, timeout: float | None = None) -> Record:
+        """Wait for HQ's verdict on a sent delivery (network trouble in between is waited out)."""
+        receipt = Receipt(rec.server_id, rec.check_name)
+        limit = time.monotonic() + (self.config.retry.verdict_timeout if timeout is None else timeout)
+        wait = 0.5
+        while True:
+            try:
+                verdict = self.transport.verdict(receipt)
+            except self.transport.transient as exc:
+                log.warning("asking for the verdict on %s failed (%s); trying again", rec.check_name, exc)
+                verdict = None
+            if verdict is not None:
+                self.state.mark_judged(rec.id, verdict.status, verdict.errors, verdict.warnings)
+                rec = self.state.get(rec.id)
+                out.add(event="verdict", cycle=rec.cycle, delivery=rec.check_name, id=rec.server_id,
+                        status=verdict.status, errors=verdict.errors, warnings=verdict.warnings,
+                        codes=",".join(f"{c['code']}x{c['count']}" for c in verdict.counts) or "-")
+                if verdict.status not in GOOD:
+                    out.worst(1)
+                return rec
+            if time.monotonic() > limit:
+                out.add(event="verdict", cycle=rec.cycle, delivery=rec.check_name, status="pending",
+                        note="no verdict yet; the next run collects it")
+                return rec
+            self.sleep(wait)
+            wait = min(wait * 2, 10.0)
+
+    def submit(self, cycle: str, out: Outcome, mode: str = "P", units: list[str] | None = None,
+               wait: bool = True) -> Record | None:
+        """Build, check, send, and (unless ``wait`` is off) wait for the verdict of one cycle."""
+        pending = [r for r in self.state.for_cycle(cycle, mode) if r.state in (BUILT, SENT)]
+        rec = pending[-1] if pending else self.build(cycle, out, mode, units)
+        if rec is None:
+            return None
+        if rec.state == BUILT:
+            rec = self.send(rec, out)
+        if wait and rec.state == SENT:
+            rec = self.collect(rec, out)
+        return rec
+
+    # -- the scheduled job -------------------------------------------------------------------------
+    def due_cycles(self, calendar: list[CycleInfo]) -> list[CycleInfo]:
+        """Cycles to report now: open (or, over SFTP, of unknown state) whose period has ended."""
+        due = []
+        for c in calendar:
+            if c.end_date >= self.today:
+                continue
+            if c.state == "open":
+                due.append(c)
+            elif c.state == "unknown":
+                deadline = dt.date(int(c.deadline[:4]), int(c.deadline[4:6]), int(c.deadline[6:8]))
+                if self.today <= deadline + dt.timedelta(days=60):
+                    due.append(c)
+        return sorted(due, key=lambda c: c.id)
+
+    def ready(self, cycle: str) -> bool:
+        """Whether every configured unit's export for the cycle is there."""
+        from schemas.conventions import Cycle
+
+        from ._exceptions import BuildError
+        from .mapping import load_mappings, placeholders
+
+        values = placeholders(self.config.party, Cycle.parse(cycle))
+        for m in load_mappings(self.config, self.spec).values():
+            try:
+                m.source_files(self.config.export_dir, values)
+            except BuildError:
+                return False
+        return True
+
+    def run(self, out: Outcome) -> Outcome:
+        """The scheduled job; does nothing when everything due is already accepted."""
+        with RunLock(self.config.state_dir):
+            try:
+                self.fetch_list(out)
+            except TransportError:
+                raise
+            for rec in self.state.pending():
+                if rec.state == BUILT:
+                    rec = self.send(rec, out)
+                if rec.state == SENT:
+                    self.collect(rec, out)
+            calendar = self._retry("reading the calendar", self.transport.calendar)
+            for c in self.due_cycles(calendar):
+                if self.state.accepted(c.id) is not None:
+                    continue
+                if any(r.state in (BUILT, SENT) for r in self.state.for_cycle(c.id)):
+                    continue  # sent above; its verdict is still pending
+                last = self.state.for_cycle(c.id)
+                if last and last[-1].state == JUDGED and last[-1].status not in GOOD:
+                    out.add(event="cycle", cycle=c.id, result="rejected by HQ; fix the exports and run submit",
+                            delivery=last[-1].check_name)
+                    out.worst(1)
+                    continue
+                if not self.ready(c.id):
+                    out.add(event="cycle", cycle=c.id, result="exports not ready yet")
+                    continue
+                try:
+                    self.submit(c.id, out)
+                except RejectedError as exc:
+                    log.error("%s", exc)
+                    out.worst(1)
+            if not out.events:
+                out.add(event="run", result="nothing to do")
+        return out
+
+    def status(self) -> list[Record]:
+        """Every delivery the agent knows, newest first."""
+        return self.state.all()

@@ -1,0 +1,77 @@
+"""The commented configuration ``province-agent init`` writes."""
+from __future__ import annotations
+
+from schemas import Spec
+
+HEAD = """# province-agent configuration / 省公司代理配置
+# Everything the scheduled agent needs. Secrets are NOT written here: the API token and the
+# SSH key live in their own files (mode 600), named below. Paths are relative to this file.
+
+[agent]
+party = "{party}"                    # the province (GB/T 2260 code), or a local network's area code (e.g. "0710")
+state_dir = "state"                 # state.db, the run lock, fetched list versions, the spool of built deliveries
+export_dir = "exports"              # where the CRM exports arrive
+
+[server]
+transport = "{transport}"                # http or sftp
+url = "{url}"       # HQ's exchange server (HTTP API: calendar, verdicts; uploads when transport = "http")
+token_file = "token"                # the API token HQ issued (exchange-server token create)
+verify_tls = true                   # keep on; set ca_file for a private CA
+ca_file = ""
+timeout = 300
+
+[sftp]                              # used when transport = "sftp"
+host = "{host}"
+port = {sftp_port}
+user = "prov{party}"
+key_file = "id_ed25519"             # the private key whose public half HQ registered
+known_hosts = "known_hosts"         # HQ's host key; never accepted blindly
+
+[retry]
+attempts = 5                        # per operation; waits grow 2 s, 4 s, 8 s ... up to max_seconds, with jitter
+base_seconds = 2
+max_seconds = 300
+verdict_timeout = 1800              # how long submit/run wait for HQ's verdict before leaving it to the next run
+
+[output]
+format = "txt"                      # txt or xml
+encoding = "GB18030"                # GB18030 or UTF-8
+delimiter = "PIPE"                  # PIPE, TAB, COMMA, CARET or US
+
+# One [units.<NAME>] table per unit you deliver. Keys:
+#   source      file name or glob under export_dir; {{cycle}} {{party}} {{year}} {{month}} are filled in
+#   format      csv, xlsx or spec (already in the standard's format); default from the file extension
+#   encoding    of a CSV: UTF-8 (a BOM is fine) or GB18030;  delimiter: of a CSV, default ","
+#   sheet       of an XLSX (default: the first);  header_row: default 1
+#   [units.<NAME>.columns]    FIELD = "column header in the export"
+#   [units.<NAME>.constants]  FIELD = "value" (placeholders allowed), e.g. CYCLE_ID = "{{cycle}}"
+#   [units.<NAME>.values.FIELD]   "export value" = "code"   (translate your codes to the standard's)
+#   [units.<NAME>.dates]      FIELD = "%Y-%m-%d"   (how the export writes dates)
+#   [units.<NAME>.defaults]   FIELD = "value used when the export's cell is empty"
+# Every field of the unit is listed below with its Chinese name; map the ones your export has.
+"""
+
+
+def render_template(spec: Spec, party: str = "42", transport: str = "http", url: str = "https://hq.example:8080",
+                    host: str = "hq.example", sftp_port: int = 8022) -> str:
+    """The configuration template, with one commented mapping table per upload unit."""
+    out = [HEAD.format(party=party, transport=transport, url=url, host=host, sftp_port=sftp_port)]
+    for unit in spec.units:
+        if unit.direction != "up":
+            continue
+        out.append(f"\n[units.{unit.name}]                 # {unit.code} {unit.name_zh} / {unit.name_en}")
+        out.append(f'source = "{unit.name.lower()}_{{cycle}}.csv"')
+        out.append('encoding = "GB18030"')
+        out.append(f"[units.{unit.name}.constants]")
+        if unit.has_field("CYCLE_ID"):
+            out.append('CYCLE_ID = "{cycle}"')
+        if unit.has_field("PROV_ID"):
+            out.append(f'PROV_ID = "{party[:2] if len(party) == 2 else "?"}"')
+        out.append(f"[units.{unit.name}.columns]")
+        for f in unit.fields:
+            if f.id in ("CYCLE_ID", "PROV_ID"):
+                continue
+            need = "required" if f.required else "optional"
+            out.append(f'{f.id} = "{f.name_zh}"{" " * max(1, 28 - len(f.id) - len(f.name_zh) * 2)}'
+                       f"# {f.name_en}, {f.type_label}, {need}")
+    return "\n".join(out) + "\n"
