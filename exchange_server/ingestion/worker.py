@@ -173,5 +173,8 @@ class IngestionWorker:
         self._after_verdict(delivery_id)
 
     def _after_verdict(self, delivery_id: int) -> None:
-        for hook in self.hooks:
+        # Every worker, in `serve` or in its own process, answers in the sender's outbox.
+        from ..sftp.outbox import feedback_hook
+
+        for hook in [feedback_hook, *self.hooks]:
             hook(self.runtime, delivery_id)

@@ -46,11 +46,8 @@ class Server:
     def start(self, workers: int | None = None, hooks: list[VerdictHook] | None = None,
               sftp: bool | None = None) -> "Server":
         """Bind the ports and start HTTP, SFTP, the inbox scanners and the workers (non-blocking)."""
-        from ..sftp.outbox import feedback_hook
-
         app = create_app(runtime=self.runtime)
         s = self.runtime.settings
-        hooks = [feedback_hook, *(hooks or [])]
         if s.sftp_enabled if sftp is None else sftp:
             self._start_sftp()
         if s.dropbox_root:

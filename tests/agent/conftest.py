@@ -77,7 +77,8 @@ class AgentEnv:
         self.config.write_text(text, "utf-8")
 
 
-def make_env(runtime: Runtime, tmp_path: Path, spec: Spec, transport: str, server: Server | None = None) -> AgentEnv:
+def make_env(runtime: Runtime, tmp_path: Path, spec: Spec, transport: str, server: Server | None = None,
+             customers: int = 3) -> AgentEnv:
     """HQ set up for province 42 (account, token, key, open cycle, published list) and its agent's machine."""
     home = tmp_path / "agent"
     home.mkdir()
@@ -93,7 +94,7 @@ def make_env(runtime: Runtime, tmp_path: Path, spec: Spec, transport: str, serve
             CYCLE, deadline=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30), state="open")
     (home / "token").write_text(token + "\n")
     (home / "token").chmod(0o600)
-    rows = valid_rows(spec)
+    rows = valid_rows(spec, customers=customers)
     nets = sorted({r["LATN_ID"] for r in rows.rows["VIP_SUMMARY"]})
     source = write_list(tmp_path / "list.csv", spec, [(c, "42", nets[0]) for c in rows.list_ids])
     with runtime.db.session() as s:

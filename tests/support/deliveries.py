@@ -106,8 +106,10 @@ def valid_rows(spec: Spec, party: str = "42", cycle: str = "202610", customers: 
     for n in all_nets:
         total = prod_income[n] + Decimal("100000.00")
         ytd, ly = total * 10, total - Decimal("1000.00")
-        summary.append(dict(CYCLE_ID=cycle, PROV_ID=party, LATN_ID=n, CUST_CNT=10, CUST_CNT_GROUP=2, CUST_CNT_PROV=2,
-                            CUST_CNT_LA=2, CUST_CNT_LB=2, CUST_CNT_LC=2, LAST_CUST_CNT=9, NEW_CUST_CNT=2,
+        extra = max(0, len(prod_custs[n]) - 10)  # many customers: counts grow so R32001-03 still holds
+        summary.append(dict(CYCLE_ID=cycle, PROV_ID=party, LATN_ID=n, CUST_CNT=10 + extra, CUST_CNT_GROUP=2 + extra,
+                            CUST_CNT_PROV=2, CUST_CNT_LA=2, CUST_CNT_LB=2, CUST_CNT_LC=2, LAST_CUST_CNT=9 + extra,
+                            NEW_CUST_CNT=2,
                             LOST_CUST_CNT=1, TOP500_CUST_CNT=len(prod_custs[n]), MANAGER_CNT=2, INCOME_AMT=total,
                             INCOME_YTD_AMT=ytd, INCOME_LY_AMT=ly))
         serv.append(dict(CYCLE_ID=cycle, PROV_ID=party, LATN_ID=n, PROD_ID=prod, LAST_SERV_CNT=20, NEW_SERV_CNT=5,
