@@ -56,6 +56,10 @@ def render_template(spec: Spec, party: str = "42", transport: str = "http", url:
                     host: str = "hq.example", sftp_port: int = 8022) -> str:
     """The configuration template, with one commented mapping table per upload unit."""
     out = [HEAD.format(party=party, transport=transport, url=url, host=host, sftp_port=sftp_port)]
+    province = party
+    if len(party) > 2:  # a local network: its province, from the area code list
+        entry = spec.domain("Domain_area_id").current.codes.get(party)
+        province = entry.parent if entry is not None and entry.parent else "?"
     for unit in spec.units:
         if unit.direction != "up":
             continue
@@ -66,7 +70,7 @@ def render_template(spec: Spec, party: str = "42", transport: str = "http", url:
         if unit.has_field("CYCLE_ID"):
             out.append('CYCLE_ID = "{cycle}"')
         if unit.has_field("PROV_ID"):
-            out.append(f'PROV_ID = "{party[:2] if len(party) == 2 else "?"}"')
+            out.append(f'PROV_ID = "{province}"')
         out.append(f"[units.{unit.name}.columns]")
         for f in unit.fields:
             if f.id in ("CYCLE_ID", "PROV_ID"):
