@@ -6,13 +6,13 @@ no province ever needs code of its own:
 ```toml
 [units.VIP_SUMMARY]
 source = "summary_{cycle}.csv"         # glob under agent.export_dir; several matches are read in name order
-format = "csv"                         # csv | xlsx | spec (default: from the extension: .csv, .xlsx/.xlsm, .txt)
+format = "csv"                         # csv | xlsx | spec (default by extension: .csv, .xlsx/.xlsm, .txt = spec)
 encoding = "GB18030"                   # csv only: UTF-8 (default, a BOM is accepted) or GB18030 (GBK, GB2312)
 delimiter = ","                        # csv only: one character (default ","), or PIPE/TAB/COMMA/CARET/US
 header_row = 1                         # csv: the record holding the header; xlsx: the sheet row
 skip_blank = true                      # skip rows whose cells are all empty
 constants = { CYCLE_ID = "{cycle}", PROV_ID = "{party}" }
-values_strict = false                  # true: a source value missing from `values` is an error
+values_strict = false                  # true: a value missing from a field's `values` table is an error
 
 [units.VIP_SUMMARY.columns]            # spec field = the export's column header
 LATN_ID = "本地网"
@@ -546,18 +546,30 @@ class UnitMapping:
         table = self.values.get(fld.id)
         strict = self.values_strict
         date_format = self.dates.get(fld.id)
+        typed: Callable[[Any], str] | None = {
+            "integer": _integer, "decimal": lambda v: _decimal(v, fld.scale),
+            "date": lambda v: _date(v, date_format, with_time=False),
+            "datetime": lambda v: _date(v, date_format, with_time=True)}.get(fld.type)
 
+        # why the shape below: this runs once per cell of exports with millions of cells,
+        # so the common case (a text cell) takes the fewest steps
         def convert(raw: Any) -> str:
-            if raw is None or (isinstance(raw, str) and not raw.strip()):
+            if raw.__class__ is str:
+                raw = raw.strip()
+                if not raw:
+                    return default
+            elif raw is None:
                 return default
             if table is not None:
-                text = as_text(raw)
+                text = raw if raw.__class__ is str else as_text(raw)
                 if text in table:
                     return normalize(fld, table[text])
                 if strict:
                     shown = ", ".join(repr(k) for k in list(table)[:20])
                     raise ValueError(f"one of {shown} ({self.key('values', fld.id)}, values_strict = true)")
-            return normalize(fld, raw, date_format)
+            if typed is None:
+                return raw if raw.__class__ is str else as_text(raw)
+            return typed(raw)
 
         return convert
 
@@ -565,6 +577,8 @@ class UnitMapping:
                      constants: Mapping[str, str], out: "BuildContext") -> Iterator[dict[str, str]]:
         """Rows of one CSV or XLSX export through the column mapping."""
         kind = "line" if self.format == "csv" else "row"
+        csv_format = self.format == "csv"
+        is_blank = _blank_text if csv_format else _blank_cells
         columns: list[_Column] | None = None
         width = 0
         for record, line, cells in records:
@@ -574,10 +588,10 @@ class UnitMapping:
                 columns = self._compile(path, cells, f"{kind} {line}")
                 width = len(cells)
                 continue
-            if not any(as_text(c) for c in cells):
+            if is_blank(cells):
                 if self.skip_blank:
                     continue
-            elif self.format == "csv" and (len(cells) < width or any(as_text(c) for c in cells[width:])):
+            elif csv_format and len(cells) != width and (len(cells) < width or not is_blank(cells[width:])):
                 raise BuildError(f"{path}, line {line}: {len(cells)} values but the header has {width} columns "
                                  f"(an unquoted {self.delimiter!r} or line break inside a value?)")
             row = dict(constants)
@@ -636,6 +650,14 @@ class UnitMapping:
                              f"format = \"spec\" exports must be in output.encoding") from None
         except OSError as exc:
             raise BuildError(f"{path}: cannot read the export ({exc.strerror})") from None
+
+
+def _blank_text(cells: Sequence[str]) -> bool:
+    return not "".join(cells).strip()
+
+
+def _blank_cells(cells: Sequence[Any]) -> bool:
+    return all(c is None or (c.__class__ is str and not c.strip()) for c in cells)
 
 
 def _ignored(name: str) -> bool:
