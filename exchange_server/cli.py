@@ -184,17 +184,21 @@ def account_list(ctx: click.Context) -> None:
                        f"tokens={tokens} keys={keys} {a.display_name}")
 
 
+def _set_active(ctx: click.Context, name: str, active: bool) -> None:
+    from .accounts.services import AccountService
+
+    with _runtime(ctx).db.session() as s:
+        svc = AccountService(s, "cli")
+        svc.set_active(svc.get(name), active)
+    click.echo(f"{'enabled' if active else 'disabled'} {name}")
+
+
 @account.command("disable")
 @click.argument("name")
 @click.pass_context
 def account_disable(ctx: click.Context, name: str) -> None:
     """Disable an account: its tokens and keys stop working at once."""
-    from .accounts.services import AccountService
-
-    with _runtime(ctx).db.session() as s:
-        svc = AccountService(s, "cli")
-        svc.set_active(svc.get(name), False)
-    click.echo(f"disabled {name}")
+    _set_active(ctx, name, False)
 
 
 @account.command("enable")
@@ -202,12 +206,7 @@ def account_disable(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def account_enable(ctx: click.Context, name: str) -> None:
     """Enable a disabled account."""
-    from .accounts.services import AccountService
-
-    with _runtime(ctx).db.session() as s:
-        svc = AccountService(s, "cli")
-        svc.set_active(svc.get(name), True)
-    click.echo(f"enabled {name}")
+    _set_active(ctx, name, True)
 
 
 @account.command("password")

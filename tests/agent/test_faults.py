@@ -23,22 +23,13 @@ from exchange_server.sftp.keys import host_key_line
 from exchange_server.submissions.models import Delivery, UnitVersion
 from schemas import Spec
 from tests.agent.conftest import CYCLE, AgentEnv, make_env
+from tests.support.waiting import wait_for
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def server_state(rt: Runtime) -> tuple[list[tuple[int, str]], int]:

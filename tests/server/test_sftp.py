@@ -21,7 +21,8 @@ from exchange_server.runtime.serve import Server
 from exchange_server.sftp.keys import host_key_line
 from exchange_server.submissions.models import Delivery
 from tests.server.conftest import Setup
-from tests.support.deliveries import refresh_check, valid_rows
+from tests.support.deliveries import valid_rows
+from tests.support.waiting import wait_for
 
 SFTP = shutil.which("sftp")
 pytestmark = pytest.mark.skipif(SFTP is None and not os.environ.get("CI"),
@@ -55,17 +56,6 @@ class Province:
              "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
              f"{user or self.user}@127.0.0.1"],
             input=commands, capture_output=True, text=True, timeout=120, cwd=cwd or self.home)
-
-
-def wait_for(predicate: Any, timeout: float = 30) -> Any:
-    """Poll until predicate() is truthy."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def deliveries(server: Server) -> list[Delivery]:
