@@ -99,7 +99,8 @@ class InboxScanner:
         try:
             st = check.stat()
             if st.st_size == 0:
-                return self._maybe_expire(party, inbox, check, [("E112", check.name, "0 bytes")])
+                self._maybe_expire(party, inbox, check, [("E112", check.name, "0 bytes")])
+                return None
             parsed = CheckFile.parse(check.read_bytes()) if st.st_size <= 16 * 1024 * 1024 else None
         except FileNotFoundError:
             return None
@@ -109,7 +110,8 @@ class InboxScanner:
         else:
             problem = [] if parsed else [("E118", check.name, "check file over 16 MiB")]
         if parsed is None:
-            return self._maybe_expire(party, inbox, check, problem)
+            self._maybe_expire(party, inbox, check, problem)
+            return None
         missing = []
         paths = [check]
         for entry in parsed.entries:
@@ -131,7 +133,8 @@ class InboxScanner:
                 missing.append(("E108", entry.name, "SHA-256 differs from the check file"))
             paths.append(p)
         if missing:
-            return self._maybe_expire(party, inbox, check, missing)
+            self._maybe_expire(party, inbox, check, missing)
+            return None
         return self._ingest(party, account, paths)
 
     def _sha256(self, path: Path) -> str:
@@ -179,9 +182,9 @@ class InboxScanner:
         try:
             age = time.time() - check.stat().st_mtime
         except FileNotFoundError:
-            return None
+            return
         if age < self.rt.settings.sftp_complete_wait_seconds:
-            return None
+            return
         lines = [f"{check.name}: delivery incomplete after {int(age)} s; not ingested / 报送不完整，未接收",
                  "Upload the missing files, or send a corrected check file. / 请补传缺失文件或重新上传正确的校验文件。", ""]
         lines += [f"{code}  {name}  {detail}" for code, name, detail in problems]
@@ -194,4 +197,3 @@ class InboxScanner:
             record(s, "system", "sftp.incomplete", f"party:{party}", check=check.name, channel=self.channel,
                    problems=[{"code": c, "file": n, "detail": d} for c, n, d in problems])
         log.warning("%s: %s from %s incomplete after %d s; reported", self.channel, check.name, party, int(age))
-        return None

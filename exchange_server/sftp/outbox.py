@@ -7,6 +7,7 @@ version's slices go to each province's outbox.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..accounts.models import Account
 from ..runtime import Runtime
@@ -21,7 +22,7 @@ def trees(rt: Runtime) -> list[PartyTree]:
     """Every tree HQ writes outboxes into: the embedded server's, and the drop-box root if set."""
     out = [PartyTree(rt.settings.sftp_root)]
     if rt.settings.dropbox_root:
-        out.append(PartyTree(rt.settings.dropbox_root))
+        out.append(PartyTree(Path(rt.settings.dropbox_root)))
     return out
 
 
@@ -84,7 +85,6 @@ def place_calendar(rt: Runtime) -> int:
     calendar changes (the files keep their names, so the outbox always holds the latest).
     """
     import tempfile
-    from pathlib import Path
 
     from sqlalchemy import select
 
@@ -96,8 +96,8 @@ def place_calendar(rt: Runtime) -> int:
 
     with rt.db.session() as s:
         cycles = list(s.scalars(select(ReportingCycle).order_by(ReportingCycle.begin_date)))
-        parties = sorted(set(s.scalars(select(Account.party).where(Account.role == PROVINCE, Account.active,
-                                                                   Account.party.is_not(None)))))
+        parties = sorted({p for p in s.scalars(select(Account.party).where(Account.role == PROVINCE, Account.active))
+                          if p})
         rows = [(c.begin_date.year, dict(CYCLE_ID=c.id, REP_FREQ=c.freq, CYCLE_NAME=c.name,
                                          BEGIN_DATE=c.begin_date, END_DATE=c.end_date,
                                          DEADLINE=beijing_stamp(c.deadline), UNITS_DUE=c.units_due,
