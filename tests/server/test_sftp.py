@@ -211,3 +211,43 @@ def test_file_over_the_cap_is_refused(setup: Setup, runtime: Any, tmp_path: Path
         assert r.returncode != 0
     finally:
         server.shutdown()
+
+
+def test_account_quota_and_password_login_off_by_default(setup: Setup, runtime: Any, tmp_path: Path) -> None:
+    import paramiko
+
+    from dataclasses import replace
+
+    runtime.settings = replace(runtime.settings, sftp_quota_bytes=50_000)
+    server = Server(runtime, "127.0.0.1", 0, sftp_port=0).start(workers=0)
+    try:
+        p = Province(server, setup, "42", tmp_path / "hubei")
+        with runtime.db.session() as s:
+            svc = AccountService(s, "test")
+            svc.set_password(svc.get("prov42"), "correct-horse-battery")
+        chunk = tmp_path / "a.txt"
+        chunk.write_bytes(b"x" * 40_000)
+        assert p.sftp(f"put {chunk} inbox/a.txt\nput {chunk} inbox/b.txt\n").returncode == 0  # under the quota
+        assert p.sftp(f"put {chunk} inbox/c.txt\n").returncode != 0  # 80 kB waiting: over 50 kB
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        with pytest.raises(paramiko.AuthenticationException):
+            client.connect("127.0.0.1", server.sftp_port, "prov42", password="correct-horse-battery",
+                           look_for_keys=False, allow_agent=False)
+        client.close()
+    finally:
+        server.shutdown()
+    runtime.settings = replace(runtime.settings, sftp_password_auth=True)
+    server = Server(runtime, "127.0.0.1", 0, sftp_port=0).start(workers=0)
+    try:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect("127.0.0.1", server.sftp_port, "prov42", password="correct-horse-battery",
+                       look_for_keys=False, allow_agent=False)
+        assert "a.txt" in client.open_sftp().listdir("inbox")
+        client.close()
+        with pytest.raises(paramiko.AuthenticationException):
+            client.connect("127.0.0.1", server.sftp_port, "prov42", password="wrong", look_for_keys=False,
+                           allow_agent=False)
+    finally:
+        server.shutdown()
