@@ -58,6 +58,7 @@ def import_models() -> None:
     """Import every feature's models so the metadata is complete (migrations, create_all)."""
     from .accounts import models as _accounts  # noqa: F401
     from .audit import models as _audit  # noqa: F401
+    from .consolidation import models as _consolidation  # noqa: F401
     from .cycles import models as _cycles  # noqa: F401
     from .ingestion import models as _ingestion  # noqa: F401
     from .lists import models as _lists  # noqa: F401

@@ -28,6 +28,7 @@ from schemas.validation.report import Report
 from ..accounts.models import Account
 from ..audit.services import record
 from ..clock import utcnow
+from ..consolidation.services import Consolidator
 from ..runtime import Runtime
 from ..submissions.context import ContextBuilder
 from ..submissions.models import (
@@ -147,14 +148,16 @@ class IngestionWorker:
                                     file=f.file, line=f.line, field=f.field, value=f.value, expected=f.expected,
                                     xpath=f.xpath, unit=f.unit, message_zh=f.message_zh, message_en=f.message_en)
                             for f in report.sorted_findings())
-            versions = []
+            accepted = []
             if delivery.mode == "P" and delivery.status in (ACCEPTED, ACCEPTED_WITH_WARNINGS):
-                versions = VersionService(session).accept(delivery)
+                accepted = VersionService(session).accept(delivery)
+                consolidator = Consolidator(session, rt.archive, rt.spec)
+                for a in accepted:  # facts and roll-ups move in this same transaction
+                    consolidator.apply(a.version, delivery, a.unit, a.replaced_id, a.current)
             queue.finish(job)
             record(session, "system", f"delivery.{delivery.status}", f"delivery:{delivery_id}",
                    errors=report.errors, warnings=report.warnings,
-                   versions=[{"unit": v.scope.unit if v.scope else None, "number": v.number,
-                              "current": v.superseded_at is None} for v in versions])
+                   versions=[{"unit": a.unit, "number": a.version.number, "current": a.current} for a in accepted])
         self._after_verdict(delivery_id)
 
     def _failed(self, job_id: int, delivery_id: int, attempts: int, error: str) -> None:

@@ -1,16 +1,12 @@
 """What the server knows beyond the files: the validation context (tier 6) of a delivery."""
 from __future__ import annotations
 
-from typing import Iterator
-
-from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from schemas import CheckFileError, Spec
-from schemas.conventions import CheckFile, Cycle
+from schemas import Spec
+from schemas.conventions import Cycle
 from schemas.validation import ValidationContext
-from schemas.validation.readers import text_lines
 
 from ..accounts.models import Account
 from ..accounts.services import authorised_parties
@@ -19,6 +15,7 @@ from ..cycles.models import ReportingCycle
 from ..org.models import LOCAL_NETWORK, Area
 from ..storage import Archive
 from .models import Delivery
+from .rows import unit_rows
 from .versions import VersionService
 
 
@@ -80,32 +77,7 @@ class ContextBuilder:
                 continue
             keys = [k for k in unit.primary_key if k != "CYCLE_ID"]
             rows: dict[str, dict[str, str]] = {}
-            for row in self._rows(version.delivery, unit.code):
+            for row in unit_rows(self.archive, self.spec, version.delivery, unit.code):
                 rows["\x1f".join(row.get(k, "") for k in keys)] = {f: row.get(f, "") for f in wanted}
             out[unit.name] = rows
         return out or None
-
-    def _rows(self, delivery: Delivery, unit_code: str) -> Iterator[dict[str, str]]:
-        """The rows of one unit of an accepted delivery, read back from the archive."""
-        unit = self.spec.unit(unit_code)
-        check_file = next((f for f in delivery.files if f.name.endswith(".chk")), None)
-        if check_file is None:
-            return
-        try:
-            check = CheckFile.parse(self.archive.read_bytes(check_file.sha256))
-        except CheckFileError:
-            return
-        for f in delivery.files:
-            if f.unit != unit_code:
-                continue
-            path = self.archive.path(f.sha256)
-            if f.name.endswith(".txt"):
-                for line in text_lines(path, check.encoding):
-                    yield dict(zip(unit.field_ids, line.rstrip("\r").split(check.delimiter)))
-            else:
-                ns = "{" + self.spec.namespace + "}"
-                parser = etree.iterparse(str(path), events=("end",), tag=ns + "ROW", resolve_entities=False,
-                                         no_network=True, load_dtd=False)
-                for _, el in parser:
-                    yield {child.tag[len(ns):]: (child.text or "") for child in el}
-                    el.clear()

@@ -9,6 +9,7 @@ accepting two resends of one scope at once serialise (SQLite has one writer anyw
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,16 @@ from sqlalchemy.orm import Session
 
 from ..clock import utcnow
 from .models import DataScope, Delivery, UnitVersion
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One version an accepted delivery produced: whether it became current, and what it replaced."""
+
+    version: UnitVersion
+    unit: str
+    current: bool
+    replaced_id: int | None
 
 
 class VersionService:
@@ -39,7 +50,7 @@ class VersionService:
         assert scope is not None
         return scope
 
-    def accept(self, delivery: Delivery) -> list[UnitVersion]:
+    def accept(self, delivery: Delivery) -> list[Accepted]:
         """Make an accepted production delivery a version of every unit it carries."""
         assert delivery.party and delivery.period and delivery.resend is not None
         rows: dict[str, int] = defaultdict(int)
@@ -61,10 +72,11 @@ class VersionService:
                     current.superseded_at = now
                     current.superseded_by_id = version.id
                 scope.current_version_id = version.id
+                made.append(Accepted(version, unit, True, current.id if current is not None else None))
             else:
                 version.superseded_at = now
                 version.superseded_by_id = current.id
-            made.append(version)
+                made.append(Accepted(version, unit, False, None))
         self.session.flush()
         return made
 
