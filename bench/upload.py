@@ -380,8 +380,8 @@ def main() -> None:
     work = a.work or Path(tempfile.mkdtemp(prefix="kam-bench-upload-"))
     work.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(work).free
-    if free < 5 * size:  # the file, the receiver's copy, waitress's spool and the archive's copy
-        size = max(MiB, free // 5)
+    if free < 4 * size:  # the file, the receiver's copy and the archive's copy, with room to spare
+        size = max(MiB, free // 4)
         print(f"note: only {free / 2**30:.1f} GiB free under {work}; the delivery is cut to {size / MiB:.0f} MiB")
     try:
         started = time.time()

@@ -90,7 +90,7 @@ class RollupService:
     def totals(self, cycle: str) -> dict[str, Any]:
         """Group totals, with year to date, month on month and year on year."""
         [row] = self._summary(cycle, [])
-        out = {m: (_money(getattr(row, m)) if m.endswith("_amt") else int(getattr(row, m))) for m in SUMMARY_MEASURES}
+        out: dict[str, Any] = {m: (_money(getattr(row, m)) if m.endswith("_amt") else int(getattr(row, m))) for m in SUMMARY_MEASURES}
         out["networks"] = int(row.networks)
         try:
             prev = Cycle.parse(cycle).previous().id
@@ -108,8 +108,8 @@ class RollupService:
         rows = []
         for r in self._summary(cycle, [SummaryFact.prov_id]):
             a = areas.get(r.prov_id)
-            d = {"prov_id": r.prov_id, "name_zh": a.name_zh if a else "", "name_en": a.name_en if a else "",
-                 "networks": int(r.networks)}
+            d: dict[str, Any] = {"prov_id": r.prov_id, "name_zh": a.name_zh if a else "",
+                                 "name_en": a.name_en if a else "", "networks": int(r.networks)}
             d.update({m: (_money(getattr(r, m)) if m.endswith("_amt") else int(getattr(r, m)))
                       for m in SUMMARY_MEASURES})
             d["yoy_pct"] = _pct(d["income_amt"], d["income_ly_amt"])
@@ -122,7 +122,7 @@ class RollupService:
         rows = []
         for r in self._summary(cycle, [SummaryFact.prov_id, SummaryFact.latn_id]):
             a = areas.get(r.latn_id)
-            d = {"prov_id": r.prov_id, "latn_id": r.latn_id, "name_zh": a.name_zh if a else "",
+            d: dict[str, Any] = {"prov_id": r.prov_id, "latn_id": r.latn_id, "name_zh": a.name_zh if a else "",
                  "name_en": a.name_en if a else ""}
             d.update({m: (_money(getattr(r, m)) if m.endswith("_amt") else int(getattr(r, m)))
                       for m in ("cust_cnt", "new_cust_cnt", "lost_cust_cnt", "income_amt", "income_ytd_amt",
@@ -166,7 +166,7 @@ class RollupService:
         out = []
         for r in self.session.execute(q):
             zh, en = names.get(r.acct_item_type_id, ("", ""))
-            d = {"acct_item_type_id": r.acct_item_type_id, "name_zh": zh, "name_en": en, "income_amt": _money(r.i),
+            d: dict[str, Any] = {"acct_item_type_id": r.acct_item_type_id, "name_zh": zh, "name_en": en, "income_amt": _money(r.i),
                  "income_ytd_amt": _money(r.y), "income_ly_amt": _money(r.l), "income_ly_ytd_amt": _money(r.ly)}
             d["yoy_pct"] = _pct(d["income_amt"], d["income_ly_amt"])
             out.append(d)
@@ -175,10 +175,10 @@ class RollupService:
     def _by_customer_attr(self, cycle: str, attr: str, domain: str) -> list[dict[str, Any]]:
         names = self._names(domain)
         col = getattr(CustomerFact, attr)
-        counts = dict(self.session.execute(
+        counts: dict[str, int] = dict(self.session.execute(
             select(col, func.count()).where(CustomerFact.cycle == cycle, CustomerFact.current.is_(True))
             .group_by(col)).all())
-        revenue = dict(self.session.execute(
+        revenue: dict[str, Any] = dict(self.session.execute(
             select(col, func.sum(CustProdFact.income_amt))
             .join(CustomerFact, (CustomerFact.national_cust_id == CustProdFact.national_cust_id)
                   & (CustomerFact.cycle == CustProdFact.cycle) & CustomerFact.current.is_(True))
@@ -241,9 +241,9 @@ class RollupService:
             prov = self._province_of(scope.party)
             accepted[(prov, scope.unit)] = {"late": delivery.late, "delivery_id": delivery.id,
                                             "version": version.number}
-        matrix = []
+        matrix: list[dict[str, Any]] = []
         for p in provinces:
-            cells = {}
+            cells: dict[str, dict[str, Any]] = {}
             for u in units:
                 a = accepted.get((p.code, u))
                 state = ("late" if a["late"] else "accepted") if a else (

@@ -61,7 +61,7 @@ class Consolidator:
             fact = dict(base)
             for col, conv in columns.items():
                 fact[col] = conv(row.get(field_of[col], ""))
-            networks.add(fact["latn_id"])
+            networks.add(str(fact["latn_id"]))
             batch.append(fact)
             if len(batch) >= BATCH:
                 self.session.execute(insert(table), batch)

@@ -30,10 +30,6 @@ HEADER_LIMIT = 16 * 1024
 # Whitespace a sender may put between a boundary and its line break (RFC 2046 "transport
 # padding"); more than this is not padding.
 _PADDING_LIMIT = 64
-# Every this many bytes of a file, the kernel is asked to start writing them to disk (see
-# MultipartReader._write).
-_WRITEBACK_STEP = 16 * 1024 * 1024
-_FADVISE = getattr(os, "posix_fadvise", None)  # Linux and most Unixes; not macOS or Windows
 # A received name is only ever a label (bytes are stored by digest), but it is echoed in
 # receipts and used for the validation's scratch files, so anything path-like is refused.
 _UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -130,7 +126,6 @@ class MultipartReader:
         self.sealed: list[StagedObject] = []  # complete parts, archived only once the whole body is in
         self.current: StagedObject | None = None
         self.current_name = ""
-        self.kicked = 0  # bytes of the current file whose write-back has been started
 
     # -- input ---------------------------------------------------------------------------------
     def _fill(self) -> None:
@@ -174,7 +169,6 @@ class MultipartReader:
             raise PayloadTooLarge(f"at most {self.settings.max_files_per_delivery} files per delivery",
                                   f"每次报送最多 {self.settings.max_files_per_delivery} 个文件", code="too_many_files")
         self.current = self.archive.stage(file_limit(self.current_name, self.settings), self.current_name)
-        self.kicked = 0
 
     def _close_part(self) -> None:
         current = self.current
@@ -186,25 +180,7 @@ class MultipartReader:
     def _write(self, start: int, stop: int) -> None:
         current = self.current
         if stop > start and current is not None:
-            current.write(self.view[start:stop])
-            if current.size - self.kicked >= _WRITEBACK_STEP:
-                self._start_writeback(current)
-
-    def _start_writeback(self, current: StagedObject) -> None:
-        # The archive fsyncs each file when it is sealed. Left alone, the kernel keeps a
-        # whole 1 GB upload as dirty pages until then (its background write-back starts at
-        # 10% of RAM), so the disk sits idle while the body arrives and the fsync then waits
-        # for all of it. POSIX_FADV_DONTNEED on Linux starts asynchronous write-back of the
-        # range (pages still dirty are not dropped, so the file stays cached for validation);
-        # it does not wait, and it is only a hint.
-        fh = getattr(current, "fh", None)
-        if _FADVISE is None or fh is None or fh.closed:
-            return
-        try:
-            _FADVISE(fh.fileno(), self.kicked, current.size - self.kicked, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            pass  # a file system that refuses the hint loses nothing but the overlap
-        self.kicked = current.size
+            current.write(self.view[start:stop])  # the archive starts write-back every 16 MiB
 
     # -- the state machine -----------------------------------------------------------------------
     def run(self) -> None:

@@ -73,7 +73,7 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def live_server(runtime: Runtime) -> Iterator[Server]:
-    """The real server (waitress + an ingestion worker) on a free loopback port."""
+    """The real server (cheroot HTTP, SFTP, an ingestion worker) on a free loopback port."""
     server = Server(runtime, "127.0.0.1", 0, sftp_port=0).start(workers=1)
     yield server
     server.shutdown()

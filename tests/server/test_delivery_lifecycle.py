@@ -1,6 +1,6 @@
 """End to end over real HTTP on loopback, on SQLite and PostgreSQL: a delivery's whole life.
 
-Each test uploads real files (written by the spec's writer) to a running server (waitress
+Each test uploads real files (written by the spec's writer) to a running server (cheroot
 plus an ingestion worker) with the agent's HTTP transport, then follows the verdict.
 """
 from __future__ import annotations
