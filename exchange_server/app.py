@@ -8,6 +8,8 @@ from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
 
+from templates import TEMPLATE_DIR
+
 from . import db, errors_http
 from .runtime import Runtime, open_runtime
 
@@ -15,8 +17,12 @@ from .runtime import Runtime, open_runtime
 def create_app(test_config: Mapping[str, Any] | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the exchange server's WSGI app: settings, database, archive, API, pages."""
     rt = runtime or open_runtime(test_config)
-    app = Flask(__name__, instance_path=str(rt.settings.data_path), template_folder=None)
+    # pages: the jinja templates live in the top-level templates/ package.
+    app = Flask(__name__, instance_path=str(rt.settings.data_path), template_folder=str(TEMPLATE_DIR))
     app.config.update(SECRET_KEY=rt.settings.secret_key, JSON_AS_ASCII=False,
+                      # pages: the sign-in session cookie is out of scripts' reach and not sent cross-site.
+                      SESSION_COOKIE_NAME="kam_session", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=rt.settings.session_cookie_secure,
                       # Werkzeug's own cap, above ours, so that ours (with its clear message) speaks first.
                       MAX_CONTENT_LENGTH=None)
     if isinstance(app.json, DefaultJSONProvider):
@@ -27,6 +33,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, runtime: Runtime | 
     from . import api
 
     api.init_app(app)
+    from . import pages  # pages: sign-in and the analyst dashboard
+
+    pages.init_app(app)
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -54,6 +54,7 @@ class Settings:
     dropbox_root: str = ""  # drop-box mode: <root>/<party>/inbox and outbox served by OpenSSH
     # Auth
     token_ttl_days: int = 365
+    session_cookie_secure: bool = False  # turn on when HTTPS terminates in front of the server
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

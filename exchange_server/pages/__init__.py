@@ -1,0 +1,33 @@
+"""The server's pages (server-rendered jinja2, no JavaScript): sign-in and the analyst dashboard.
+
+Templates live in the top-level ``templates/`` package (``base.html``, ``auth/``,
+``analyst/``), the stylesheet in ``templates/static/``. The pages use the signed session
+cookie of :mod:`.auth`; the API under ``/api/`` keeps its bearer tokens and JSON errors.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+from templates import TEMPLATE_DIR
+
+from . import analyst, auth
+from .auth import current_account
+from .charts import compact_money, money, percent
+from .csrf import csrf_token
+from .services import short_area_name
+
+static = Blueprint("pages_static", __name__, static_folder=str(TEMPLATE_DIR / "static"),
+                   static_url_path="/static/pages")
+
+
+def init_app(app: Flask) -> None:
+    """Register the page blueprints, the pages' stylesheet and the template helpers."""
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(analyst.bp)
+    app.register_blueprint(static)
+    app.add_template_global(csrf_token)
+    app.add_template_global(current_account)
+    app.add_template_filter(money)
+    app.add_template_filter(compact_money)
+    app.add_template_filter(percent)
+    app.add_template_filter(short_area_name, "short_area")

@@ -1,0 +1,144 @@
+"""What the analyst pages show, assembled from the roll-ups and the calendar."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schemas.conventions import Cycle
+
+from ..consolidation.models import SummaryFact
+from ..consolidation.rollups import Rollup, RollupService
+from ..cycles.models import ReportingCycle
+from ..cycles.services import CycleService
+from .charts import BarChart, BarItem, LineChart, LineItem, bar_chart, line_chart
+
+TREND_LENGTH = 12
+# Suffixes dropped for column headers and chart labels (内蒙古自治区 -> 内蒙古), as reports do.
+_AREA_SUFFIX = re.compile(r"(维吾尔自治区|壮族自治区|回族自治区|自治区|特别行政区|省|市)$")
+
+# Completeness states as the matrix shows them: symbol, Chinese (the workbook's words), English.
+STATES: dict[str, tuple[str, str, str]] = {
+    "accepted": ("✓", "已采纳", "accepted"),
+    "late": ("!", "逾期采纳", "accepted late"),
+    "received": ("…", "已收到未采纳", "received, not accepted"),
+    "missing": ("✗", "缺报", "missing"),
+}
+
+# The tables offered as CSV (what consolidation.exports.table knows): Chinese, English.
+CSV_TABLES: dict[str, tuple[str, str]] = {
+    "totals": ("集团合计", "group totals"),
+    "by_province": ("分省", "by province"),
+    "by_network": ("分本地网", "by local network"),
+    "by_product": ("分产品", "by product"),
+    "by_billing_item": ("分账目", "by billing item"),
+    "by_level": ("分客户级别", "by customer level"),
+    "by_industry": ("分行业", "by industry"),
+    "coverage": ("500强覆盖", "top-500 coverage"),
+    "completeness": ("报送完整性", "completeness"),
+    "lineage": ("数据来源版本", "lineage"),
+}
+
+
+def short_area_name(name_zh: str) -> str:
+    """A province's name without its administrative suffix (新疆维吾尔自治区 -> 新疆)."""
+    return _AREA_SUFFIX.sub("", name_zh) or name_zh
+
+
+def cycle_label(cycle_id: str) -> str:
+    """A compact axis label: 202610 -> 2026-10; quarters, halves and years as they are."""
+    return f"{cycle_id[:4]}-{cycle_id[4:]}" if re.fullmatch(r"\d{6}", cycle_id) else cycle_id
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file to download: its bytes, type and name."""
+
+    data: bytes
+    mimetype: str
+    filename: str
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Everything the analyst dashboard renders for one cycle."""
+
+    cycle: ReportingCycle
+    calendar: list[ReportingCycle]
+    rollup: Rollup
+    province_chart: BarChart
+    product_chart: BarChart
+    trend_chart: LineChart
+    units: list[dict[str, str]]
+    csv_tables: list[tuple[str, str, str]]  # (table, Chinese, English) offered as CSV
+
+
+class DashboardService:
+    """Builds the analyst dashboard from the roll-ups (read-only)."""
+
+    def __init__(self, session: Session, spec: Any) -> None:
+        self.session = session
+        self.spec = spec
+        self.rollups = RollupService(session, spec)
+        self.cycles = CycleService(session, spec)
+
+    def default_cycle(self) -> str | None:
+        """The newest cycle with consolidated data, else the newest cycle in the calendar."""
+        with_data = set(self.session.scalars(select(SummaryFact.cycle).where(SummaryFact.current.is_(True))
+                                             .distinct()))
+        calendar = self.cycles.calendar()
+        for c in calendar:
+            if c.id in with_data:
+                return c.id
+        return calendar[0].id if calendar else None
+
+    def trend(self, cycle_id: str) -> list[LineItem]:
+        """Group revenue for the last TREND_LENGTH cycles of the same frequency, oldest first."""
+        ids = [cycle_id]
+        for _ in range(TREND_LENGTH - 1):
+            ids.append(Cycle.parse(ids[-1]).previous().id)
+        items = []
+        for cid in reversed(ids):
+            totals = self.rollups.totals(cid)
+            items.append(LineItem(cid, cycle_label(cid), totals["income_amt"], totals["networks"] > 0,
+                                  cid == cycle_id))
+        return items
+
+    def dashboard(self, cycle_id: str) -> Dashboard:
+        """The dashboard of one calendar cycle; NotFound when it is not in the calendar."""
+        cycle = self.cycles.get(cycle_id)
+        rollup = self.rollups.rollup(cycle_id)
+        provinces = bar_chart([BarItem(p["prov_id"], short_area_name(p["name_zh"]) or p["prov_id"],
+                                       f"{p['name_zh']} {p['name_en']}", p["income_amt"])
+                               for p in rollup.by_province], label_width=70)
+        products = bar_chart([BarItem(p["prod_id"], p["name_zh"] or p["prod_id"], f"{p['name_zh']} {p['name_en']}",
+                                      p["top500_income_amt"])
+                              for p in rollup.by_product if p["top500_income_amt"] or p["serv_cnt"]],
+                             label_width=150, row_height=17)
+        units = [{"code": u, "name_zh": self.spec.unit(u).name_zh, "name_en": self.spec.unit(u).name_en}
+                 for u in rollup.completeness["units"]]
+        return Dashboard(cycle, self.cycles.calendar(), rollup, provinces, products, line_chart(self.trend(cycle_id)),
+                         units, [(key, zh, en) for key, (zh, en) in CSV_TABLES.items()])
+
+    def export(self, cycle_id: str, name: str) -> Export | None:
+        """``rollup.xlsx``, ``rollup.json`` or ``<table>.csv`` of a cycle, named as the API names them, or None."""
+        breakdown = name.removesuffix(".csv")
+        if name not in ("rollup.xlsx", "rollup.json") and (breakdown == name or breakdown not in CSV_TABLES):
+            return None
+        self.cycles.get(cycle_id)
+        # Imported here: the exports module is written alongside the API and is only needed for downloads.
+        from ..consolidation import exports
+
+        rollup = self.rollups.rollup(cycle_id)
+        if name == "rollup.xlsx":
+            return Export(exports.rollup_xlsx(rollup), XLSX, f"kam-rollup-{cycle_id}.xlsx")
+        if name == "rollup.json":
+            return Export(exports.rollup_json(rollup), "application/json", f"kam-rollup-{cycle_id}.json")
+        return Export(exports.rollup_csv(rollup, breakdown), "text/csv; charset=utf-8",
+                      f"kam-rollup-{cycle_id}-{breakdown}.csv")

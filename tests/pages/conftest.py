@@ -1,0 +1,146 @@
+"""Page fixtures: a real server on loopback with two cycles of data, accounts, and headless Chromium.
+
+The data is built once per module (sample deliveries received and judged by the real
+pipeline on SQLite): 202609 from Beijing (11) and Hubei (42), 202610 from those two and
+Guangdong (44). Browser tests use Debian's ``chromium`` through Playwright; without either
+they are skipped, or fail when ``CI`` is set (CI must run them).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from exchange_server.accounts.models import Account
+from exchange_server.accounts.services import AccountService
+from exchange_server.app import create_app
+from exchange_server.cycles.services import CycleService
+from exchange_server.ingestion.worker import IngestionWorker
+from exchange_server.lists.services import ListService
+from exchange_server.runtime import Runtime, open_runtime
+from exchange_server.runtime.serve import Server
+from exchange_server.sample_data.generator import generate
+from exchange_server.setup_service import initialise
+from exchange_server.submissions.receiving import ReceivingService
+from exchange_server.submissions.upload import ReceivedFile
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT: ViewportSize = {"width": 1366, "height": 768}
+CYCLES = {"202609": ["11", "42"], "202610": ["11", "42", "44"]}
+ANALYST = ("ana", "analyst-pages-2026")
+PROVINCE = ("prov42", "province-pages-2026")
+
+
+def receive_folder(rt: Runtime, account_name: str, folder: Path) -> None:
+    """Archive and record a delivery folder as the API would."""
+    with rt.db.session() as s:
+        account = s.scalar(select(Account).where(Account.name == account_name))
+        assert account is not None
+        files = []
+        for p in sorted(folder.iterdir()):
+            staged = rt.archive.stage()
+            staged.write(p.read_bytes())
+            files.append(ReceivedFile(p.name, staged.commit(), p.stat().st_size))
+        ReceivingService(s, rt.archive, rt.spec).receive(account, "http", files)
+
+
+@pytest.fixture(scope="module")
+def page_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """SQLite with the org tree, two cycles of accepted sample data, an analyst and a province login."""
+    root = tmp_path_factory.mktemp("pages")
+    rt = open_runtime({"data_dir": str(root / "data"), "database_url": f"sqlite:///{root / 'exchange.db'}",
+                       "worker_poll_seconds": 0.05, "sftp_port": 0})
+    initialise(rt)
+    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
+    with rt.db.session() as s:
+        cycles = CycleService(s, rt.spec, "test")
+        for cycle_id in CYCLES:
+            cycles.create(cycle_id, deadline=deadline, state="open")
+        accounts = AccountService(s, "test")
+        accounts.create(ANALYST[0], "analyst", display_name="测试分析员 Test analyst", password=ANALYST[1])
+        accounts.create(PROVINCE[0], "province", "42", password=PROVINCE[1])
+        for p in ("11", "44"):
+            accounts.create(f"prov{p}", "province", p)
+    for cycle_id, provinces in CYCLES.items():
+        # Same seed for both cycles: the same national list, so both cycles' customers are on it.
+        generate(rt.spec, cycle_id, root / cycle_id, provinces=provinces, scale=1, fmt="txt", seed=7)
+    with rt.db.session() as s:
+        lists = ListService(s, rt.archive, rt.spec)
+        lists.publish(lists.load(next((root / "202610" / "00").glob("D_00_2026V01_00.chk"))))
+    for cycle_id, provinces in CYCLES.items():
+        for p in provinces:
+            receive_folder(rt, f"prov{p}", root / cycle_id / p)
+        IngestionWorker(rt, "test").drain()
+    yield rt
+    rt.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def live_url(page_runtime: Runtime) -> Iterator[str]:
+    """The real server (HTTP, no ingestion workers needed) on a free loopback port."""
+    server = Server(page_runtime, "127.0.0.1", 0, sftp_port=0).start(workers=0, sftp=False)
+    yield server.url
+    server.shutdown()
+
+
+@pytest.fixture
+def app(page_runtime: Runtime) -> Flask:
+    """The WSGI app on the pages' runtime (in-process tests)."""
+    return create_app(runtime=page_runtime)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Werkzeug's test client."""
+    return app.test_client()
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the browser tests (scripts/test installs chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright (skipped locally when missing, failed in CI)."""
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install -e .[test])")
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        _missing("chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+                                  headless=True, args=CHROMIUM_ARGS)
+        except Error as exc:
+            _missing(f"chromium does not start: {exc}")
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    """A fresh browser profile (no cookies) with a laptop-sized window; downloads allowed."""
+    ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True, locale="zh-CN")
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Any:
+    """A page in a fresh profile."""
+    return context.new_page()
