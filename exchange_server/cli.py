@@ -432,6 +432,7 @@ def cycle_import(ctx: click.Context, check_file: Path, open_now: bool) -> None:
 
 
 def _register() -> None:
+    from .consolidation.cli import report
     from .demo import demo
     from .lists.cli import list_group
     from .push.cli import push_group
@@ -441,6 +442,7 @@ def _register() -> None:
     main.add_command(list_group)
     main.add_command(push_group)
     main.add_command(demo)
+    main.add_command(report)
 
 
 _register()
