@@ -7,20 +7,22 @@ built from and names the provinces and units missing.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from schemas.conventions import Cycle
 
-from ..clock import iso
+from ..clock import iso, utcnow
 from ..cycles.models import ReportingCycle
 from ..org.models import LOCAL_NETWORK, PROVINCE, Area
 from ..submissions.models import DataScope, Delivery, DeliveryFile, UnitVersion
-from .models import CustomerFact, CustProdFact, IncomeFact, ServFact, SummaryFact
+from .models import CustomerFact, CustProdFact, IncomeFact, RollupCache, ServFact, SummaryFact
 
 ZERO = Decimal("0.00")
 SUMMARY_MEASURES = ("cust_cnt", "cust_cnt_group", "cust_cnt_prov", "cust_cnt_la", "cust_cnt_lb", "cust_cnt_lc",
@@ -31,6 +33,16 @@ SUMMARY_MEASURES = ("cust_cnt", "cust_cnt_group", "cust_cnt_prov", "cust_cnt_la"
 def _money(fen: Any) -> Decimal:
     """Integer fen (as stored and summed) to yuan, exactly."""
     return (Decimal(int(fen)).scaleb(-2) if fen is not None else ZERO).quantize(Decimal("0.01"))
+
+
+def _decimal(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        return {"$decimal": str(o)}
+    raise TypeError(f"cannot cache {type(o).__name__}")
+
+
+def _undecimal(d: dict[str, Any]) -> Any:
+    return Decimal(d["$decimal"]) if len(d) == 1 and "$decimal" in d else d
 
 
 def _pct(part: Decimal, whole: Decimal) -> Decimal | None:
@@ -207,20 +219,21 @@ class RollupService:
                                       .order_by(ListVersion.published_at.desc()).limit(1))
         if version is None:
             return []
-        listed: dict[str, set[str]] = {}
-        for prov, cust in self.session.execute(select(ListEntry.lead_prov_id, ListEntry.national_cust_id)
-                                               .where(ListEntry.list_version_id == version.id,
-                                                      ListEntry.change_type != "D")):
-            listed.setdefault(prov, set()).add(cust)
-        have = set(self.session.scalars(select(CustomerFact.national_cust_id)
-                                        .where(CustomerFact.cycle == cycle, CustomerFact.current.is_(True))))
-        out = []
-        for prov in sorted(listed):
-            got = listed[prov] & have
-            out.append({"prov_id": prov, "list_version": version.version, "listed": len(listed[prov]),
-                        "received": len(got), "missing": len(listed[prov]) - len(got),
-                        "missing_ids": sorted(listed[prov] - have)[:50]})
-        return out
+        have = (select(CustomerFact.national_cust_id).where(CustomerFact.cycle == cycle,
+                                                            CustomerFact.current.is_(True)).distinct().subquery())
+        listed = (select(ListEntry.lead_prov_id.label("prov"), ListEntry.national_cust_id.label("cust"),
+                         have.c.national_cust_id.label("got"))
+                  .outerjoin(have, have.c.national_cust_id == ListEntry.national_cust_id)
+                  .where(ListEntry.list_version_id == version.id, ListEntry.change_type != "D").subquery())
+        counts = self.session.execute(select(listed.c.prov, func.count(), func.count(listed.c.got))
+                                      .group_by(listed.c.prov).order_by(listed.c.prov)).all()
+        missing: dict[str, list[str]] = {}
+        for prov, cust in self.session.execute(select(listed.c.prov, listed.c.cust).where(listed.c.got.is_(None))
+                                               .order_by(listed.c.prov, listed.c.cust)):
+            if len(missing.setdefault(prov, [])) < 50:
+                missing[prov].append(cust)
+        return [{"prov_id": prov, "list_version": version.version, "listed": int(n), "received": int(got),
+                 "missing": int(n) - int(got), "missing_ids": missing.get(prov, [])} for prov, n, got in counts]
 
     def completeness(self, cycle: str) -> dict[str, Any]:
         """Provinces x units: expected, received, accepted, late, missing; the reporting rate."""
@@ -273,11 +286,34 @@ class RollupService:
                  "delivery_id": d.id, "check_file": f"{d.check_name}.chk", "resend": d.resend,
                  "accepted_at": iso(v.accepted_at), "late": d.late} for s, v, d in rows]
 
-    def rollup(self, cycle: str) -> Rollup:
-        """Everything for one cycle."""
+    def compute(self, cycle: str) -> Rollup:
+        """Everything for one cycle, computed from the facts now."""
         return Rollup(cycle, self.totals(cycle), self.by_province(cycle), self.by_network(cycle),
                       self.by_product(cycle), self.by_billing_item(cycle), self.by_level(cycle),
                       self.by_industry(cycle), self.coverage(cycle), self.completeness(cycle), self.lineage(cycle))
+
+    def rollup(self, cycle: str) -> Rollup:
+        """Everything for one cycle: the cached roll-up if nothing was accepted since, else computed and cached.
+
+        Completeness also moves with deliveries that were received or rejected (not only
+        accepted), so the cache key includes the cycle's latest delivery id as well.
+        """
+        cache = self.session.get(RollupCache, cycle)
+        latest = self.session.scalar(select(func.max(Delivery.id)).where(Delivery.period == cycle)) or 0
+        stamp = f"{cache.generation if cache else 0}:{latest}"
+        if cache is not None and cache.payload and cache.built_key == stamp:
+            return Rollup(**json.loads(cache.payload, object_hook=_undecimal))
+        result = self.compute(cycle)
+        payload = json.dumps(result.as_dict(), default=_decimal, ensure_ascii=False)
+        if cache is None:
+            cache = RollupCache(cycle=cycle, generation=0)
+            self.session.add(cache)
+        cache.payload, cache.built_key, cache.built_at = payload, stamp, utcnow()
+        try:
+            self.session.commit()
+        except SQLAlchemyError:  # another request cached it at the same moment: fine, ours is the same
+            self.session.rollback()
+        return result
 
     def trace(self, cycle: str, prov_id: str) -> list[dict[str, Any]]:
         """The summary rows behind one province's figures, with the delivery each came from."""

@@ -21,7 +21,7 @@ from schemas import Spec
 from ..storage import Archive
 from ..submissions.models import Delivery, UnitVersion
 from ..submissions.rows import unit_rows
-from .models import FACTS, MONEY_SCALE
+from .models import FACTS, MONEY_SCALE, RollupCache
 
 BATCH = 5000
 
@@ -80,4 +80,14 @@ class Consolidator:
         if batch:
             self.session.execute(insert(table), batch)
             n += len(batch)
+        self.bump(str(delivery.period))
         return n
+
+    def bump(self, cycle: str) -> None:
+        """Invalidate the cycle's cached roll-up (same transaction as the change)."""
+        cache = self.session.get(RollupCache, cycle, with_for_update=True)
+        if cache is None:
+            self.session.add(RollupCache(cycle=cycle, generation=1))
+            self.session.flush()
+        else:
+            cache.generation += 1

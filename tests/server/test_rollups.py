@@ -190,3 +190,27 @@ def test_provinces_always_add_up_to_the_group_total_to_the_fen(runtime: Any, a_v
         provinces = svc.by_province("209912")
     exact = sum(Decimal(f).scaleb(-2) for _, f in data)
     assert total == exact == sum(p["income_amt"] for p in provinces)
+
+
+def test_cached_rollup_is_reused_and_invalidated_by_an_acceptance(national: dict[str, Path], runtime: Any,
+                                                                  setup: Setup, tmp_path: Path, spec: Any) -> None:
+    from exchange_server.consolidation.models import RollupCache
+
+    with runtime.db.session() as s:
+        first = RollupService(s, runtime.spec).rollup("202610")
+    with runtime.db.session() as s:
+        cache = s.get(RollupCache, "202610")
+        assert cache is not None and cache.payload
+        again = RollupService(s, runtime.spec).rollup("202610")  # from the cache
+        assert again == first == RollupService(s, runtime.spec).compute("202610")
+        assert isinstance(again.totals["income_amt"], Decimal)
+    # Shanghai delivers: the next roll-up includes it.
+    generate(spec, "202610", tmp_path / "sh", provinces=["31"], scale=1, fmt="txt", seed=7)
+    setup.province("31")
+    receive_folder(runtime, "prov31", tmp_path / "sh" / "31")
+    assert setup.drain() == 1
+    with runtime.db.session() as s:
+        after = RollupService(s, runtime.spec).rollup("202610")
+    assert after.totals["income_amt"] > first.totals["income_amt"]
+    assert "31" in {p["prov_id"] for p in after.by_province}
+    assert after.completeness["accepted"] == first.completeness["accepted"] + 6
