@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -219,21 +219,21 @@ class RollupService:
                                       .order_by(ListVersion.published_at.desc()).limit(1))
         if version is None:
             return []
-        have = (select(CustomerFact.national_cust_id).where(CustomerFact.cycle == cycle,
-                                                            CustomerFact.current.is_(True)).distinct().subquery())
-        listed = (select(ListEntry.lead_prov_id.label("prov"), ListEntry.national_cust_id.label("cust"),
-                         have.c.national_cust_id.label("got"))
-                  .outerjoin(have, have.c.national_cust_id == ListEntry.national_cust_id)
-                  .where(ListEntry.list_version_id == version.id, ListEntry.change_type != "D").subquery())
-        counts = self.session.execute(select(listed.c.prov, func.count(), func.count(listed.c.got))
-                                      .group_by(listed.c.prov).order_by(listed.c.prov)).all()
+        # A correlated EXISTS per listed customer uses the (cycle, current, national_cust_id) index.
+        got = (exists().where(CustomerFact.cycle == cycle, CustomerFact.current.is_(True),
+                              CustomerFact.national_cust_id == ListEntry.national_cust_id))
+        listed = (ListEntry.list_version_id == version.id, ListEntry.change_type != "D")
+        counts = self.session.execute(
+            select(ListEntry.lead_prov_id, func.count(), func.sum(case((got, 1), else_=0)))
+            .where(*listed).group_by(ListEntry.lead_prov_id).order_by(ListEntry.lead_prov_id)).all()
         missing: dict[str, list[str]] = {}
-        for prov, cust in self.session.execute(select(listed.c.prov, listed.c.cust).where(listed.c.got.is_(None))
-                                               .order_by(listed.c.prov, listed.c.cust)):
+        for prov, cust in self.session.execute(select(ListEntry.lead_prov_id, ListEntry.national_cust_id)
+                                               .where(*listed, ~got)
+                                               .order_by(ListEntry.lead_prov_id, ListEntry.national_cust_id)):
             if len(missing.setdefault(prov, [])) < 50:
                 missing[prov].append(cust)
-        return [{"prov_id": prov, "list_version": version.version, "listed": int(n), "received": int(got),
-                 "missing": int(n) - int(got), "missing_ids": missing.get(prov, [])} for prov, n, got in counts]
+        return [{"prov_id": prov, "list_version": version.version, "listed": int(n), "received": int(got or 0),
+                 "missing": int(n) - int(got or 0), "missing_ids": missing.get(prov, [])} for prov, n, got in counts]
 
     def completeness(self, cycle: str) -> dict[str, Any]:
         """Provinces x units: expected, received, accepted, late, missing; the reporting rate."""
