@@ -104,6 +104,24 @@ def report_csv(cycle_id: str, breakdown: str) -> Response:
     return _download(data, "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
 
 
+@blp.route("/<cycle_id>/trace/<breakdown>/<key>")
+@blp.response(200, content_type="application/json",
+              description="The fact rows behind one cell of a breakdown (e.g. by_product/2001), with the "
+                          "delivery, files and version each row came from.")
+@_errors
+def report_trace_cell(cycle_id: str, breakdown: str, key: str) -> Response:
+    """The rows behind any cell of a breakdown."""
+    from ..consolidation.rollups import TRACEABLE, trace_cell
+
+    authenticate(*ROLES)
+    session = get_session()
+    CycleService(session, runtime().spec).get(cycle_id)
+    if breakdown not in TRACEABLE:
+        raise NotFound(f"cells of {breakdown} cannot be traced; one of {', '.join(TRACEABLE)}",
+                       f"{breakdown} 的单元格不能追溯；可选：{', '.join(TRACEABLE)}", code="breakdown_not_found")
+    return Response(json_bytes(trace_cell(session, cycle_id, breakdown, key)), mimetype="application/json")
+
+
 @blp.route("/<cycle_id>/trace/<prov_id>")
 @blp.response(200, content_type="application/json",
               description="The current summary rows (32001) behind a province's figures, per local network, "

@@ -22,7 +22,9 @@ from ..clock import iso, utcnow
 from ..cycles.models import ReportingCycle
 from ..org.models import LOCAL_NETWORK, PROVINCE, Area
 from ..submissions.models import DataScope, Delivery, DeliveryFile, UnitVersion
-from .models import CustomerFact, CustProdFact, IncomeFact, RollupCache, ServFact, SummaryFact
+from .models import (
+    FACTS, MONEY_SCALE, CustomerFact, CustProdFact, IncomeFact, RollupCache, ServFact, SummaryFact,
+)
 
 ZERO = Decimal("0.00")
 SUMMARY_MEASURES = ("cust_cnt", "cust_cnt_group", "cust_cnt_prov", "cust_cnt_la", "cust_cnt_lb", "cust_cnt_lc",
@@ -324,3 +326,46 @@ class RollupService:
             .order_by(SummaryFact.latn_id))
         return [{"latn_id": f.latn_id, "cust_cnt": f.cust_cnt, "income_amt": _money(f.income_amt),
                  "party": f.party, "delivery_id": did, "version": num} for f, did, num in rows]
+
+
+# breakdown -> (fact model, the column its cells are keyed by); what trace_cell can follow.
+TRACEABLE: dict[str, list[tuple[Any, str]]] = {
+    "by_province": [(SummaryFact, "prov_id")],
+    "by_network": [(SummaryFact, "latn_id")],
+    "by_product": [(ServFact, "prod_id"), (CustProdFact, "prod_id")],
+    "by_billing_item": [(IncomeFact, "acct_item_type_id")],
+    "by_level": [(CustomerFact, "level_id")],
+    "by_industry": [(CustomerFact, "c_type_id")],
+    "coverage": [(CustomerFact, "prov_id")],
+}
+
+
+def trace_cell(session: Session, cycle: str, breakdown: str, key: str, limit: int = 1000) -> dict[str, Any]:
+    """The fact rows behind one cell of a breakdown, each with the delivery, file and version it came from."""
+    from sqlalchemy import inspect as sa_inspect
+
+    out: dict[str, Any] = {"cycle": cycle, "breakdown": breakdown, "key": key, "sources": []}
+    for model, column in TRACEABLE[breakdown]:
+        table = sa_inspect(model).local_table
+        unit = next(code for code, m in FACTS.items() if m is model)
+        q = (select(model, UnitVersion.delivery_id, UnitVersion.number, DataScope.unit)
+             .join(UnitVersion, model.version_id == UnitVersion.id)
+             .join(DataScope, UnitVersion.scope_id == DataScope.id)
+             .where(model.cycle == cycle, model.current.is_(True), getattr(model, column) == key)
+             .order_by(model.id).limit(limit))
+        rows = []
+        files: dict[int, list[str]] = {}
+        for fact, delivery_id, number, _unit in session.execute(q):
+            if delivery_id not in files:
+                files[delivery_id] = list(session.scalars(select(DeliveryFile.name).where(
+                    DeliveryFile.delivery_id == delivery_id, DeliveryFile.unit == unit)))
+            row = {c.name: getattr(fact, c.name) for c in table.columns if c.name not in ("id", "version_id",
+                                                                                          "current")}
+            for money, scale in MONEY_SCALE.items():
+                if row.get(money) is not None:
+                    row[money] = Decimal(int(row[money])).scaleb(-scale)
+            row.update(delivery_id=delivery_id, version=number, files=files[delivery_id])
+            rows.append(row)
+        out["sources"].append({"unit": unit, "rows": rows, "truncated": len(rows) >= limit})
+    return out
+

@@ -235,3 +235,26 @@ def test_report_command(national: dict[str, Path], runtime: Any, tmp_path: Path,
     assert bad.exit_code == 1 and "cycle_not_found" in bad.output
     bad = runner.invoke(main, [*base, "report", "--cycle", "202610", "--format", "json", "--breakdown", "by_level"])
     assert bad.exit_code == 2
+
+
+def test_any_cell_can_be_traced_to_its_rows(national: Any, runtime: Any, client: Any, setup: Setup) -> None:
+    from exchange_server.consolidation.rollups import RollupService
+
+    token = setup.role("tracer", "analyst")
+    with runtime.db.session() as s:
+        roll = RollupService(s, runtime.spec).rollup("202610")
+    product = next(p for p in roll.by_product if p["serv_cnt"] and p["top500_income_amt"])
+    r = client.get(f"/api/v1/reports/202610/trace/by_product/{product['prod_id']}",
+                   headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    serv, cust = r.json["sources"]
+    assert serv["unit"] == "32002" and cust["unit"] == "31203"
+    assert sum(row["serv_cnt"] for row in serv["rows"]) == product["serv_cnt"]
+    assert sum(Decimal(row["income_amt"]) for row in cust["rows"]) == product["top500_income_amt"]
+    assert all(row["delivery_id"] and row["files"] and row["version"] == 1 for row in cust["rows"])
+    item = roll.by_billing_item[0]
+    r = client.get(f"/api/v1/reports/202610/trace/by_billing_item/{item['acct_item_type_id']}",
+                   headers={"Authorization": f"Bearer {token}"})
+    assert sum(Decimal(row["income_amt"]) for row in r.json["sources"][0]["rows"]) == item["income_amt"]
+    assert client.get("/api/v1/reports/202610/trace/totals/x",
+                      headers={"Authorization": f"Bearer {token}"}).json["code"] == "breakdown_not_found"
