@@ -153,6 +153,7 @@ def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | N
                + ", ".join(f"{n} {k}" for k, n in sorted(verdicts.items())))
     click.echo(f"""
 Key-account exchange demo / 大客户数据交换演示
+  dashboard      {server.url}/login   (sign in as the analyst; admins: {server.url}/admin/)
   API            {server.url}/api/v1   (OpenAPI: {server.url}/api/v1/openapi.json)
   health         {server.url}/healthz
   admin          admin / admin-demo-2026
