@@ -57,6 +57,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 def import_models() -> None:
     """Import every feature's models so the metadata is complete (migrations, create_all)."""
     from .accounts import models as _accounts  # noqa: F401
+    from .admin import models as _admin  # noqa: F401
     from .audit import models as _audit  # noqa: F401
     from .consolidation import models as _consolidation  # noqa: F401
     from .cycles import models as _cycles  # noqa: F401
@@ -64,6 +65,7 @@ def import_models() -> None:
     from .lists import models as _lists  # noqa: F401
     from .org import models as _org  # noqa: F401
     from .push import models as _push  # noqa: F401
+    from .review import models as _review  # noqa: F401
     from .submissions import models as _submissions  # noqa: F401
 
 

@@ -233,6 +233,8 @@ def submit(ctx: click.Context, cycle: str, units: str | None, test_mode: bool, n
                 click.echo(f"{rec.check_name}: {rec.status or rec.state}"
                            + (f" ({rec.errors} errors, {rec.warnings} warnings)" if rec.status else "")
                            + (f", HQ delivery {rec.server_id}" if rec.server_id else ""))
+                for ev in out.events:
+                    _print_comments(ev.get("hq_comments"))
         _finish(ctx, out)
 
     _guarded(ctx, go)
@@ -253,10 +255,29 @@ def run(ctx: click.Context) -> None:
             agent.close()
         if not ctx.obj["json"]:
             for ev in out.events:
-                click.echo("  ".join(f"{k}={v}" for k, v in ev.items()))
+                click.echo("  ".join(f"{k}={v}" for k, v in ev.items() if k != "hq_comments"))
+                _print_comments(ev.get("hq_comments"))
         _finish(ctx, out)
 
     _guarded(ctx, go)
+
+
+def _print_comments(comments: list[str] | None) -> None:
+    """HQ's review comments, indented under the delivery they are about."""
+    for c in comments or []:
+        click.echo("    HQ 总部意见: " + c.replace("\n", "\n    "))
+
+
+def _hq_comments(ctx: click.Context, records: list[Any]) -> dict[int, list[str]]:
+    """HQ's comments per sent delivery, asked of HQ (nothing when it cannot be reached: status works offline)."""
+    sent = [r for r in records if r.server_id is not None or r.state in ("sent", "judged")]
+    if not sent:
+        return {}
+    agent = _agent(ctx)
+    try:
+        return {r.id: agent.comments(r) for r in sent}
+    finally:
+        agent.close()
 
 
 @main.command()
@@ -273,8 +294,10 @@ def status(ctx: click.Context) -> None:
             lists = state.list_versions()
         finally:
             state.close()
+        comments = _hq_comments(ctx, records)
         if ctx.obj["json"]:
-            click.echo(json.dumps({"deliveries": [r.as_dict() for r in records], "lists": lists},
+            click.echo(json.dumps({"deliveries": [{**r.as_dict(), "hq_comments": comments.get(r.id, [])}
+                                                  for r in records], "lists": lists},
                                   ensure_ascii=False, indent=2, default=str))
             return
         if not records:
@@ -285,6 +308,7 @@ def status(ctx: click.Context) -> None:
             click.echo(f"{r.cycle:<7} {r.check_name:<20} {r.units:<36} {verdict:<24}{counts}"
                        f"{'  HQ #' + str(r.server_id) if r.server_id else ''}"
                        f"{'  last error: ' + r.last_error if r.last_error and not r.status else ''}")
+            _print_comments(comments.get(r.id))
         if lists:
             click.echo(f"list: {lists[0]['version']} ({lists[0]['rows']} rows, fetched {lists[0]['fetched_at']})")
 

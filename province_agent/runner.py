@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import http.client
 import logging
 import shutil
 import time
@@ -26,12 +27,13 @@ from schemas.conventions import CheckFile, DataFileName
 from schemas.validation import REJECTED, ValidationContext, render_text, validate_delivery
 from schemas.validation.readers import text_lines
 
-from ._exceptions import RejectedError, TransportError
+from ._exceptions import AgentError, RejectedError, TransportError
 from .config import AgentConfig
 from .lock import RunLock
 from .retry import with_retries
 from .state import BUILT, GOOD, JUDGED, LOCAL_REJECTED, SENT, Record, State
 from .transport.base import CycleInfo, Progress, Receipt, Transport
+from .transport.http import HttpError
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +239,8 @@ class Agent:
                 rec = self.state.get(rec.id)
                 out.add(event="verdict", cycle=rec.cycle, delivery=rec.check_name, id=rec.server_id,
                         status=verdict.status, errors=verdict.errors, warnings=verdict.warnings,
-                        codes=",".join(f"{c['code']}x{c['count']}" for c in verdict.counts) or "-")
+                        codes=",".join(f"{c['code']}x{c['count']}" for c in verdict.counts) or "-",
+                        **({"hq_comments": verdict.comments} if verdict.comments else {}))
                 if verdict.status not in GOOD:
                     out.worst(1)
                 return rec
@@ -330,3 +333,18 @@ class Agent:
     def status(self) -> list[Record]:
         """Every delivery the agent knows, newest first."""
         return self.state.all()
+
+    def comments(self, rec: Record) -> list[str]:
+        """HQ's review comments on a sent delivery (empty when HQ cannot be reached: status works offline)."""
+        if rec.state not in (SENT, JUDGED):
+            return []
+        try:
+            transport = self.transport
+        except AgentError as exc:  # e.g. no token configured
+            log.info("HQ's comments on %s could not be read (%s)", rec.check_name, exc)
+            return []
+        try:
+            return transport.comments(Receipt(rec.server_id, rec.check_name))
+        except (OSError, http.client.HTTPException, AgentError, HttpError) as exc:  # HQ unreachable or refusing: not fatal here
+            log.info("HQ's comments on %s could not be read (%s)", rec.check_name, exc)
+            return []

@@ -6,6 +6,9 @@ import pytest
 from schemas import Spec, load_spec
 from tests.support.deliveries import DeliveryRows, valid_rows
 
+# One headless Chromium for every browser test of the session (tests/support/browser.py).
+pytest_plugins = ["tests.support.browser"]
+
 
 @pytest.fixture(scope="session")
 def spec() -> Spec:

@@ -65,6 +65,15 @@ class VersionSchema(Schema):
     accepted_at = fields.String()
 
 
+class ReviewCommentSchema(Schema):
+    """A comment from HQ's review to the sender of a delivery."""
+
+    author = fields.String()
+    body = fields.String()
+    created_at = fields.String()
+    delivered_at = fields.String(allow_none=True)
+
+
 class DeliverySchema(ReceiptSchema):
     """A delivery with its verdict."""
 
@@ -80,6 +89,9 @@ class DeliverySchema(ReceiptSchema):
     counts = fields.List(fields.Nested(CodeCountSchema))
     versions = fields.List(fields.Nested(VersionSchema))
     failure = fields.String(allow_none=True)
+    review_state = fields.String(metadata={"description": "HQ's review: open, reviewed, resend_requested, "
+                                                          "warnings_accepted"})
+    comments = fields.List(fields.Nested(ReviewCommentSchema), metadata={"description": "HQ's comments, oldest first"})
 
 
 class DeliveryQueryArgsSchema(Schema):

@@ -10,7 +10,7 @@ from flask import Blueprint, Flask
 
 from templates import TEMPLATE_DIR
 
-from . import analyst, auth
+from . import admin, analyst, auth
 from .auth import current_account
 from .charts import compact_money, money, percent
 from .csrf import csrf_token
@@ -24,6 +24,7 @@ def init_app(app: Flask) -> None:
     """Register the page blueprints, the pages' stylesheet and the template helpers."""
     app.register_blueprint(auth.bp)
     app.register_blueprint(analyst.bp)
+    app.register_blueprint(admin.bp)  # admin pages: review queue (+ manage.py)
     app.register_blueprint(static)
     app.add_template_global(csrf_token)
     app.add_template_global(current_account)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 from typing import Any, Callable, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -16,6 +17,8 @@ from werkzeug.wrappers import Response
 
 from ..accounts.models import Account
 from ..accounts.services import AccountService
+from ..admin.services import LoginGuard
+from ..clock import BEIJING
 from ..db import get_session
 from ..errors import Forbidden, Unauthorized
 from .blueprints import page_blueprint
@@ -75,6 +78,16 @@ def _safe_next(target: str | None) -> str:
     return url_for("analyst.index")
 
 
+def _locked_out(until: dt.datetime) -> Unauthorized:
+    """The refusal while an account is locked after repeated wrong passwords."""
+    minutes = max(1, math.ceil((until - dt.datetime.now(dt.timezone.utc)).total_seconds() / 60))
+    stamp = until.astimezone(BEIJING).strftime("%H:%M")
+    return Unauthorized(f"too many wrong passwords: this account is locked for {minutes} more minute(s) "
+                        f"(until {stamp} Beijing time)",
+                        f"密码错误次数过多，该账户已被锁定，请 {minutes} 分钟后（北京时间 {stamp} 之后）再试",
+                        code="account_locked")
+
+
 @bp.get("/")
 def home() -> Response:
     """The site's front door: the analyst dashboard (which asks to sign in first)."""
@@ -88,12 +101,22 @@ def login() -> Any:
     name = ""
     if request.method == "POST":
         name = request.form.get("username", "").strip()
+        guard = LoginGuard(get_session())
+        locked = guard.locked_until(name)
         try:
+            if locked is not None:
+                raise _locked_out(locked)
             account = AccountService(get_session()).verify_password(name, request.form.get("password", ""))
         except Unauthorized as exc:
             error = exc
+            if locked is None:
+                until = guard.failed(name, request.remote_addr)
+                get_session().commit()  # the failure counts even though sign-in was refused
+                if until is not None:
+                    error = _locked_out(until)
         else:
-            get_session().commit()  # verify_password may have upgraded the hash
+            guard.succeeded(name)
+            get_session().commit()  # the cleared failures, and verify_password may have upgraded the hash
             # A fresh session (and CSRF token) on sign-in: nothing from before survives it.
             session.clear()
             session["account_id"] = account.id
@@ -101,7 +124,7 @@ def login() -> Any:
             csrf_token()
             return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", error=error, username=name, next=request.args.get("next", "")), \
-        (401 if error else 200)
+        (429 if error and error.code == "account_locked" else 401 if error else 200)
 
 
 @bp.post("/logout")

@@ -10,6 +10,7 @@ from schemas.validation import ValidationContext
 
 from ..accounts.models import Account
 from ..accounts.services import authorised_parties
+from ..admin.services import CycleExceptionService
 from ..clock import beijing_stamp
 from ..cycles.models import ReportingCycle
 from ..org.models import LOCAL_NETWORK, Area
@@ -39,6 +40,13 @@ class ContextBuilder:
             ctx.cycle_state = cycle.state
             ctx.units_due = frozenset(cycle.units)
             ctx.deadline = beijing_stamp(cycle.deadline)
+            province = self._province_of(delivery.party)
+            granted = CycleExceptionService(self.session).valid(cycle.id, province, delivery.received_at) \
+                if province else None
+            if granted is not None:
+                # HQ let this province deliver late: neither closed (E601) nor late (W603) until then.
+                ctx.cycle_state = "open"
+                ctx.deadline = beijing_stamp(granted.until)
         # Resend numbers count in order of arrival: only deliveries received before this one.
         ctx.last_resend = self.session.scalar(
             select(func.max(Delivery.resend)).where(Delivery.party == delivery.party, Delivery.period == delivery.period,

@@ -113,4 +113,7 @@ def delivery_dict(service: DeliveryService, delivery: Delivery, base: str) -> di
                counts=[{"code": c.code, "severity": c.severity, "count": c.count} for c in delivery.counts],
                versions=[{"unit": s.unit, "number": v.number, "current": s.current_version_id == v.id,
                           "accepted_at": iso(v.accepted_at)} for v, s in service.versions_of(delivery)])
+    from ..review.services import comments_dict  # HQ's review: its state and comments to the sender
+
+    out.update(comments_dict(service.session, delivery))
     return out

@@ -27,6 +27,7 @@ class Verdict:
     errors: int
     warnings: int
     counts: list[dict[str, Any]] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)  # HQ's review comments, oldest first, as text
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class Transport(ABC):
     @abstractmethod
     def calendar(self) -> list[CycleInfo]:
         """HQ's reporting calendar."""
+
+    def comments(self, receipt: Receipt) -> list[str]:
+        """HQ's review comments on a delivery (each with its time and author), oldest first."""
+        return []
 
     def max_resend(self, cycle: str) -> int | None:
         """The highest resend number HQ has seen from us for a cycle, where the transport can tell."""

@@ -164,7 +164,12 @@ class HttpTransport(Transport):
         d = self.get_json(f"/api/v1/deliveries/{receipt.delivery_id}")
         if d["status"] in ("queued", "validating"):
             return None
-        return Verdict(d["status"], d.get("errors", 0), d.get("warnings", 0), d.get("counts", []))
+        return Verdict(d["status"], d.get("errors", 0), d.get("warnings", 0), d.get("counts", []),
+                       _comments(d))
+
+    def comments(self, receipt: Receipt) -> list[str]:
+        """HQ's review comments, from the delivery JSON."""
+        return _comments(self.get_json(f"/api/v1/deliveries/{receipt.delivery_id}"))
 
     def report(self, receipt: Receipt) -> Any:
         """The full JSON report."""
@@ -206,3 +211,9 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")[:500]
+
+
+def _comments(delivery: dict[str, Any]) -> list[str]:
+    """The delivery JSON's ``comments`` as text lines: "<time> <author>: <body>"."""
+    return [f"{c.get('created_at') or ''} {c.get('author') or 'HQ'}: {c.get('body') or ''}".strip()
+            for c in delivery.get("comments") or []]

@@ -137,7 +137,15 @@ class SftpTransport(Transport):
         counts = [{"code": c.get("code"), "severity": c.get("severity"), "count": int(c.get("count") or 0)}
                   for c in root.iterfind("{*}Counts/{*}Code")]
         return Verdict(root.findtext("{*}Status") or "failed", int(root.findtext("{*}Errors") or 0),
-                       int(root.findtext("{*}Warnings") or 0), counts)
+                       int(root.findtext("{*}Warnings") or 0), counts, self.comments(receipt))
+
+    def comments(self, receipt: Receipt) -> list[str]:
+        """HQ's review comments: ``outbox/<stem>.comment.txt`` (UTF-8), when HQ has written one."""
+        data = self._read(f"outbox/{receipt.check_name}.comment.txt")
+        if data is None:
+            return []
+        text = data.decode("utf-8", "replace").strip()
+        return [text] if text else []
 
     # -- what HQ sends down ------------------------------------------------------------------------
     def _outbox(self) -> list[str]:

@@ -8,10 +8,8 @@ they are skipped, or fail when ``CI`` is set (CI must run them).
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import pytest
 from flask import Flask
@@ -31,13 +29,7 @@ from exchange_server.setup_service import initialise
 from exchange_server.submissions.receiving import ReceivingService
 from exchange_server.submissions.upload import ReceivedFile
 
-if TYPE_CHECKING:
-    from playwright.sync_api import ViewportSize
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT: ViewportSize = {"width": 1366, "height": 768}
 CYCLES = {"202609": ["11", "42"], "202610": ["11", "42", "44"]}
 ANALYST = ("ana", "analyst-pages-2026")
 PROVINCE = ("prov42", "province-pages-2026")
@@ -107,40 +99,3 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the browser tests (scripts/test installs chromium)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright (skipped locally when missing, failed in CI)."""
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install -e .[test])")
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        _missing("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                                  headless=True, args=CHROMIUM_ARGS)
-        except Error as exc:
-            _missing(f"chromium does not start: {exc}")
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    """A fresh browser profile (no cookies) with a laptop-sized window; downloads allowed."""
-    ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True, locale="zh-CN")
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture
-def page(context: Any) -> Any:
-    """A page in a fresh profile."""
-    return context.new_page()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.pages.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
 
 def take(base: str, out: Path, user: str, password: str) -> list[Path]:

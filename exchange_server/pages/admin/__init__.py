@@ -1,0 +1,43 @@
+"""The admin pages (``/admin/``, admin accounts only): the review queue, and the management pages.
+
+This package creates the one ``admin`` blueprint; each view module registers its routes on
+it with ``from . import bp``: :mod:`.review` (the review queue) and :mod:`.manage` (cycles,
+lists, code lists, accounts, the audit log). Templates live in ``templates/admin/`` and
+extend ``admin/base_admin.html``, whose navigation is :data:`NAV`.
+"""
+from __future__ import annotations
+
+from flask import current_app, url_for
+
+from ..blueprints import page_blueprint
+
+# A page blueprint: CSRF on every POST, HTML error pages, the pages' security headers.
+bp = page_blueprint("admin", __name__, url_prefix="/admin")
+
+#: The admin navigation: (section, endpoint, fallback path, Chinese, English). A section whose
+#: endpoint is not registered (yet) links to its fallback path.
+NAV: list[tuple[str, str, str, str, str]] = [
+    ("review", "admin.review_queue", "/admin/review/", "审核", "Review"),
+    ("cycles", "admin.cycles", "/admin/cycles", "周期", "Cycles"),
+    ("lists", "admin.lists", "/admin/lists", "名单", "Lists"),
+    ("code_lists", "admin.code_lists", "/admin/code-lists", "代码表", "Code lists"),
+    ("accounts", "admin.accounts", "/admin/accounts", "账户", "Accounts"),
+    ("audit", "admin.audit", "/admin/audit", "审计", "Audit"),
+]
+
+
+def admin_nav() -> list[tuple[str, str, str, str]]:
+    """The navigation entries as (section, href, Chinese, English) for ``base_admin.html``."""
+    return [(section, url_for(endpoint) if endpoint in current_app.view_functions else path, zh, en)
+            for section, endpoint, path, zh, en in NAV]
+
+
+bp.add_app_template_global(admin_nav)
+
+from . import review  # noqa: E402,F401  (registers its routes on bp)
+
+try:  # the management pages are written alongside; until manage.py exists the review pages stand alone
+    from . import manage  # noqa: E402,F401
+except ModuleNotFoundError as exc:
+    if exc.name != f"{__name__}.manage":
+        raise

@@ -1,0 +1,524 @@
+"""The admin console's management pages: cycles (and exceptions), the top-500 list, code lists, accounts, audit.
+
+Views parse the form, ask a service, commit once and redirect (a change and its audit
+event commit together); a refused action shows the same page again with the reason and
+the error's status. Work that must follow a commit (the calendar and list slices into the
+SFTP outboxes) runs after it. Every route is for admin accounts only; every POST carries
+the session's CSRF token (checked by the blueprint).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from ...accounts.models import ADMIN, ANALYST, PROVINCE, ROLES, Account, ApiToken
+from ...accounts.services import AccountService
+from ...admin.services import AuditQuery, AuditSearch, CodeDraftService, CycleExceptionService
+from ...clock import BEIJING, utcnow
+from ...cycles.models import STATES as CYCLE_STATES
+from ...cycles.services import CycleService
+from ...db import get_session
+from ...errors import BadRequest, ExchangeError, Forbidden, Unauthorized
+from ...lists.models import DRAFT
+from ...lists.services import ListService
+from ...org.services import OrgService
+from ...runtime.flask import runtime
+from ...sftp import outbox
+from ..auth import current_account, login_required
+from . import bp, forms
+
+log = logging.getLogger(__name__)
+
+LIST_SUFFIXES = (".csv", ".xlsx")
+AUDIT_PAGE = 50
+SEP = "\x1f"  # between the Chinese and the English of a flashed message (the templates split on it)
+
+
+def _actor() -> str:
+    account = current_account()
+    assert account is not None  # login_required ran first
+    return account.name
+
+
+def _done(zh: str, en: str, endpoint: str, **values: Any) -> Response:
+    """Commit, say what happened and go back to the page (POST/redirect/GET)."""
+    get_session().commit()
+    flash(f"{zh}{SEP}{en}", "ok")
+    return redirect(url_for(endpoint, **values), code=303)
+
+
+def _refused(exc: ExchangeError, page: Callable[..., Any], **values: Any) -> Any:
+    """Roll back and show the page again with the reason; server faults and access errors go to the error page."""
+    get_session().rollback()
+    if exc.status >= 500 or isinstance(exc, (Forbidden, Unauthorized)):
+        raise exc
+    html = page(error=exc, **values)
+    return html, exc.status
+
+
+def _after_commit(zh: str, en: str, action: Callable[[], Any]) -> None:
+    """Post-commit delivery to the SFTP outboxes: a failure there is reported, the change stands."""
+    try:
+        action()
+    except (OSError, ExchangeError):
+        log.exception("admin: %s failed after commit", en)
+        flash(f"{zh}失败，请查看服务器日志后重试{SEP}{en} failed; see the server log", "warn")
+
+
+# -- cycles -----------------------------------------------------------------------------------
+
+
+def _cycles(error: ExchangeError | None = None, form: dict[str, str] | None = None) -> str:
+    session = get_session()
+    cycles = CycleService(session, runtime().spec).calendar()
+    exceptions = CycleExceptionService(session).listing()
+    provinces = OrgService(session).provinces()
+    now = utcnow()
+    return render_template("admin/cycles.html", cycles=cycles, exceptions=exceptions, provinces=provinces,
+                           names={p.code: p.name_zh for p in provinces}, now=now, error=error, form=form or {},
+                           local=forms.beijing_local, default_until=forms.beijing_local(now + dt.timedelta(days=3)),
+                           states=CYCLE_STATES)
+
+
+def _calendar_changed() -> None:
+    _after_commit("日历同步到SFTP发件箱", "placing the calendar in the SFTP outboxes",
+                  lambda: outbox.place_calendar(runtime()))
+
+
+@bp.get("/cycles")
+@login_required(ADMIN)
+def cycles() -> str:
+    """The reporting calendar with its exceptions, and the forms that change them."""
+    return _cycles()
+
+
+@bp.post("/cycles")
+@login_required(ADMIN)
+def cycle_create() -> Any:
+    """Add a cycle to the calendar (planned, or open at once)."""
+    f = request.form
+    try:
+        deadline = forms.beijing_datetime(f["deadline"], "deadline 截止时间") if f.get("deadline", "").strip() else None
+        cycle = CycleService(get_session(), runtime().spec, _actor()).create(
+            f.get("cycle_id", "").strip(), deadline, f.get("units_due", "").strip() or None,
+            f.get("name", "").strip() or None, f.get("remark", "").strip(),
+            state="open" if f.get("open") else "planned")
+    except ExchangeError as exc:
+        return _refused(exc, _cycles, form=dict(f))
+    response = _done(f"已创建周期 {cycle.id}", f"cycle {cycle.id} created", "admin.cycles")
+    _calendar_changed()
+    return response
+
+
+@bp.post("/cycles/<cycle_id>/<any(open, close, reopen):action>")
+@login_required(ADMIN)
+def cycle_move(cycle_id: str, action: str) -> Any:
+    """Open, close or reopen a cycle."""
+    svc = CycleService(get_session(), runtime().spec, _actor())
+    try:
+        {"open": svc.open, "close": svc.close, "reopen": svc.reopen}[action](cycle_id)
+    except ExchangeError as exc:
+        return _refused(exc, _cycles)
+    zh = {"open": "已开放", "close": "已关闭", "reopen": "已重新开放"}[action]
+    en = {"open": "opened", "close": "closed", "reopen": "reopened"}[action]
+    response = _done(f"周期 {cycle_id} {zh}", f"cycle {cycle_id} {en}", "admin.cycles")
+    _calendar_changed()
+    return response
+
+
+@bp.post("/cycles/<cycle_id>/deadline")
+@login_required(ADMIN)
+def cycle_deadline(cycle_id: str) -> Any:
+    """Move a cycle's deadline (entered in Beijing time)."""
+    try:
+        deadline = forms.beijing_datetime(request.form.get("deadline", ""), "deadline 截止时间")
+        CycleService(get_session(), runtime().spec, _actor()).set_deadline(cycle_id, deadline)
+    except ExchangeError as exc:
+        return _refused(exc, _cycles)
+    stamp = deadline.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+    response = _done(f"周期 {cycle_id} 截止时间改为 {stamp}（北京时间）",
+                     f"cycle {cycle_id} deadline moved to {stamp} Beijing time", "admin.cycles")
+    _calendar_changed()
+    return response
+
+
+@bp.post("/cycles/exceptions")
+@login_required(ADMIN)
+def exception_grant() -> Any:
+    """Let one province deliver to a closed or overdue cycle until a given time."""
+    f = request.form
+    cycle_id = f.get("cycle_id", "")
+    try:
+        until = forms.beijing_datetime(f.get("until", ""), "until 截止时间")
+        exc = CycleExceptionService(get_session(), _actor()).grant(cycle_id, f.get("province", ""), until,
+                                                                   f.get("reason", ""))
+    except ExchangeError as error:
+        return _refused(error, _cycles, form=dict(f))
+    stamp = until.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+    return _done(f"已准许 {exc.province} 在北京时间 {stamp} 前向周期 {cycle_id} 报送",
+                 f"province {exc.province} may deliver to cycle {cycle_id} until {stamp} Beijing time", "admin.cycles")
+
+
+@bp.post("/cycles/exceptions/<int:exception_id>/revoke")
+@login_required(ADMIN)
+def exception_revoke(exception_id: int) -> Any:
+    """End an exception at once."""
+    try:
+        exc = CycleExceptionService(get_session(), _actor()).revoke(exception_id)
+    except ExchangeError as error:
+        return _refused(error, _cycles)
+    return _done(f"已撤销 {exc.province} 对周期 {exc.cycle_id} 的例外",
+                 f"exception for {exc.province} on cycle {exc.cycle_id} revoked", "admin.cycles")
+
+
+# -- the top-500 list -------------------------------------------------------------------------
+
+
+def _list_service(actor: str = "system") -> ListService:
+    rt = runtime()
+    return ListService(get_session(), rt.archive, rt.spec, actor)
+
+
+def _lists(error: ExchangeError | None = None, form: dict[str, str] | None = None) -> str:
+    svc = _list_service()
+    return render_template("admin/lists.html", versions=svc.versions(), current=svc.current(), error=error,
+                           form=form or {})
+
+
+@bp.get("/lists")
+@login_required(ADMIN)
+def lists() -> str:
+    """Every version of the national list, and the upload form."""
+    return _lists()
+
+
+@bp.post("/lists")
+@login_required(ADMIN)
+def list_upload() -> Any:
+    """Load a CSV or XLSX upload as a draft version (archived first, validated like the spec's files)."""
+    upload = request.files.get("file")
+    version = request.form.get("version", "").strip() or None
+    name = Path((upload.filename or "") if upload else "").name
+    try:
+        if upload is None or not name:
+            raise BadRequest("choose a CSV or XLSX file to upload", "请选择要上传的 CSV 或 XLSX 文件", code="no_file")
+        if not name.lower().endswith(LIST_SUFFIXES) or name.startswith(".") or any(ord(c) < 32 for c in name):
+            raise BadRequest(f"{name}: only .csv or .xlsx files can be uploaded here",
+                             f"{name}：此处只能上传 .csv 或 .xlsx 文件", code="bad_file_name")
+        with tempfile.TemporaryDirectory(prefix="admin-list-") as tmp:
+            path = Path(tmp) / ("upload" + Path(name).suffix.lower())
+            upload.save(path)
+            loaded = _list_service(_actor()).load(path, version, source_name=name)
+    except ExchangeError as exc:
+        return _refused(exc, _lists, form={"version": version or ""})
+    return _done(f"已导入名单 {loaded.version}（草稿），请核对差异后发布",
+                 f"list {loaded.version} loaded as a draft; check the differences, then publish",
+                 "admin.list_version", version=loaded.version)
+
+
+def _list_version(version: str, error: ExchangeError | None = None) -> str:
+    svc = _list_service()
+    listv = svc.get(version)
+    downloads = svc.downloads(listv)
+    ids = {d.account_id for d in downloads}
+    accounts = {a.id: a for a in get_session().scalars(select(Account).where(Account.id.in_(ids)))} if ids else {}
+    return render_template("admin/lists_version.html", v=listv, diff=svc.diff(listv), downloads=downloads,
+                           accounts=accounts, slices=sorted(listv.slices, key=lambda s: s.province),
+                           fetched={accounts[d.account_id].party for d in downloads if d.account_id in accounts},
+                           draft=listv.state == DRAFT, error=error)
+
+
+@bp.get("/lists/<version>")
+@login_required(ADMIN)
+def list_version(version: str) -> str:
+    """A version: its differences from the version it is based on, its slices and who fetched them."""
+    return _list_version(version)
+
+
+@bp.post("/lists/<version>/publish")
+@login_required(ADMIN)
+def list_publish(version: str) -> Any:
+    """Publish a draft: each province's slice is cut, archived and placed in its outbox."""
+    svc = _list_service(_actor())
+    try:
+        slices = svc.publish(svc.get(version))
+    except ExchangeError as exc:
+        return _refused(exc, _list_version, version=version)
+    response = _done(f"已发布名单 {version}，共 {len(slices)} 个省份切片",
+                     f"list {version} published: {len(slices)} province slice(s)", "admin.list_version",
+                     version=version)
+    _after_commit("名单切片放入SFTP发件箱", "placing the list slices in the SFTP outboxes",
+                  lambda: outbox.place_list_slices(runtime(), version))
+    return response
+
+
+# -- code lists -------------------------------------------------------------------------------
+
+
+@bp.get("/code-lists")
+@login_required(ADMIN)
+def code_lists() -> str:
+    """Every code domain of the standard (and the extensions) with its versions."""
+    spec = runtime().spec
+    return render_template("admin/codes.html", standard=spec.standard_domains, extensions=spec.extension_domains,
+                           proposed=CodeDraftService(get_session(), spec).counts())
+
+
+def _domain(name: str, error: ExchangeError | None = None, form: dict[str, str] | None = None) -> str:
+    spec = runtime().spec
+    if name not in spec.domains:
+        abort(404)
+    dom = spec.domain(name)
+    picked = request.args.get("version") or dom.current.version
+    shown = next((v for v in dom.versions if v.version == picked), dom.current)
+    today = utcnow().astimezone(BEIJING).date()
+    return render_template("admin/codes_domain.html", d=dom, shown=shown, in_force=dom.version_on(today),
+                           drafts=CodeDraftService(get_session(), spec).drafts(name), error=error, form=form or {},
+                           default_from=max(today, dom.current.effective_from) + dt.timedelta(days=1))
+
+
+@bp.get("/code-lists/<name>")
+@login_required(ADMIN)
+def code_domain(name: str) -> str:
+    """One domain: its versions and codes, proposed versions, and the form to propose one."""
+    return _domain(name)
+
+
+@bp.post("/code-lists/<name>/drafts")
+@login_required(ADMIN)
+def code_propose(name: str) -> Any:
+    """Record a proposed effective-dated version (in force only once merged into interface_specs/)."""
+    f = request.form
+    try:
+        draft = CodeDraftService(get_session(), runtime().spec, _actor()).propose(
+            name, f.get("version", ""), forms.date(f.get("effective_from", ""), "effective_from 生效日期"),
+            f.get("based_on", ""), forms.code_changes(f.get("add", ""), "add 新增"),
+            forms.code_changes(f.get("update", ""), "update 修改"), forms.code_list(f.get("remove", "")),
+            f.get("note_zh", ""), f.get("note_en", ""))
+    except ExchangeError as exc:
+        return _refused(exc, _domain, name=name, form=dict(f))
+    return _done(f"已记录 {name} 的拟议版本 {draft.version}：合并到 interface_specs 并重启服务器后才生效",
+                 f"proposed version {draft.version} of {name} recorded: it takes effect only when merged into "
+                 f"interface_specs and the server restarts", "admin.code_domain", name=name)
+
+
+@bp.get("/code-lists/<name>/drafts/<int:draft_id>.yaml")
+@login_required(ADMIN)
+def code_snippet(name: str, draft_id: int) -> Response:
+    """The proposed version as the YAML entry to merge into interface_specs/code_lists/<domain>.yaml."""
+    draft = CodeDraftService(get_session(), runtime().spec).get(draft_id)
+    if draft.domain != name:
+        abort(404)
+    return Response(CodeDraftService.snippet(draft), mimetype="text/yaml",
+                    headers={"Content-Disposition": f'attachment; filename="{name}-{draft.version}.yaml"'})
+
+
+@bp.post("/code-lists/<name>/drafts/<int:draft_id>/withdraw")
+@login_required(ADMIN)
+def code_withdraw(name: str, draft_id: int) -> Any:
+    """Withdraw a proposal (it stays on record)."""
+    try:
+        draft = CodeDraftService(get_session(), runtime().spec, _actor()).withdraw(draft_id)
+    except ExchangeError as exc:
+        return _refused(exc, _domain, name=name)
+    return _done(f"已撤回拟议版本 {draft.version}", f"proposal {draft.version} withdrawn", "admin.code_domain",
+                 name=name)
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+
+def _accounts(error: ExchangeError | None = None, form: dict[str, str] | None = None) -> str:
+    session = get_session()
+    accounts = AccountService(session).list()
+    return render_template("admin/accounts.html", accounts=accounts, roles=ROLES, error=error, form=form or {},
+                           areas={p.code: p.name_zh for p in OrgService(session).provinces()}, now=utcnow())
+
+
+@bp.get("/accounts")
+@login_required(ADMIN)
+def accounts() -> str:
+    """Every account with its role, party and credentials, and the form to add one."""
+    return _accounts()
+
+
+@bp.post("/accounts")
+@login_required(ADMIN)
+def account_create() -> Any:
+    """Create a province, analyst or admin account (analysts and admins need a password to sign in)."""
+    f = request.form
+    role = f.get("role", "")
+    password = f.get("password", "") or None
+    try:
+        if role in (ANALYST, ADMIN) and not password:
+            raise BadRequest("analyst and admin accounts sign in with a password: set one",
+                             "分析员和管理员账户需要密码登录，请设置密码", code="password_missing")
+        svc = AccountService(get_session(), _actor())
+        if password is not None and len(password) < 8:
+            raise BadRequest("a password needs at least 8 characters", "密码至少8个字符", code="weak_password")
+        account = svc.create(f.get("name", "").strip(), role, f.get("party", "").strip() or None if role == PROVINCE
+                             else None, f.get("display_name", "").strip(), password)
+    except ExchangeError as exc:
+        return _refused(exc, _accounts, form={k: v for k, v in f.items() if k != "password"})
+    return _done(f"已创建账户 {account.name}", f"account {account.name} created", "admin.account", name=account.name)
+
+
+def _account_page(name: str, error: ExchangeError | None = None, secret: str | None = None,
+                  new_token: ApiToken | None = None, revoked: ApiToken | None = None) -> str:
+    account = AccountService(get_session()).get(name)
+    tokens = sorted(account.tokens, key=lambda t: t.created_at, reverse=True)
+    keys = sorted(account.ssh_keys, key=lambda k: k.created_at, reverse=True)
+    return render_template("admin/accounts_detail.html", a=account, tokens=tokens, keys=keys, error=error,
+                           secret=secret, new_token=new_token, revoked=revoked, now=utcnow(),
+                           is_self=account.name == _actor())
+
+
+@bp.get("/accounts/<name>")
+@login_required(ADMIN)
+def account(name: str) -> str:
+    """One account: enable or disable it, set its password, manage its tokens and SSH keys."""
+    return _account_page(name)
+
+
+@bp.post("/accounts/<name>/active")
+@login_required(ADMIN)
+def account_active(name: str) -> Any:
+    """Enable or disable an account (a disabled account stops authenticating at once)."""
+    active = request.form.get("active") == "1"
+    try:
+        if not active and name == _actor():
+            raise BadRequest("you cannot disable the account you are signed in with",
+                             "不能停用当前登录的账户", code="disable_self")
+        svc = AccountService(get_session(), _actor())
+        svc.set_active(svc.get(name), active)
+    except ExchangeError as exc:
+        return _refused(exc, _account_page, name=name)
+    return _done(f"账户 {name} 已{'启用' if active else '停用'}", f"account {name} {'enabled' if active else 'disabled'}",
+                 "admin.account", name=name)
+
+
+@bp.post("/accounts/<name>/password")
+@login_required(ADMIN)
+def account_password(name: str) -> Any:
+    """Set an account's password."""
+    try:
+        svc = AccountService(get_session(), _actor())
+        svc.set_password(svc.get(name), request.form.get("password", ""))
+    except ExchangeError as exc:
+        return _refused(exc, _account_page, name=name)
+    return _done(f"已为 {name} 设置新密码", f"new password set for {name}", "admin.account", name=name)
+
+
+def _ttl(text: str) -> int | None:
+    return None if text.strip() in ("", "0") else forms.integer(text, "ttl_days 有效天数", 1, 3650)
+
+
+@bp.post("/accounts/<name>/tokens")
+@login_required(ADMIN)
+def token_create(name: str) -> Any:
+    """Create an API token; its secret is shown on this answer only (only its hash is kept)."""
+    try:
+        svc = AccountService(get_session(), _actor())
+        secret, token = svc.create_token(svc.get(name), request.form.get("label", "").strip()[:100],
+                                         _ttl(request.form.get("ttl_days", "365")))
+        get_session().commit()
+    except ExchangeError as exc:
+        return _refused(exc, _account_page, name=name)
+    return _account_page(name, secret=secret, new_token=token), 201
+
+
+def _token_of(svc: AccountService, name: str, token_id: int) -> ApiToken:
+    token = get_session().get(ApiToken, token_id)
+    if token is None or token.account.name != name:
+        abort(404)
+    return token
+
+
+@bp.post("/accounts/<name>/tokens/<int:token_id>/revoke")
+@login_required(ADMIN)
+def token_revoke(name: str, token_id: int) -> Any:
+    """Revoke a token at once."""
+    svc = AccountService(get_session(), _actor())
+    token = _token_of(svc, name, token_id)
+    svc.revoke_token(token.id)
+    return _done(f"已吊销令牌 {token.prefix}…", f"token {token.prefix}… revoked", "admin.account", name=name)
+
+
+@bp.post("/accounts/<name>/tokens/<int:token_id>/rotate")
+@login_required(ADMIN)
+def token_rotate(name: str, token_id: int) -> Any:
+    """Replace a token: a new one with the same label and lifetime, the old one revoked, in one transaction."""
+    svc = AccountService(get_session(), _actor())
+    old = _token_of(svc, name, token_id)
+    if old.revoked_at is not None:
+        return _refused(BadRequest("this token is already revoked; create a new one instead",
+                                   "该令牌已吊销，请直接新建令牌", code="token_revoked"), _account_page, name=name)
+    ttl = None
+    if old.expires_at is not None:
+        ttl = max(1, round((old.expires_at - old.created_at).total_seconds() / 86400))
+    secret, token = svc.create_token(old.account, old.label, ttl)
+    svc.revoke_token(old.id)
+    get_session().commit()
+    return _account_page(name, secret=secret, new_token=token, revoked=old), 201
+
+
+@bp.post("/accounts/<name>/keys")
+@login_required(ADMIN)
+def key_add(name: str) -> Any:
+    """Register an OpenSSH public key for the SFTP channel."""
+    try:
+        svc = AccountService(get_session(), _actor())
+        key = svc.add_ssh_key(svc.get(name), request.form.get("public_key", ""),
+                              request.form.get("label", "").strip()[:100])
+    except ExchangeError as exc:
+        return _refused(exc, _account_page, name=name)
+    return _done(f"已登记公钥 {key.fingerprint}", f"key {key.fingerprint} registered", "admin.account", name=name)
+
+
+@bp.post("/accounts/<name>/keys/revoke")
+@login_required(ADMIN)
+def key_revoke(name: str) -> Any:
+    """Revoke a public key."""
+    svc = AccountService(get_session(), _actor())
+    fingerprint = request.form.get("fingerprint", "")
+    if not any(k.fingerprint == fingerprint for k in svc.get(name).ssh_keys):
+        abort(404)
+    svc.revoke_ssh_key(fingerprint)
+    return _done(f"已吊销公钥 {fingerprint}", f"key {fingerprint} revoked", "admin.account", name=name)
+
+
+# -- the audit log ----------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+@login_required(ADMIN)
+def audit() -> Any:
+    """The append-only audit log, newest first: filter by actor, action, target, dates and detail text."""
+    a = request.args
+    error = None
+    since = until = None
+    try:
+        if a.get("since", "").strip():
+            since = dt.datetime.combine(forms.date(a["since"], "since 起始日期"), dt.time(), BEIJING)
+        if a.get("until", "").strip():
+            until = dt.datetime.combine(forms.date(a["until"], "until 截止日期") + dt.timedelta(days=1), dt.time(),
+                                        BEIJING)
+        page = forms.integer(a.get("page", "1") or "1", "page 页码", 1, 1_000_000)
+    except BadRequest as exc:
+        error, page = exc, 1
+    query = AuditQuery(actor=a.get("actor", "").strip(), action=a.get("action", "").strip(),
+                       target=a.get("target", "").strip(), since=since, until=until, text=a.get("q", "").strip(),
+                       page=page, per_page=AUDIT_PAGE)
+    search = AuditSearch(get_session())
+    found = search.search(query)
+    args = {k: v for k, v in a.items() if k != "page" and v}
+    html = render_template("admin/audit.html", found=found, query=query, args=args, actors=search.actors(),
+                           error=error)
+    return (html, 400) if error else html

@@ -1,0 +1,129 @@
+"""The review queue: rejected and accepted-with-warnings deliveries, one page each, and HQ's actions on them."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from ...accounts.models import ADMIN, Account
+from ...clock import BEIJING
+from ...db import get_session
+from ...review.models import REVIEW_STATES
+from ...review.services import AGES, MIN_JUSTIFICATION, STATE_NAMES, QueueFilter, ReviewService, deliver_comments
+from ...runtime.flask import runtime
+from ..auth import current_account, login_required
+from . import bp
+
+
+def _service() -> ReviewService:
+    rt = runtime()
+    return ReviewService(get_session(), rt.archive, rt.spec)
+
+
+def _actor() -> str:
+    account: Account | None = current_account()
+    assert account is not None  # login_required ran first
+    return account.name
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+@bp.get("/")
+@login_required(ADMIN)
+def index() -> Response:
+    """The admin area opens on the review queue."""
+    return redirect(url_for("admin.review_queue"))
+
+
+@bp.get("/review/")
+@login_required(ADMIN)
+def review_queue() -> str:
+    """The queue, filtered by cycle, province, unit, error code, age and review state."""
+    f = QueueFilter.from_args(request.args)
+    return render_template("admin/review_queue.html", q=_service().queue(f), f=f, ages=AGES,
+                           states=REVIEW_STATES, state_names=STATE_NAMES, admin_section="review")
+
+
+@bp.get("/review/<int:delivery_id>")
+@login_required(ADMIN)
+def review_delivery(delivery_id: int) -> str:
+    """One delivery: receipt, summary by code, findings (paged), the raw lines around a finding, versions."""
+    svc = _service()
+    d = svc.delivery(delivery_id)
+    code = request.args.get("code", "").strip()
+    findings, total, pages = svc.findings(d, code, _int_arg("page") or 1)
+    return render_template(
+        "admin/review_delivery.html", d=d, svc=svc, sender=svc.sender(d), review=svc.review(d), state=svc.state(d),
+        summary=svc.summary(d), findings=findings, findings_total=total, pages=pages,
+        page=min(_int_arg("page") or 1, pages), code=code, context=svc.context(d, _int_arg("finding")),
+        versions=svc.versions(d), comments=svc.comments(d), receipt=svc.receipt_text(d),
+        state_names=STATE_NAMES, min_justification=MIN_JUSTIFICATION, admin_section="review")
+
+
+def _done(delivery_id: int) -> Response:
+    return redirect(url_for("admin.review_delivery", delivery_id=delivery_id) + "#actions")
+
+
+@bp.post("/review/<int:delivery_id>/reviewed")
+@login_required(ADMIN)
+def mark_reviewed(delivery_id: int) -> Response:
+    """Mark the delivery reviewed."""
+    svc = _service()
+    svc.mark_reviewed(_actor(), svc.delivery(delivery_id))
+    get_session().commit()
+    return _done(delivery_id)
+
+
+@bp.post("/review/<int:delivery_id>/comment")
+@login_required(ADMIN)
+def comment(delivery_id: int) -> Response:
+    """Comment to the province: recorded, then placed in its outbox beside the feedback files."""
+    svc = _service()
+    svc.comment(_actor(), svc.delivery(delivery_id), request.form.get("body", ""))
+    get_session().commit()
+    deliver_comments(runtime(), delivery_id)
+    return _done(delivery_id)
+
+
+@bp.post("/review/<int:delivery_id>/resend")
+@login_required(ADMIN)
+def request_resend(delivery_id: int) -> Response:
+    """Ask the province for a resend (it reaches the province as a comment)."""
+    svc = _service()
+    svc.request_resend(_actor(), svc.delivery(delivery_id), request.form.get("note", ""))
+    get_session().commit()
+    deliver_comments(runtime(), delivery_id)
+    return _done(delivery_id)
+
+
+@bp.post("/review/<int:delivery_id>/accept-warnings")
+@login_required(ADMIN)
+def accept_warnings(delivery_id: int) -> Response:
+    """Accept the warnings of an accepted-with-warnings delivery, with a justification; never errors."""
+    svc = _service()
+    svc.accept_warnings(_actor(), svc.delivery(delivery_id), request.form.get("justification", ""))
+    get_session().commit()
+    return _done(delivery_id)
+
+
+def page_args(**changes: Any) -> dict[str, Any]:
+    """The current query arguments with ``changes`` (for pager and filter links)."""
+    args = {k: v for k, v in request.args.items()}
+    args.update({k: v for k, v in changes.items()})
+    return {k: v for k, v in args.items() if v not in (None, "")}
+
+
+bp.add_app_template_global(page_args, "admin_page_args")
+
+
+def beijing_time(moment: dt.datetime | None) -> str:
+    """A timestamp as Beijing wall-clock time, to the second (what provinces and HQ read)."""
+    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
+
+
+bp.add_app_template_filter(beijing_time)

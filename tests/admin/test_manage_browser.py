@@ -1,0 +1,54 @@
+"""The management pages in headless Chromium against the real server: close a cycle, grant an exception, see it.
+
+Also takes the documentation's screenshots (docs/screenshots/admin-cycles.png,
+admin-accounts.png, admin-audit.png).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange_server.runtime import Runtime
+from tests.admin.conftest import Accounts, sign_in_page
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.mark.slow
+def test_close_a_cycle_and_grant_an_exception(page: Any, admin_url: str, admin_runtime: Runtime,
+                                              accounts: Accounts) -> None:
+    admin = accounts.admin()
+    accounts.province("42")
+    sign_in_page(page, admin_url, admin, start="/admin/cycles")
+    assert page.url == f"{admin_url}/admin/cycles"
+    assert page.locator('nav.admin-nav a.current').get_attribute("data-section") == "cycles"
+    row = page.locator('#calendar tr[data-cycle="202610"]')
+    assert row.get_attribute("data-state") == "open"
+
+    with page.expect_navigation():
+        row.locator('button[data-action="close"]').click()
+    assert page.locator('#calendar tr[data-cycle="202610"]').get_attribute("data-state") == "closed"
+    assert "周期 202610 已关闭" in page.locator("p.flash").inner_text()
+
+    page.select_option("#x-cycle", "202610")
+    page.select_option("#x-province", "42")
+    page.fill("#x-reason", "CRM系统割接，延期三天 CRM cut-over")
+    with page.expect_navigation():
+        page.click('#grant-exception button[type="submit"]')
+    listed = page.locator('#exceptions tr[data-cycle="202610"][data-province="42"]')
+    assert listed.count() == 1 and listed.get_attribute("data-state") == "valid"
+    assert "CRM cut-over" in listed.inner_text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "admin-cycles.png"), full_page=True)
+
+    page.click('nav.admin-nav a[data-section="accounts"]')
+    page.wait_for_selector("#accounts")
+    page.screenshot(path=str(SCREENSHOTS / "admin-accounts.png"), full_page=True)
+
+    page.click('nav.admin-nav a[data-section="audit"]')
+    page.wait_for_selector("#audit")
+    actions = page.locator("#audit tr[data-action]").evaluate_all("els => els.map(e => e.dataset.action)")
+    assert actions[:2] == ["cycle.exception.grant", "cycle.close"]  # newest first
+    page.screenshot(path=str(SCREENSHOTS / "admin-audit.png"), full_page=True)
