@@ -28,7 +28,6 @@ database, timed the same way. Each breakdown of the roll-up is also timed on its
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import importlib
 import json

@@ -11,7 +11,6 @@ is recorded.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import IO, Any

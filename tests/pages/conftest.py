@@ -8,15 +8,14 @@ they are skipped, or fail when ``CI`` is set (CI must run them).
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
+
+from tests.support.receiving import receive_folder  # noqa: F401  (also used by other test modules)
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
 
-from exchange_server.accounts.models import Account
 from exchange_server.accounts.services import AccountService
 from exchange_server.app import create_app
 from exchange_server.cycles.services import CycleService
@@ -26,8 +25,6 @@ from exchange_server.runtime import Runtime, open_runtime
 from exchange_server.runtime.serve import Server
 from exchange_server.sample_data.generator import generate
 from exchange_server.setup_service import initialise
-from exchange_server.submissions.receiving import ReceivingService
-from exchange_server.submissions.upload import ReceivedFile
 
 
 CYCLES = {"202609": ["11", "42"], "202610": ["11", "42", "44"]}
@@ -35,17 +32,6 @@ ANALYST = ("ana", "analyst-pages-2026")
 PROVINCE = ("prov42", "province-pages-2026")
 
 
-def receive_folder(rt: Runtime, account_name: str, folder: Path) -> None:
-    """Archive and record a delivery folder as the API would."""
-    with rt.db.session() as s:
-        account = s.scalar(select(Account).where(Account.name == account_name))
-        assert account is not None
-        files = []
-        for p in sorted(folder.iterdir()):
-            staged = rt.archive.stage()
-            staged.write(p.read_bytes())
-            files.append(ReceivedFile(p.name, staged.commit(), p.stat().st_size))
-        ReceivingService(s, rt.archive, rt.spec).receive(account, "http", files)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from exchange_server.runtime.serve import Server
 from exchange_server.submissions.models import DataScope, Delivery, UnitVersion
 from province_agent.transport import HttpError, HttpTransport
 from tests.server.conftest import Setup
-from tests.support.deliveries import DeliveryRows, valid_rows
+from tests.support.deliveries import valid_rows
 
 
 def files_of(folder: Path) -> list[Path]:

@@ -16,26 +16,15 @@ from exchange_server.consolidation.models import SummaryFact
 from exchange_server.consolidation.rollups import RollupService
 from exchange_server.lists.services import ListService
 from exchange_server.sample_data.generator import generate
-from exchange_server.submissions.receiving import ReceivingService
-from exchange_server.submissions.upload import ReceivedFile
 from schemas.conventions import CheckFile
 from schemas.validation.readers import text_lines
 from tests.server.conftest import Setup
+from tests.support.receiving import receive_folder  # noqa: F401  (also used by other test modules)
 from tests.support.deliveries import valid_rows
 
 PROVINCES = ["11", "42", "44"]
 
 
-def receive_folder(runtime: Any, account_name: str, folder: Path) -> None:
-    """Archive and record a delivery folder as the API would."""
-    with runtime.db.session() as s:
-        account = s.scalar(select(Account).where(Account.name == account_name))
-        files = []
-        for p in sorted(folder.iterdir()):
-            staged = runtime.archive.stage()
-            staged.write(p.read_bytes())
-            files.append(ReceivedFile(p.name, staged.commit(), p.stat().st_size))
-        ReceivingService(s, runtime.archive, runtime.spec).receive(account, "http", files)
 
 
 def rows_of(folder: Path, unit_code: str, spec: Any) -> list[dict[str, str]]:

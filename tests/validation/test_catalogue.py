@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from decimal import Decimal
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -11,9 +10,8 @@ from typing import Any, Callable
 import pytest
 
 from schemas import Spec
-from schemas.conventions import CheckFile
 from schemas.validation import (
-    REJECTED, Report, ValidationContext, ValidationOptions, validate_delivery, validate_paths,
+    REJECTED, Report, ValidationContext, ValidationOptions, validate_paths,
 )
 from tests.support.deliveries import DeliveryRows, data_file, refresh_check, rewrite_check
 
