@@ -12,13 +12,13 @@ import pytest
 
 from exchange_server.runtime import Runtime
 from tests.admin.conftest import Accounts, sign_in_page
+from tests.support.browser import screenshot_path
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.mark.slow
 def test_close_a_cycle_and_grant_an_exception(page: Any, admin_url: str, admin_runtime: Runtime,
-                                              accounts: Accounts) -> None:
+                                              accounts: Accounts, tmp_path: Path) -> None:
     admin = accounts.admin()
     accounts.province("42")
     sign_in_page(page, admin_url, admin, start="/admin/cycles")
@@ -40,15 +40,14 @@ def test_close_a_cycle_and_grant_an_exception(page: Any, admin_url: str, admin_r
     listed = page.locator('#exceptions tr[data-cycle="202610"][data-province="42"]')
     assert listed.count() == 1 and listed.get_attribute("data-state") == "valid"
     assert "CRM cut-over" in listed.inner_text()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "admin-cycles.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("admin-cycles.png", tmp_path)), full_page=True)
 
     page.click('nav.admin-nav a[data-section="accounts"]')
     page.wait_for_selector("#accounts")
-    page.screenshot(path=str(SCREENSHOTS / "admin-accounts.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("admin-accounts.png", tmp_path)), full_page=True)
 
     page.click('nav.admin-nav a[data-section="audit"]')
     page.wait_for_selector("#audit")
     actions = page.locator("#audit tr[data-action]").evaluate_all("els => els.map(e => e.dataset.action)")
     assert actions[:2] == ["cycle.exception.grant", "cycle.close"]  # newest first
-    page.screenshot(path=str(SCREENSHOTS / "admin-audit.png"), full_page=True)
+    page.screenshot(path=str(screenshot_path("admin-audit.png", tmp_path)), full_page=True)

@@ -16,9 +16,9 @@ from exchange_server.runtime import Runtime
 from exchange_server.sftp.outbox import trees
 from schemas import Spec
 from tests.admin.conftest import Accounts, sign_in_page, upload
+from tests.support.browser import screenshot_path
 from tests.support.deliveries import valid_rows
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "admin-delivery.png"
 
 
 @pytest.mark.slow
@@ -53,8 +53,7 @@ def test_review_walkthrough(page: Any, admin_url: str, admin_runtime: Runtime, a
     assert page.locator("#summary tr[data-code] .count").first.inner_text().strip().isdigit()
     assert page.locator("#accept-warnings-form").count() == 0  # errors can never be overridden
     assert page.evaluate("document.documentElement.scrollWidth") <= 1366
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(screenshot_path("admin-delivery.png", tmp_path)), full_page=True)
 
     # Comment, then request a resend.
     page.fill("#comment-body", "第2行客户级别代码 X 无效，请按代码表改正。")

@@ -60,3 +60,10 @@ def context(browser: Any) -> Iterator[Any]:
 def page(context: Any) -> Any:
     """A page in a fresh profile."""
     return context.new_page()
+
+
+def screenshot_path(name: str, tmp_path: Path) -> Path:
+    """Where a test's screenshot goes: docs/screenshots/ when KAM_SCREENSHOTS=1 (to refresh the docs), else tmp."""
+    if os.environ.get("KAM_SCREENSHOTS") == "1":
+        return Path(__file__).resolve().parents[2] / "docs" / "screenshots" / name
+    return tmp_path / name
