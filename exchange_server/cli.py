@@ -244,19 +244,12 @@ def token_create(ctx: click.Context, account_name: str, label: str, days: int, o
         secret, tok = svc.create_token(svc.get(account_name), label, days or None)
         tid = tok.id
     if out:
-        _write_secret(out, secret + "\n")
+        from .private_files import write_private
+
+        write_private(out, secret + "\n")
         click.echo(f"token {tid} for {account_name} written to {out}")
     else:
         click.echo(secret)
-
-
-def _write_secret(path: Path, text: str) -> None:
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 @token.command("list")

@@ -138,10 +138,9 @@ def ensure_secret_key(settings: Settings) -> Settings:
     """A settings copy with a secret key: configured, else generated once and kept on disk."""
     if settings.secret_key:
         return settings
+    from .private_files import create_private
+
     path = settings.data_path / "secret_key"
     if not path.exists():
-        settings.data_path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+        create_private(path, secrets.token_hex(32).encode("ascii"))  # one key even if two processes start
     return replace(settings, secret_key=path.read_text().strip())

@@ -9,12 +9,14 @@ HTTP to this very server and validated by the real pipeline. Then it keeps servi
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import time
 from pathlib import Path
 
 import click
+
+from .private_files import write_private
+from .sftp.keys import new_ed25519
 
 MARKER = ".kam-demo"
 
@@ -22,25 +24,6 @@ MARKER = ".kam-demo"
 def _previous_month(today: dt.date) -> str:
     first = today.replace(day=1) - dt.timedelta(days=1)
     return f"{first.year}{first.month:02d}"
-
-
-def _write_secret(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(text.encode("utf-8") if isinstance(text, str) else text)
-
-
-def ssh_keypair() -> tuple[bytes, str]:
-    """A new Ed25519 key pair: (OpenSSH private key bytes, public key line)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return private, public.decode("ascii")
 
 
 def _prepare_dir(data_dir: Path) -> None:
@@ -92,16 +75,16 @@ def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | N
         accounts = AccountService(s, "demo")
         accounts.create("admin", "admin", display_name="HQ admin / 集团管理员", password="admin-demo-2026")
         accounts.create("analyst", "analyst", display_name="HQ analyst / 集团分析员", password="analyst-demo-2026")
-        _write_secret(creds / "admin.password", "admin-demo-2026\n")
-        _write_secret(creds / "analyst.password", "analyst-demo-2026\n")
+        write_private(creds / "admin.password", "admin-demo-2026\n")
+        write_private(creds / "analyst.password", "analyst-demo-2026\n")
         for area in OrgService(s).provinces():
             acct = accounts.create(f"prov{area.code}", "province", area.code)
             secret, _ = accounts.create_token(acct, "demo")
             tokens[area.code] = secret
-            private, public = ssh_keypair()
+            private, public = new_ed25519()
             accounts.add_ssh_key(acct, public, "demo")
-            _write_secret(creds / area.code / "token", secret + "\n")
-            _write_secret(creds / area.code / "id_ed25519", private)
+            write_private(creds / area.code / "token", secret + "\n")
+            write_private(creds / area.code / "id_ed25519", private)
             (creds / area.code / "id_ed25519.pub").write_text(public + "\n")
         cycles = CycleService(s, rt.spec, "demo")
         calendar = sorted((samples / "00").glob(f"D_00_{cycle_id[:4]}_*.chk"))

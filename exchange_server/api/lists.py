@@ -11,7 +11,7 @@ from ..clock import iso
 from ..db import get_session
 from ..errors import NotFound
 from ..lists.services import ListService
-from ..org.models import LOCAL_NETWORK, Area
+from ..org.services import OrgService
 from ..runtime.flask import runtime
 from .auth import authenticate
 from .schemas import ErrorSchema, ListSliceSchema
@@ -21,10 +21,10 @@ blp = Blueprint("lists", __name__, url_prefix="/api/v1/list",
 
 
 def _province(party: str | None) -> str:
-    area = get_session().get(Area, party) if party else None
-    if area is None:
+    province = OrgService(get_session()).province_of(party) if party else None
+    if province is None:
         raise NotFound("this account has no province", "此账户没有所属省份", code="no_province")
-    return area.parent_code or area.code if area.level == LOCAL_NETWORK else area.code
+    return province
 
 
 @blp.route("")
@@ -66,3 +66,4 @@ def slice_file(name: str) -> Response:
     session.commit()
     return Response(rt.archive.read_bytes(digest), mimetype="application/octet-stream",
                     headers={"Content-Disposition": f"attachment; filename={name}"})
+from ..org.services import OrgService

@@ -20,7 +20,8 @@ from schemas.conventions import Cycle
 
 from ..clock import iso, utcnow
 from ..cycles.models import ReportingCycle
-from ..org.models import LOCAL_NETWORK, PROVINCE, Area
+from ..org.models import PROVINCE, Area
+from ..org.services import OrgService
 from ..submissions.models import DataScope, Delivery, DeliveryFile, UnitVersion
 from .models import (
     FACTS, MONEY_SCALE, CustomerFact, CustProdFact, IncomeFact, RollupCache, ServFact, SummaryFact,
@@ -248,12 +249,12 @@ class RollupService:
                 select(Delivery.party, DeliveryFile.unit).join(DeliveryFile, DeliveryFile.delivery_id == Delivery.id)
                 .where(Delivery.period == cycle, Delivery.mode == "P").distinct()):
             if party and unit:
-                received.add((self._province_of(party), unit))
+                received.add((self._province(party), unit))
         accepted: dict[tuple[str, str], dict[str, Any]] = {}
         for scope, version, delivery in self.session.execute(
                 select(DataScope, UnitVersion, Delivery).join(UnitVersion, DataScope.current_version_id == UnitVersion.id)
                 .join(Delivery, UnitVersion.delivery_id == Delivery.id).where(DataScope.cycle == cycle)):
-            prov = self._province_of(scope.party)
+            prov = self._province(scope.party)
             accepted[(prov, scope.unit)] = {"late": delivery.late, "delivery_id": delivery.id,
                                             "version": version.number}
         matrix: list[dict[str, Any]] = []
@@ -272,11 +273,8 @@ class RollupService:
                 "missing": expected - done, "reporting_rate_pct": (Decimal(done * 100) / expected).quantize(
                     Decimal("0.01")) if expected else None, "matrix": matrix}
 
-    def _province_of(self, party: str) -> str:
-        area = self.session.get(Area, party)
-        if area is not None and area.level == LOCAL_NETWORK and area.parent_code:
-            return area.parent_code
-        return party
+    def _province(self, party: str) -> str:
+        return OrgService(self.session).province_of(party) or party
 
     def lineage(self, cycle: str) -> list[dict[str, Any]]:
         """The current versions every figure of the cycle comes from."""

@@ -51,6 +51,13 @@ class OrgService:
         """The area with this code."""
         return self.session.get(Area, code)
 
+    def province_of(self, code: str) -> str | None:
+        """The province of an area: itself for a province, its parent for a local network; None if unknown."""
+        area = self.session.get(Area, code)
+        if area is None:
+            return None
+        return area.parent_code if area.level == LOCAL_NETWORK else area.code
+
     def provinces(self) -> list[Area]:
         """Active provinces in code order."""
         return list(self.session.scalars(select(Area).where(Area.level == PROVINCE, Area.active).order_by(Area.code)))

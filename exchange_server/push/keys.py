@@ -10,19 +10,16 @@ import base64
 import binascii
 import hashlib
 import logging
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import paramiko
 from paramiko.pkey import UnknownKeyType
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat,
-                                                          load_ssh_public_key)
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 from ..config import Settings
+from ..sftp.keys import load_or_create_key
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +31,9 @@ def hq_push_key_path(settings: Settings) -> Path:
     return settings.data_path / "keys" / "hq_push_ed25519"
 
 
-def _create_key(path: Path) -> None:
-    """Write a new key to ``path`` unless another process got there first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
-    # Written to a private temp file, then hard-linked into place: link() fails if the key
-    # already exists, so two processes starting at once never end up with different keys.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hq_push-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)
-            log.info("created HQ push key %s", path)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
-
-
 def load_or_create_hq_key(settings: Settings) -> paramiko.PKey:
     """HQ's push key, created (Ed25519, mode 600) the first time it is needed."""
-    path = hq_push_key_path(settings)
-    if not path.exists():
-        _create_key(path)
-    return paramiko.Ed25519Key(filename=str(path))
+    return load_or_create_key(hq_push_key_path(settings))
 
 
 def hq_public_key_line(settings: Settings) -> str:

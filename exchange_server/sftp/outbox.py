@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from ..accounts.models import Account
+from ..push.services import PushService
 from ..runtime import Runtime
 from ..submissions.models import Delivery
 from ..submissions.receiving import receipt_name
@@ -31,10 +32,6 @@ def place(rt: Runtime, party: str, name: str, sha256: str, reason: str) -> None:
     data = rt.archive.read_bytes(sha256)
     for tree in trees(rt):
         tree.place(party, name, data)
-    try:
-        from ..push.services import PushService
-    except ImportError:  # push is optional in a minimal install
-        return
     with rt.db.session() as s:
         PushService(s, rt.archive).enqueue(party, name, sha256, len(data), reason)
 

@@ -13,7 +13,7 @@ from ..accounts.services import authorised_parties
 from ..admin.services import CycleExceptionService
 from ..clock import beijing_stamp
 from ..cycles.models import ReportingCycle
-from ..org.models import LOCAL_NETWORK, Area
+from ..org.services import OrgService
 from ..storage import Archive
 from .models import Delivery
 from .rows import unit_rows
@@ -35,12 +35,12 @@ class ContextBuilder:
         ctx.known_cycles = frozenset(self.session.scalars(select(ReportingCycle.id)))
         if delivery.period is None or delivery.party is None:
             return ctx
+        province = OrgService(self.session).province_of(delivery.party)
         cycle = self.session.get(ReportingCycle, delivery.period)
         if cycle is not None:
             ctx.cycle_state = cycle.state
             ctx.units_due = frozenset(cycle.units)
             ctx.deadline = beijing_stamp(cycle.deadline)
-            province = self._province_of(delivery.party)
             granted = CycleExceptionService(self.session).valid(cycle.id, province, delivery.received_at) \
                 if province else None
             if granted is not None:
@@ -51,7 +51,6 @@ class ContextBuilder:
         ctx.last_resend = self.session.scalar(
             select(func.max(Delivery.resend)).where(Delivery.party == delivery.party, Delivery.period == delivery.period,
                                                     Delivery.mode == delivery.mode, Delivery.id < delivery.id))
-        province = self._province_of(delivery.party)
         if province == delivery.party:  # a local network's own delivery carries only part of the list
             from ..lists.services import ListService
 
@@ -61,12 +60,6 @@ class ContextBuilder:
         if delivery.mode == "P":
             ctx.previous = self._previous(delivery.party, delivery.period)
         return ctx
-
-    def _province_of(self, party: str) -> str | None:
-        area = self.session.get(Area, party)
-        if area is None:
-            return None
-        return area.parent_code if area.level == LOCAL_NETWORK else area.code
 
     def _previous(self, party: str, period: str) -> dict[str, dict[str, dict[str, str]]] | None:
         """Last cycle's current rows of the units with opening or watched fields."""
@@ -89,3 +82,4 @@ class ContextBuilder:
                 rows["\x1f".join(row.get(k, "") for k in keys)] = {f: row.get(f, "") for f in wanted}
             out[unit.name] = rows
         return out or None
+from ..org.services import OrgService

@@ -14,7 +14,7 @@ import pytest
 
 from exchange_server.accounts.services import AccountService
 from exchange_server.cycles.services import CycleService
-from exchange_server.demo import ssh_keypair
+from exchange_server.sftp.keys import new_ed25519
 from exchange_server.lists.services import ListService
 from exchange_server.runtime import Runtime, open_runtime
 from exchange_server.runtime.serve import Server
@@ -82,7 +82,7 @@ def make_env(runtime: Runtime, tmp_path: Path, spec: Spec, transport: str, serve
     """HQ set up for province 42 (account, token, key, open cycle, published list) and its agent's machine."""
     home = tmp_path / "agent"
     home.mkdir()
-    private, public = ssh_keypair()
+    private, public = new_ed25519()
     (home / "id_ed25519").write_bytes(private)
     (home / "id_ed25519").chmod(0o600)
     with runtime.db.session() as s:

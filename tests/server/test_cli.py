@@ -39,9 +39,9 @@ def test_init_accounts_tokens_cycles_and_lists(tmp_path: Path) -> None:
     assert "is closed" in run(runner, data, "cycle", "close", "202610")
     assert "202610  closed   deadline 20261110180000" in run(runner, data, "cycle", "list")
     pub = tmp_path / "key.pub"
-    from exchange_server.demo import ssh_keypair
+    from exchange_server.sftp.keys import new_ed25519
 
-    pub.write_text(ssh_keypair()[1])
+    pub.write_text(new_ed25519()[1])
     assert "SHA256:" in run(runner, data, "sshkey", "add", "prov42", str(pub))
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import select
 
-from exchange_server.demo import ssh_keypair
+from exchange_server.sftp.keys import new_ed25519
 from exchange_server.runtime.serve import Server
 from exchange_server.submissions.models import Delivery
 from tests.server.conftest import Setup
@@ -24,7 +24,7 @@ from tests.support.sshd import OpenSshServer, require_sshd
 def dropbox(setup: Setup, runtime: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """sshd serving province 42's chroot, which is <dropbox_root>/42 for the exchange server."""
     require_sshd()
-    private, public = ssh_keypair()
+    private, public = new_ed25519()
     key = tmp_path / "id_ed25519"
     key.write_bytes(private)
     key.chmod(0o600)

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from exchange_server.accounts.services import AccountService
-from exchange_server.demo import ssh_keypair
+from exchange_server.sftp.keys import new_ed25519
 from exchange_server.runtime.serve import Server
 from exchange_server.sftp.keys import host_key_line
 from exchange_server.submissions.models import Delivery
@@ -38,7 +38,7 @@ class Province:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         setup.province(party, self.user)
-        private, public = ssh_keypair()
+        private, public = new_ed25519()
         self.key = home / "id_ed25519"
         self.key.write_bytes(private)
         self.key.chmod(0o600)
@@ -185,7 +185,7 @@ def test_provinces_cannot_see_or_touch_each_others_trees(hubei: Province, setup:
 
 
 def test_unknown_key_refused_and_no_writes_outside_the_inbox(hubei: Province, tmp_path: Path) -> None:
-    private, _ = ssh_keypair()
+    private, _ = new_ed25519()
     stranger = tmp_path / "stranger"
     stranger.write_bytes(private)
     stranger.chmod(0o600)
