@@ -10,7 +10,7 @@ from flask import Blueprint, Flask
 
 from templates import TEMPLATE_DIR
 
-from . import admin, analyst, auth
+from . import admin, analyst, auth, i18n
 from .auth import current_account
 from .charts import compact_money, money, percent
 from .csrf import csrf_token
@@ -23,11 +23,16 @@ static = Blueprint("pages_static", __name__, static_folder=str(TEMPLATE_DIR / "s
 def init_app(app: Flask) -> None:
     """Register the page blueprints, the pages' stylesheet and the template helpers."""
     app.register_blueprint(auth.bp)
+    app.register_blueprint(i18n.bp)
     app.register_blueprint(analyst.bp)
     app.register_blueprint(admin.bp)  # admin pages: review queue (+ manage.py)
     app.register_blueprint(static)
     app.add_template_global(csrf_token)
     app.add_template_global(current_account)
+    app.add_template_global(i18n.t)
+    app.add_template_global(i18n.pick)
+    app.add_template_global(i18n.html_lang)
+    app.add_template_global(i18n.current_language)
     app.add_template_filter(money)
     app.add_template_filter(compact_money)
     app.add_template_filter(percent)

@@ -12,7 +12,7 @@ import math
 from typing import Any, Callable, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import g, redirect, render_template, request, session, url_for
+from flask import current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from ..accounts.models import Account
@@ -68,13 +68,21 @@ def login_required(*roles: str) -> Callable[[F], F]:
     return decorate
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path on this site only (no open redirects)."""
     if target:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//") \
                 and "\\" not in target:
             return target
+    return home_path()
+
+
+def home_path() -> str:
+    """The signed-in account's own start page: provinces their deliveries, HQ the dashboard."""
+    account = current_account()
+    if account is not None and account.role == "province" and "province.index" in current_app.view_functions:
+        return url_for("province.index")
     return url_for("analyst.index")
 
 
@@ -90,8 +98,8 @@ def _locked_out(until: dt.datetime) -> Unauthorized:
 
 @bp.get("/")
 def home() -> Response:
-    """The site's front door: the analyst dashboard (which asks to sign in first)."""
-    return redirect(url_for("analyst.index"))
+    """The site's front door: the signed-in account's start page (the dashboard asks to sign in first)."""
+    return redirect(home_path())
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -121,8 +129,9 @@ def login() -> Any:
             session.clear()
             session["account_id"] = account.id
             session["signed_in"] = dt.datetime.now(dt.timezone.utc).timestamp()
+            g.pop("page_account", None)  # the start page depends on who has just signed in
             csrf_token()
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", error=error, username=name, next=request.args.get("next", "")), \
         (429 if error and error.code == "account_locked" else 401 if error else 200)
 

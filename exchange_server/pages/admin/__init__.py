@@ -34,10 +34,4 @@ def admin_nav() -> list[tuple[str, str, str, str]]:
 
 bp.add_app_template_global(admin_nav)
 
-from . import review  # noqa: E402,F401  (registers its routes on bp)
-
-try:  # the management pages are written alongside; until manage.py exists the review pages stand alone
-    from . import manage  # noqa: E402,F401
-except ModuleNotFoundError as exc:
-    if exc.name != f"{__name__}.manage":
-        raise
+from . import manage, review  # noqa: E402,F401  (they register their routes on bp)
