@@ -59,6 +59,7 @@ def import_models() -> None:
     from .accounts import models as _accounts  # noqa: F401
     from .admin import models as _admin  # noqa: F401
     from .audit import models as _audit  # noqa: F401
+    from .code_lists import models as _code_lists  # noqa: F401
     from .consolidation import models as _consolidation  # noqa: F401
     from .cycles import models as _cycles  # noqa: F401
     from .ingestion import models as _ingestion  # noqa: F401

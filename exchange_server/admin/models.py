@@ -1,16 +1,13 @@
-"""Records the admin console adds: cycle exceptions, proposed code-list versions, sign-in attempts."""
+"""Records the admin console adds: cycle exceptions, sign-in attempts."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import as_utc, utcnow
 from ..db import Base, UTCDateTime
-
-PROPOSED, WITHDRAWN = "proposed", "withdrawn"
 
 
 class CycleException(Base):
@@ -36,31 +33,6 @@ class CycleException(Base):
     def valid_at(self, moment: dt.datetime) -> bool:
         """Whether the exception covers a delivery received at ``moment``."""
         return self.revoked_at is None and as_utc(moment) <= as_utc(self.until)
-
-
-class CodeListVersionDraft(Base):
-    """A code-list version an admin proposes; it takes effect only once merged into interface_specs/.
-
-    The standard is loaded from YAML once per process and never written at run time, so a
-    draft is a record of the change and the YAML snippet to merge, not a change in force.
-    """
-
-    __tablename__ = "code_list_version_draft"
-    __table_args__ = (UniqueConstraint("domain", "version"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    domain: Mapped[str] = mapped_column(String(64), index=True)
-    version: Mapped[str] = mapped_column(String(20))
-    effective_from: Mapped[dt.date] = mapped_column(Date)
-    based_on: Mapped[str] = mapped_column(String(20))
-    add: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    update: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    remove: Mapped[list[str]] = mapped_column(JSON, default=list)
-    note_zh: Mapped[str] = mapped_column(String(500), default="")
-    note_en: Mapped[str] = mapped_column(String(500), default="")
-    state: Mapped[str] = mapped_column(String(16), default=PROPOSED)
-    created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LoginAttempt(Base):

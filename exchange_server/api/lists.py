@@ -66,4 +66,3 @@ def slice_file(name: str) -> Response:
     session.commit()
     return Response(rt.archive.read_bytes(digest), mimetype="application/octet-stream",
                     headers={"Content-Disposition": f"attachment; filename={name}"})
-from ..org.services import OrgService

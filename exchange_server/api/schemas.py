@@ -155,3 +155,21 @@ class ListSliceSchema(Schema):
     changed = fields.Integer()
     removed = fields.Integer()
     files = fields.List(fields.Nested(SliceFileSchema))
+
+
+class CodeAdditionSchema(Schema):
+    """One published version and the domain it belongs to."""
+
+    domain = fields.String(required=True)
+    # A dict, not a nested schema: its "update" key would be read as dict.update by marshmallow.
+    version = fields.Dict(required=True, metadata={"description": (
+        "a versions: entry of interface_specs/code_lists/: version, effective_from (YYYY-MM-DD, for cycles "
+        "beginning then), based_on, note_zh, note_en, add, update, remove")})
+
+
+class CodeListsSchema(Schema):
+    """The code-list versions HQ has published beyond the standard's YAML, in publishing order."""
+
+    spec_version = fields.String()
+    generation = fields.String(metadata={"description": "changes whenever a version is published"})
+    additions = fields.List(fields.Nested(CodeAdditionSchema))

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from schemas.conventions import Cycle
 
 from ..clock import iso, utcnow
+from ..code_lists.services import live_spec
 from ..cycles.models import ReportingCycle
 from ..org.models import PROVINCE, Area
 from ..org.services import OrgService
@@ -84,7 +85,7 @@ class RollupService:
 
     def __init__(self, session: Session, spec: Any) -> None:
         self.session = session
-        self.spec = spec
+        self.spec = live_spec(session, spec)  # with the code-list versions published at run time
 
     def _names(self, domain: str) -> dict[str, tuple[str, str]]:
         codes = self.spec.domain(domain).current.codes

@@ -93,14 +93,16 @@ class IngestionWorker:
             account = session.get(Account, delivery.account_id)
             assert account is not None
             delivery.status = VALIDATING
-            context = ContextBuilder(session, rt.archive, rt.spec).build(delivery, account)
+            builder = ContextBuilder(session, rt.archive, rt.spec)
+            spec = builder.spec  # the standard in force now, with published code-list versions
+            context = builder.build(delivery, account)
             files = [(f.name, f.sha256) for f in delivery.files]
             mode = delivery.mode
         scratch = Path(tempfile.mkdtemp(prefix="kam-validate-"))
         try:
             paths = self._materialise(scratch, files)
             options = ValidationOptions(cap=rt.settings.findings_cap, tmp_dir=str(scratch))
-            report = validate_delivery(paths, rt.spec, context, options)
+            report = validate_delivery(paths, spec, context, options)
             if mode not in (None, "P", "T"):  # only HQ sends D files; a province may not
                 report.add("E120", f"{report.delivery}.chk", value=f"mode {mode}", expected="P / T")
         finally:

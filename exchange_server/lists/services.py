@@ -25,6 +25,7 @@ from schemas.writer import DeliveryWriter
 
 from ..audit.services import record
 from ..clock import BEIJING, utcnow
+from ..code_lists.services import live_spec
 from ..errors import BadRequest, Conflict, NotFound, Unprocessable
 from ..org.services import OrgService
 from ..storage.archive import Archive
@@ -85,7 +86,7 @@ class ListService:
     def __init__(self, session: Session, archive: Archive, spec: Spec, actor: str = "system") -> None:
         self.session = session
         self.archive = archive
-        self.spec = spec
+        self.spec = live_spec(session, spec)  # with the code-list versions published at run time
         self.actor = actor
 
     # -- reading ----------------------------------------------------------------------

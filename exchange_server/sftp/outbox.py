@@ -116,3 +116,27 @@ def place_calendar(rt: Runtime) -> int:
                 for name, key in keys:
                     place(rt, party, name, key, "cycle.calendar")
     return len(years)
+
+
+CODE_LISTS_NAME = "code_lists.json"
+
+
+def place_code_lists(rt: Runtime) -> int:
+    """The code-list versions published at run time, as ``code_lists.json``, into every province account's outbox.
+
+    SFTP-only agents lay these over their own copy of the standard before validating, as
+    HTTP agents do with ``GET /api/v1/code-lists``; returns how many parties got the file.
+    """
+    from sqlalchemy import select
+
+    from ..accounts.models import PROVINCE
+    from ..code_lists.services import code_lists_document
+
+    with rt.db.session() as s:
+        data = code_lists_document(s, rt.spec)
+        parties = sorted({p for p in s.scalars(select(Account.party).where(Account.role == PROVINCE, Account.active))
+                          if p})
+    key = rt.archive.put_bytes(data)
+    for party in parties:
+        place(rt, party, CODE_LISTS_NAME, key, "codes.publish")
+    return len(parties)

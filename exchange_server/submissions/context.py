@@ -12,6 +12,7 @@ from ..accounts.models import Account
 from ..accounts.services import authorised_parties
 from ..admin.services import CycleExceptionService
 from ..clock import beijing_stamp
+from ..code_lists.services import live_spec
 from ..cycles.models import ReportingCycle
 from ..org.services import OrgService
 from ..storage import Archive
@@ -26,7 +27,7 @@ class ContextBuilder:
     def __init__(self, session: Session, archive: Archive, spec: Spec) -> None:
         self.session = session
         self.archive = archive
-        self.spec = spec
+        self.spec = live_spec(session, spec)  # with the code-list versions published at run time
 
     def build(self, delivery: Delivery, account: Account) -> ValidationContext:
         """Cycle state and calendar, sender rights, resend order, deadline, list slice, last cycle."""
@@ -82,4 +83,3 @@ class ContextBuilder:
                 rows["\x1f".join(row.get(k, "") for k in keys)] = {f: row.get(f, "") for f in wanted}
             out[unit.name] = rows
         return out or None
-from ..org.services import OrgService

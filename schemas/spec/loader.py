@@ -5,8 +5,10 @@ and the key, so the person editing the standard sees at once what to fix.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
+import json
 import os
 import re
 from pathlib import Path
@@ -54,10 +56,68 @@ def _load_cached(root: str) -> Spec:
     return SpecLoader(Path(root)).load()
 
 
-def load_spec(root: str | os.PathLike[str] | None = None) -> Spec:
-    """Load and check the standard (cached per directory: load once at start-up)."""
+def load_spec(root: str | os.PathLike[str] | None = None, code_additions: str = "") -> Spec:
+    """Load and check the standard (cached per directory: load once at start-up).
+
+    ``code_additions`` is a Spec's :attr:`~.model.Spec.code_additions` text: the same
+    code-list versions are laid over the files again (how worker processes rebuild a Spec).
+    """
     path = Path(root) if root is not None else default_spec_dir()
-    return _load_cached(str(path.resolve()))
+    root_key = str(path.resolve())
+    return _with_additions_cached(root_key, code_additions) if code_additions else _load_cached(root_key)
+
+
+@functools.lru_cache(maxsize=8)
+def _with_additions_cached(root: str, code_additions: str) -> Spec:
+    return with_code_versions(_load_cached(root), json.loads(code_additions))
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {value!r}")
+
+
+def with_code_versions(spec: Spec, additions: Iterable[Mapping[str, Any]]) -> Spec:
+    """The standard with more code-list versions, each checked as if it were in the YAML.
+
+    Each addition is ``{"domain": "Domain_...", "version": {...}}`` where the version has the
+    keys of a ``versions:`` entry (a full list of ``codes``, or ``based_on`` with ``add``,
+    ``update``, ``remove``). Versions are appended in order after the domain's own; each must
+    take effect after the one before it. A bad addition raises :class:`SpecError` naming
+    ``domain`` and the key, and nothing is applied. The files are never changed.
+    """
+    items = [{"domain": str(a["domain"]), "version": dict(a["version"])} for a in additions]
+    if not items:
+        return spec
+    loader = SpecLoader(Path(spec.root) if spec.root else default_spec_dir())
+    domains = dict(spec.domains)
+    for i, item in enumerate(items):
+        name = item["domain"]
+        where = f"additions[{i}] ({name})"
+        if name not in domains:
+            raise SpecError(f"there is no code domain {name!r}", where, "domain")
+        dom = domains[name]
+        raw = dict(item["version"])
+        if isinstance(raw.get("effective_from"), str):
+            try:
+                raw["effective_from"] = dt.date.fromisoformat(raw["effective_from"])
+            except ValueError:
+                raise SpecError(f"effective_from {raw['effective_from']!r} is not a date (YYYY-MM-DD)", where,
+                                "effective_from") from None
+        version = loader._version(_Ctx(raw, where, "version"), list(dom.versions), dom.kind)
+        last = dom.versions[-1]
+        if version.effective_from <= last.effective_from:
+            raise SpecError(f"version {version.version} must take effect after {last.version} "
+                            f"({last.effective_from.isoformat()})", where, "version.effective_from")
+        longest = max((len(code) for code in version.codes), default=0)
+        if dom.kind == "enumerated" and longest > dom.max_length:
+            raise SpecError(f"codes of {name} are at most {dom.max_length} characters; "
+                            f"{version.version} has one of {longest}", where, "version")
+        domains[name] = dataclasses.replace(dom, versions=dom.versions + (version,))
+    earlier = json.loads(spec.code_additions) if spec.code_additions else []
+    text = json.dumps(earlier + items, ensure_ascii=False, sort_keys=True, default=_json_default)
+    return dataclasses.replace(spec, domains=domains, code_additions=text, _by_key={})
 
 
 class _Ctx:

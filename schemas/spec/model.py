@@ -267,6 +267,9 @@ class Spec:
     cross_rules: tuple[Rule, ...]
     cycle_formats: Mapping[str, CycleFormat]
     root: str = ""
+    # Code-list versions added after the YAML was loaded (see loader.with_code_versions), as
+    # canonical JSON: worker processes rebuild the same Spec from the root and this text.
+    code_additions: str = ""
     _by_key: dict[str, Unit] = dc_field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -436,7 +436,8 @@ class DeliveryValidator:
         fid = store.file_id(df.path.name)
         jobs = [parallel.RangeJob(self.spec.root, ctx_fields, df.unit.code, str(df.path), self.check.encoding,
                                   self.check.delimiter, start, cuts[i + 1][0] if i + 1 < len(cuts) else size, line,
-                                  df.path.name, fid, self.options.cap, self.options.tmp_dir)
+                                  df.path.name, fid, self.options.cap, self.options.tmp_dir,
+                                  self.spec.code_additions)
                 for i, (start, line) in enumerate(cuts)]
         results = parallel.run_ranges(jobs)
         return parallel.merge(self.report, df.path.name, results, sinks, store)

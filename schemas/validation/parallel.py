@@ -41,6 +41,7 @@ class RangeJob:
     file_id: int
     cap: int
     tmp_dir: str | None
+    code_additions: str = ""  # the Spec's code-list versions beyond the YAML (see with_code_versions)
 
 
 @dataclass
@@ -61,7 +62,7 @@ class RangeResult:
 
 def run_range(job: RangeJob) -> RangeResult:
     """Worker entry point: validate lines [start, end) of one file."""
-    spec = load_spec(job.spec_root)
+    spec = load_spec(job.spec_root, job.code_additions)
     unit = spec.unit(job.unit_code)
     ctx = RunContext(spec=spec, **job.ctx)
     report = Report(spec, cap=job.cap)

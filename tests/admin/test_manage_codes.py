@@ -1,4 +1,4 @@
-"""The code-list pages in-process: browse domains and versions, propose a version, download its YAML."""
+"""The code-list pages in-process: browse domains and versions, propose a version, download its YAML (publishing: test_code_lists_live)."""
 from __future__ import annotations
 
 import shutil
@@ -42,8 +42,8 @@ def test_propose_a_version_and_download_its_yaml(client: FlaskClient, accounts: 
     assert r.status_code == 303, r.get_data(as_text=True)[:2000]
     page = client.get("/admin/code-lists/Domain_level_id").get_data(as_text=True)
     assert 'data-version="9.1" data-state="proposed"' in page
-    assert "takes effect when merged into interface_specs and the server restarts" in page
-    assert f'data-code="{free}"' not in page  # not in force: the shown codes are the standard's
+    assert 'id="publish-notice"' in page
+    assert f'data-code="{free}"' not in page  # not in force until published: the shown codes are the standard's
     draft_id = page.split('data-draft="')[1].split('"')[0]
     snippet = client.get(f"/admin/code-lists/Domain_level_id/drafts/{draft_id}.yaml")
     assert snippet.status_code == 200 and snippet.mimetype == "text/yaml"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from ...admin.services import CodeChange
+from ...code_lists.services import CodeChange
 from ...clock import BEIJING
 from ...errors import BadRequest
 

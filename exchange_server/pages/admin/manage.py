@@ -20,8 +20,9 @@ from werkzeug.wrappers import Response
 
 from ...accounts.models import ADMIN, ANALYST, PROVINCE, ROLES, Account, ApiToken
 from ...accounts.services import AccountService
-from ...admin.services import AuditQuery, AuditSearch, CodeDraftService, CycleExceptionService
+from ...admin.services import AuditQuery, AuditSearch, CycleExceptionService
 from ...clock import BEIJING, utcnow
+from ...code_lists.services import ORG_DOMAINS, CodeListService
 from ...cycles.models import STATES as CYCLE_STATES
 from ...cycles.services import CycleService
 from ...db import get_session
@@ -265,58 +266,79 @@ def list_publish(version: str) -> Any:
 @bp.get("/code-lists")
 @login_required(ADMIN)
 def code_lists() -> str:
-    """Every code domain of the standard (and the extensions) with its versions."""
-    spec = runtime().spec
-    return render_template("admin/codes.html", standard=spec.standard_domains, extensions=spec.extension_domains,
-                           proposed=CodeDraftService(get_session(), spec).counts())
+    """Every code domain of the standard (and the extensions) with its versions, as in force now."""
+    service = CodeListService(get_session(), runtime().spec)
+    return render_template("admin/codes.html", standard=service.spec.standard_domains,
+                           extensions=service.spec.extension_domains, proposed=service.counts(),
+                           published=service.published_counts())
 
 
 def _domain(name: str, error: ExchangeError | None = None, form: dict[str, str] | None = None) -> str:
-    spec = runtime().spec
-    if name not in spec.domains:
+    service = CodeListService(get_session(), runtime().spec)
+    if name not in service.spec.domains:
         abort(404)
-    dom = spec.domain(name)
+    dom = service.spec.domain(name)
     picked = request.args.get("version") or dom.current.version
     shown = next((v for v in dom.versions if v.version == picked), dom.current)
     today = utcnow().astimezone(BEIJING).date()
+    records = service.records(name)
     return render_template("admin/codes_domain.html", d=dom, shown=shown, in_force=dom.version_on(today),
-                           drafts=CodeDraftService(get_session(), spec).drafts(name), error=error, form=form or {},
+                           records=records, added_here={r.version: r for r in records if r.state == "published"},
+                           error=error, form=form or {}, today=today, org_tree=name in ORG_DOMAINS,
                            default_from=max(today, dom.current.effective_from) + dt.timedelta(days=1))
 
 
 @bp.get("/code-lists/<name>")
 @login_required(ADMIN)
 def code_domain(name: str) -> str:
-    """One domain: its versions and codes, proposed versions, and the form to propose one."""
+    """One domain: its versions and codes, versions added here, and the form to propose one."""
     return _domain(name)
 
 
 @bp.post("/code-lists/<name>/drafts")
 @login_required(ADMIN)
 def code_propose(name: str) -> Any:
-    """Record a proposed effective-dated version (in force only once merged into interface_specs/)."""
+    """Record a proposed effective-dated version (nothing changes until it is published)."""
     f = request.form
     try:
-        draft = CodeDraftService(get_session(), runtime().spec, _actor()).propose(
+        draft = CodeListService(get_session(), runtime().spec, _actor()).propose(
             name, f.get("version", ""), forms.date(f.get("effective_from", ""), "effective_from 生效日期"),
             f.get("based_on", ""), forms.code_changes(f.get("add", ""), "add 新增"),
             forms.code_changes(f.get("update", ""), "update 修改"), forms.code_list(f.get("remove", "")),
             f.get("note_zh", ""), f.get("note_en", ""))
     except ExchangeError as exc:
         return _refused(exc, _domain, name=name, form=dict(f))
-    return _done(f"已记录 {name} 的拟议版本 {draft.version}：合并到 interface_specs 并重启服务器后才生效",
-                 f"proposed version {draft.version} of {name} recorded: it takes effect only when merged into "
-                 f"interface_specs and the server restarts", "admin.code_domain", name=name)
+    return _done(f"已记录 {name} 的拟议版本 {draft.version}：发布后才生效",
+                 f"proposed version {draft.version} of {name} recorded: it takes effect once published",
+                 "admin.code_domain", name=name)
+
+
+@bp.post("/code-lists/<name>/drafts/<int:draft_id>/publish")
+@login_required(ADMIN)
+def code_publish(name: str, draft_id: int) -> Any:
+    """Publish a proposed version: in force from its date for validation, roll-ups and the provinces' agents."""
+    try:
+        draft = CodeListService(get_session(), runtime().spec, _actor()).publish(draft_id)
+        if draft.domain != name:
+            abort(404)
+    except ExchangeError as exc:
+        return _refused(exc, _domain, name=name)
+    response = _done(f"已发布 {name} 的版本 {draft.version}，自 {draft.effective_from} 起开始的周期适用",
+                     f"version {draft.version} of {name} published: in force for cycles beginning on or after "
+                     f"{draft.effective_from}", "admin.code_domain", name=name)
+    _after_commit("代码表放入SFTP发件箱", "placing the code lists in the SFTP outboxes",
+                  lambda: outbox.place_code_lists(runtime()))
+    return response
 
 
 @bp.get("/code-lists/<name>/drafts/<int:draft_id>.yaml")
 @login_required(ADMIN)
 def code_snippet(name: str, draft_id: int) -> Response:
-    """The proposed version as the YAML entry to merge into interface_specs/code_lists/<domain>.yaml."""
-    draft = CodeDraftService(get_session(), runtime().spec).get(draft_id)
+    """The version as the YAML entry for interface_specs/code_lists/<domain>.yaml (the next release of the standard)."""
+    draft = CodeListService(get_session(), runtime().spec).get(draft_id)
     if draft.domain != name:
         abort(404)
-    return Response(CodeDraftService.snippet(draft), mimetype="text/yaml",
+    return Response(CodeListService.snippet(draft), mimetype="text/yaml",
                     headers={"Content-Disposition": f'attachment; filename="{name}-{draft.version}.yaml"'})
 
 
@@ -325,7 +347,7 @@ def code_snippet(name: str, draft_id: int) -> Response:
 def code_withdraw(name: str, draft_id: int) -> Any:
     """Withdraw a proposal (it stays on record)."""
     try:
-        draft = CodeDraftService(get_session(), runtime().spec, _actor()).withdraw(draft_id)
+        draft = CodeListService(get_session(), runtime().spec, _actor()).withdraw(draft_id)
     except ExchangeError as exc:
         return _refused(exc, _domain, name=name)
     return _done(f"已撤回拟议版本 {draft.version}", f"proposal {draft.version} withdrawn", "admin.code_domain",
