@@ -146,6 +146,7 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, max_per_code
     if max_file_size:
         options.max_file_size = max_file_size
     context = None
+    spec = None
     config_path: Path = ctx.obj["config_path"]
     if with_list or (with_list is None and config_path.exists()):
         try:
@@ -153,13 +154,14 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, max_per_code
 
             agent = Agent(load_config(config_path))
             context = agent.list_context()
+            spec = agent.spec  # with the code-list versions last fetched from HQ
             agent.close()
         except AgentError as exc:
             if with_list:
                 click.echo(f"error: {exc}", err=True)
                 sys.exit(EXIT_USAGE)
     try:
-        spec = load_spec()
+        spec = spec or load_spec()
         reports = validate_paths(list(paths), spec, context, options)
     except SchemasError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -183,19 +185,21 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, max_per_code
 @main.command("fetch-list")
 @click.pass_context
 def fetch_list(ctx: click.Context) -> None:
-    """Download this province's current list slice, verify it, keep the version, show what changed."""
+    """Download HQ's published code lists and this province's current list slice; verify, keep, show what changed."""
     from .runner import Outcome
 
     def go() -> None:
         agent = _agent(ctx)
         out = Outcome()
         try:
+            agent.fetch_code_lists(out)
             version = agent.fetch_list(out)
         finally:
             agent.close()
         if not ctx.obj["json"]:
-            ev = out.events[-1]
-            click.echo(f"list {version or '-'}: " + ", ".join(f"{k} {v}" for k, v in ev.items() if k != "event"))
+            for ev in out.events:
+                head = f"list {version or '-'}" if ev.get("event") == "list" else str(ev.get("event"))
+                click.echo(f"{head}: " + ", ".join(f"{k} {v}" for k, v in ev.items() if k != "event"))
         _finish(ctx, out)
 
     _guarded(ctx, go)

@@ -15,14 +15,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import http.client
+import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from schemas import Spec, load_spec
+from schemas import Spec, SpecError, load_spec, with_code_versions
 from schemas.conventions import CheckFile, DataFileName
 from schemas.validation import REJECTED, ValidationContext, render_text, validate_delivery
 from schemas.validation.readers import text_lines
@@ -81,6 +83,26 @@ def content_digest(files: list[Path]) -> str:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
+CODE_LISTS_FILE = "code_lists.json"  # in the state dir: HQ's published code-list versions, as last fetched
+
+
+def saved_spec(state_dir: Path) -> Spec:
+    """The standard with the code-list versions last fetched from HQ (just the standard if none were)."""
+    path = state_dir / CODE_LISTS_FILE
+    try:
+        additions = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return load_spec()
+    except (OSError, ValueError):
+        log.warning("%s cannot be read; validating with the standard's own code lists", path)
+        return load_spec()
+    try:
+        return with_code_versions(load_spec(), additions) if additions else load_spec()
+    except (SpecError, KeyError, TypeError) as exc:
+        log.warning("%s does not fit this standard (%s); validating with the standard's own code lists", path, exc)
+        return load_spec()
+
+
 class Agent:
     """The province agent's operations over one configuration."""
 
@@ -88,7 +110,7 @@ class Agent:
                  progress: Callable[[str, int], Progress | None] | None = None,
                  today: dt.date | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
-        self.spec = spec or load_spec()
+        self.spec = spec or saved_spec(config.state_dir)
         self._transport = transport
         self.state = State(config.state_dir)
         self.progress = progress
@@ -110,6 +132,32 @@ class Agent:
 
     def _retry(self, what: str, fn: Callable[[], Any]) -> Any:
         return with_retries(what, fn, self.config.retry, self.transport.transient, sleep=self.sleep)
+
+    # -- what HQ publishes --------------------------------------------------------------------------
+    def fetch_code_lists(self, out: Outcome) -> int | None:
+        """Fetch the code-list versions HQ has published, check them, keep them; validation uses them from now on."""
+        doc = self._retry("fetch-code-lists", self.transport.code_lists)
+        if doc is None:
+            return None
+        base = load_spec()
+        if doc.get("spec_version") not in (None, base.version):
+            out.add(event="code_lists", result=f"HQ runs standard {doc.get('spec_version')}, this agent "
+                                               f"{base.version}: update the agent")
+            out.worst(1)
+        additions = list(doc.get("additions") or [])
+        try:
+            spec = with_code_versions(base, additions)
+        except (SpecError, KeyError, TypeError) as exc:
+            raise TransportError(f"the code lists from HQ do not fit this agent's standard: {exc}") from None
+        result = "unchanged" if spec.code_additions == self.spec.code_additions else "new"
+        target = self.config.state_dir / CODE_LISTS_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(additions, ensure_ascii=False, indent=1), "utf-8")
+        os.replace(tmp, target)  # a crash leaves the old file or the new one, never half of one
+        self.spec = spec
+        out.add(event="code_lists", result=result, versions=len(additions), generation=doc.get("generation", ""))
+        return len(additions)
 
     # -- the list -------------------------------------------------------------------------------
     def fetch_list(self, out: Outcome) -> str | None:
@@ -297,10 +345,8 @@ class Agent:
     def run(self, out: Outcome) -> Outcome:
         """The scheduled job; does nothing when everything due is already accepted."""
         with RunLock(self.config.state_dir):
-            try:
-                self.fetch_list(out)
-            except TransportError:
-                raise
+            self.fetch_code_lists(out)
+            self.fetch_list(out)
             for rec in self.state.pending():
                 if rec.state == BUILT:
                     rec = self.send(rec, out)

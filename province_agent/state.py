@@ -137,10 +137,10 @@ class State:
     def add(self, cycle: str, mode: str, resend: int, check_name: str, spool: Path, units: list[str],
             content: str, state: str = BUILT) -> Record:
         """Record a built delivery (its files are already in the spool)."""
-        if state == LOCAL_REJECTED:
-            # A locally rejected build never went anywhere: its number may be used again.
-            self.db.execute("DELETE FROM delivery WHERE cycle = ? AND mode = ? AND resend = ? AND state = ?",
-                            (cycle, mode, resend, LOCAL_REJECTED))
+        # A locally rejected build never went anywhere: its number is used again by the next
+        # build, whether that one is rejected again or good to send.
+        self.db.execute("DELETE FROM delivery WHERE cycle = ? AND mode = ? AND resend = ? AND state = ?",
+                        (cycle, mode, resend, LOCAL_REJECTED))
         cur = self.db.execute(
             "INSERT INTO delivery (cycle, mode, resend, check_name, spool, units, content, state, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -63,6 +63,10 @@ class Transport(ABC):
     def calendar(self) -> list[CycleInfo]:
         """HQ's reporting calendar."""
 
+    def code_lists(self) -> dict[str, Any] | None:
+        """HQ's published code-list versions (``{"spec_version", "generation", "additions"}``), None if HQ has none to give."""
+        return None
+
     def comments(self, receipt: Receipt) -> list[str]:
         """HQ's review comments on a delivery (each with its time and author), oldest first."""
         return []

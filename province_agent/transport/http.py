@@ -191,6 +191,16 @@ class HttpTransport(Transport):
             out.append(target)
         return meta["version"], out
 
+    def code_lists(self) -> dict[str, Any] | None:
+        """The code-list versions HQ has published beyond the standard (``GET /api/v1/code-lists``)."""
+        try:
+            doc: dict[str, Any] = self.get_json("/api/v1/code-lists")
+        except HttpError as exc:
+            if exc.status == 404:  # an HQ server from before code lists were published at run time
+                return None
+            raise
+        return doc
+
     def calendar(self) -> list[CycleInfo]:
         """Every cycle with its state."""
         return [CycleInfo(c["id"], c["state"], dt.date.fromisoformat(c["end_date"]), c["deadline_beijing"],

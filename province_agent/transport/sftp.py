@@ -9,12 +9,13 @@ calendar are the ``D_`` files HQ leaves there.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import socket
 import stat
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import paramiko
 from lxml import etree
@@ -173,6 +174,17 @@ class SftpTransport(Transport):
             (dest / e.name).write_bytes(data)
             out.append(dest / e.name)
         return version, out
+
+    def code_lists(self) -> dict[str, Any] | None:
+        """The code-list versions HQ has published beyond the standard (``outbox/code_lists.json``)."""
+        if "code_lists.json" not in self._outbox():
+            return None
+        data = self._read("outbox/code_lists.json") or b""
+        try:
+            doc: dict[str, Any] = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise TransportError("HQ's outbox/code_lists.json is not valid JSON") from None
+        return doc
 
     def calendar(self) -> list[CycleInfo]:
         """The REP_CYCLE files HQ leaves in the outbox (``D_00_<year>_nn.chk``); states are not in them."""

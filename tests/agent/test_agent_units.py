@@ -98,6 +98,9 @@ def test_resend_numbers(tmp_path: Path) -> None:
     assert state.next_resend("202610") == 1
     state.add("202610", "P", 1, "P_42_202610_01", tmp_path, ["32001"], "y", LOCAL_REJECTED)
     assert state.next_resend("202610") == 1  # never sent: the number is free again
+    fixed = state.add("202610", "P", 1, "P_42_202610_01", tmp_path, ["32001"], "z")  # the corrected build takes it
+    assert [(r.resend, r.state) for r in state.for_cycle("202610")] == [(0, "built"), (1, "built")]
+    assert fixed.content == "z" and state.next_resend("202610") == 2
     assert state.next_resend("202610", mode="T") == 0  # test deliveries are numbered on their own
     state.close()
 
