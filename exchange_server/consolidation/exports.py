@@ -72,6 +72,9 @@ TITLES: dict[str, tuple[str, str]] = {
     "resend": ("重发序号", "Resend number"),
     "accepted_at": ("采纳时间(UTC)", "Accepted at (UTC)"),
     "late": ("逾期", "Late"),
+    "exception_until": ("例外截止（北京）", "Exception until (Beijing)"),
+    "cycle_state": ("周期状态", "Cycle state"),
+    "deadline_beijing": ("截止时间（北京）", "Deadline (Beijing)"),
     "state": ("状态", "State"),
     "state_zh": ("状态(中文)", "State (Chinese)"),
     "expected": ("应报单元数", "Units expected"),
@@ -111,7 +114,8 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "by_industry": ("c_type_id", "name_zh", "name_en", "customers", "top500_income_amt"),
     "coverage": ("prov_id", "list_version", "listed", "received", "missing", "missing_ids"),
     "lineage": ("party", "unit", "version", "versions", "delivery_id", "check_file", "resend", "accepted_at", "late"),
-    "completeness": ("prov_id", "name_zh", "name_en", "unit", "state", "state_zh", "delivery_id", "version"),
+    "completeness": ("prov_id", "name_zh", "name_en", "unit", "state", "state_zh", "delivery_id", "version",
+                     "exception_until"),
     "totals": ("key", "name_zh", "name_en", "value"),
 }
 
@@ -171,10 +175,13 @@ def table(rollup: Rollup, breakdown: str) -> tuple[list[str], list[dict[str, Any
     if breakdown == "completeness":
         rows = []
         for p in rollup.completeness.get("matrix", []):
+            exc = p.get("exception")
+            until = exc["until_beijing"] if exc and exc.get("valid") else None  # only exceptions still in force
             for unit, cell in p["units"].items():
                 rows.append({"prov_id": p["prov_id"], "name_zh": p["name_zh"], "name_en": p["name_en"],
                              "unit": unit, "state": cell["state"], "state_zh": STATES.get(cell["state"], ("",))[0],
-                             "delivery_id": cell.get("delivery_id"), "version": cell.get("version")})
+                             "delivery_id": cell.get("delivery_id"), "version": cell.get("version"),
+                             "exception_until": until})
         return list(DEFAULT_COLUMNS["completeness"]), rows
     if breakdown == "lineage":
         return columns(rollup.lineage, "lineage"), list(rollup.lineage)
@@ -296,8 +303,8 @@ def _completeness_sheet(ws: Worksheet, rollup: Rollup) -> None:
     comp = rollup.completeness
     units = list(comp.get("units", []))
     _header(ws, [], [title("prov_id"), ("省份", "Province"), ("Province", "(English)"),
-                     *[(f"单元 {u}", f"Unit {u}") for u in units]])
-    widths = {1: 10, 2: 12, 3: 16, **{i: 18 for i in range(4, 4 + len(units))}}
+                     *[(f"单元 {u}", f"Unit {u}") for u in units], title("exception_until")])
+    widths = {1: 10, 2: 12, 3: 16, **{i: 18 for i in range(4, 5 + len(units))}}
     r = 2
     for r, p in enumerate(comp.get("matrix", []), start=3):
         ws.cell(row=r, column=1, value=p["prov_id"])
@@ -314,7 +321,16 @@ def _completeness_sheet(ws: Worksheet, rollup: Rollup) -> None:
             cell.fill = PatternFill("solid", fgColor=colour)
             cell.border = _BOX
             widths[i] = max(widths[i], _width(text))
+        exc = p.get("exception")
+        if exc and exc.get("valid"):
+            ws.cell(row=r, column=4 + len(units), value=f"{exc['until_beijing']} {exc.get('reason', '')}")
     r += 2
+    for key in ("cycle_state", "deadline_beijing"):
+        zh, en = title(key)
+        ws.cell(row=r, column=2, value=zh).font = _HEAD_FONT
+        ws.cell(row=r, column=3, value=en)
+        ws.cell(row=r, column=4, value=comp.get(key))
+        r += 1
     for key in ("expected", "accepted", "late", "missing", "reporting_rate_pct"):
         zh, en = title(key)
         ws.cell(row=r, column=2, value=zh).font = _HEAD_FONT

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from schemas.conventions import Cycle
 
-from ..clock import iso, utcnow
+from ..admin.models import CycleException
+from ..clock import as_utc, beijing_stamp, iso, utcnow
 from ..code_lists.services import live_spec
 from ..cycles.models import ReportingCycle
 from ..org.models import PROVINCE, Area
@@ -288,10 +289,11 @@ class RollupService:
                  "accepted_at": iso(v.accepted_at), "late": d.late} for s, v, d in rows]
 
     def compute(self, cycle: str) -> Rollup:
-        """Everything for one cycle, computed from the facts now."""
-        return Rollup(cycle, self.totals(cycle), self.by_province(cycle), self.by_network(cycle),
-                      self.by_product(cycle), self.by_billing_item(cycle), self.by_level(cycle),
-                      self.by_industry(cycle), self.coverage(cycle), self.completeness(cycle), self.lineage(cycle))
+        """Everything for one cycle, computed from the facts now (with the calendar as it stands)."""
+        return self._with_calendar(Rollup(
+            cycle, self.totals(cycle), self.by_province(cycle), self.by_network(cycle), self.by_product(cycle),
+            self.by_billing_item(cycle), self.by_level(cycle), self.by_industry(cycle), self.coverage(cycle),
+            self.completeness(cycle), self.lineage(cycle)))
 
     def rollup(self, cycle: str) -> Rollup:
         """Everything for one cycle: the cached roll-up if nothing was accepted since, else computed and cached.
@@ -303,7 +305,7 @@ class RollupService:
         latest = self.session.scalar(select(func.max(Delivery.id)).where(Delivery.period == cycle)) or 0
         stamp = f"{cache.generation if cache else 0}:{latest}"
         if cache is not None and cache.payload and cache.built_key == stamp:
-            return Rollup(**json.loads(cache.payload, object_hook=_undecimal))
+            return self._with_calendar(Rollup(**json.loads(cache.payload, object_hook=_undecimal)))
         result = self.compute(cycle)
         payload = json.dumps(result.as_dict(), default=_decimal, ensure_ascii=False)
         if cache is None:
@@ -314,6 +316,31 @@ class RollupService:
             self.session.commit()
         except SQLAlchemyError:  # another request cached it at the same moment: fine, ours is the same
             self.session.rollback()
+        return result
+
+    def _with_calendar(self, result: Rollup) -> Rollup:
+        """Lay the cycle's calendar state over the completeness matrix: state, deadline, province exceptions.
+
+        Read fresh on every call, never cached: closing a cycle or granting an exception
+        changes no fact, so it moves no cache generation, yet the matrix must show it at once.
+        """
+        comp = result.completeness
+        c = self.session.get(ReportingCycle, result.cycle)
+        now = utcnow()
+        comp["cycle_state"] = c.state if c else None
+        comp["deadline"] = iso(c.deadline) if c else None
+        comp["deadline_beijing"] = beijing_stamp(c.deadline) if c else None
+        comp["deadline_passed"] = bool(c and as_utc(c.deadline) < now)
+        granted: dict[str, dict[str, Any]] = {}
+        for e in self.session.scalars(select(CycleException).where(CycleException.cycle_id == result.cycle,
+                                                                   CycleException.revoked_at.is_(None))
+                                      .order_by(CycleException.until)):
+            # The latest-ending exception of a province is the one that matters (as for validation).
+            granted[e.province] = {"id": e.id, "until": iso(e.until), "until_beijing": beijing_stamp(e.until),
+                                   "reason": e.reason, "granted_by": e.granted_by, "valid": e.valid_at(now)}
+        for row in comp.get("matrix", []):
+            row["exception"] = granted.get(row["prov_id"])
+        comp["exceptions"] = sum(1 for e in granted.values() if e["valid"])
         return result
 
     def trace(self, cycle: str, prov_id: str) -> list[dict[str, Any]]:
