@@ -167,6 +167,7 @@ def columns(rows: Sequence[Mapping[str, Any]], breakdown: str) -> list[str]:
 
 def table(rollup: Rollup, breakdown: str) -> tuple[list[str], list[dict[str, Any]]]:
     """A breakdown as flat rows and its columns: the totals, a breakdown, completeness or lineage."""
+    rows: list[dict[str, Any]]
     if breakdown == "totals":
         rows = [{"key": "cycle", "name_zh": title("cycle")[0], "name_en": title("cycle")[1], "value": rollup.cycle}]
         rows += [{"key": k, "name_zh": title(k)[0], "name_en": title(k)[1], "value": v}

@@ -202,7 +202,7 @@ class _Gateway(cheroot_wsgi.Gateway_10):
 
     drain_limit = 0  # set per server: the most body bytes read and dropped after an early answer
 
-    def get_environ(self) -> dict[str, Any]:
+    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # cheroot's stub says None; it is the environ
         env = super().get_environ()
         if isinstance(self.req.rfile, cheroot_server.KnownLengthRFile):
             env["wsgi.input"] = _BodyReader(self.req.rfile)

@@ -26,7 +26,7 @@ class ExactDecimal(fields.Decimal):
         self.lexical = re.compile(decimal_pattern(Field(id="", name_zh="", name_en="", type="decimal", position=0,
                                                         required=True, precision=precision, scale=scale)))
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Decimal | None:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Decimal:
         if not isinstance(value, str) or not self.lexical.fullmatch(value):
             raise ValidationError(f"expected a decimal string matching {self.lexical.pattern}, got {value!r}")
         return super()._deserialize(value, attr, data, **kw)

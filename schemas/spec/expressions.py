@@ -117,8 +117,8 @@ class _Emitter:
             return f"({self.value(node.left)} {_BINOPS[type(node.op)]} {self.value(node.right)})"
         if isinstance(node, ast.Compare):
             parts = [self.value(node.left)]
-            for op, c in zip(node.ops, node.comparators):
-                parts.append(_CMPOPS[type(op)])
+            for cmp, c in zip(node.ops, node.comparators):
+                parts.append(_CMPOPS[type(cmp)])
                 parts.append(self.value(c))
             return "(" + " ".join(parts) + ")"
         if isinstance(node, ast.Call):

@@ -5,6 +5,7 @@ and the key, so the person editing the standard sees at once what to fix.
 """
 from __future__ import annotations
 
+import builtins  # _Ctx has a method named str; annotations after it need the type
 import dataclasses
 import datetime as dt
 import functools
@@ -157,7 +158,7 @@ class _Ctx:
             raise self.fail(f"expected text, found {type(v).__name__}", self.sub(k))
         return str(v).strip() if isinstance(v, str) else str(v)
 
-    def opt_int(self, k: str) -> int | None:
+    def opt_int(self, k: builtins.str) -> int | None:
         v = self.data.get(k)
         if v is None:
             return None
@@ -165,7 +166,7 @@ class _Ctx:
             raise self.fail(f"expected an integer, found {v!r}", self.sub(k))
         return v
 
-    def str_list(self, k: str, required: bool = False) -> tuple[str, ...]:
+    def str_list(self, k: builtins.str, required: bool = False) -> tuple[builtins.str, ...]:
         v = self.data.get(k)
         if v is None:
             if required:
@@ -175,7 +176,7 @@ class _Ctx:
             raise self.fail("expected a list of text", self.sub(k))
         return tuple(v)
 
-    def date(self, k: str) -> dt.date:
+    def date(self, k: builtins.str) -> dt.date:
         v = self.data.get(k)
         if isinstance(v, dt.date):
             return v
@@ -363,7 +364,6 @@ class SpecLoader:
         if rid in errors:
             raise c.fail(f"rule id {rid!r} clashes with the error catalogue", c.sub("id"))
         ids = {f.id for f in fields}
-        numeric = {f.id for f in fields if f.type in ("integer", "decimal")}
         scope, severity = c.str("scope"), c.str("severity")
         if severity not in SEVERITIES:
             raise c.fail("severity must be error or warning", c.sub("severity"))

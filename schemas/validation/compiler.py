@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from ..spec import expressions
-from ..spec.model import Field, Rule, Spec, Unit
+from ..spec.model import Field, Spec, Unit
 
 _WS = " \t\u3000"
 
@@ -377,7 +377,7 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
     numeric = {f.id for f in fields if f.type in ("integer", "decimal")}
     for r in rules:
         a, w = parsed[r.id]
-        names = set()
+        names: set[str] = set()
         for e in (a, w):
             if e:
                 names |= e.names

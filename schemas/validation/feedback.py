@@ -30,8 +30,8 @@ def render_text(report: Report, max_findings: int | None = 200) -> str:
         out.append("  delivery checks failed: later checks were not run / 交付检查未通过，后续检查未执行")
     if report.files:
         out.append("  files / 文件:")
-        for f in report.files.values():
-            out.append(f"    {f.name}  {f.unit or ''}  {f.rows} rows  {f.errors} errors  {f.warnings} warnings")
+        for fs in report.files.values():
+            out.append(f"    {fs.name}  {fs.unit or ''}  {fs.rows} rows  {fs.errors} errors  {fs.warnings} warnings")
     if report.counts:
         out.append("  by code / 按错误代码:")
         for c in report.code_summary():

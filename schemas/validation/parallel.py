@@ -134,13 +134,13 @@ def merge(report: Report, file_name: str, results: list[RangeResult], sinks: Sin
         for code, n in res.counts.items():
             report.counts[code] += n
         for key, table in res.sums.items():
-            target = sinks.sums.setdefault(key, {})
-            for k, v in table.items():
-                target[k] = target.get(k, 0) + v
-        for key, table in res.first_line.items():
+            sums = sinks.sums.setdefault(key, {})
+            for k, amount in table.items():
+                sums[k] = sums.get(k, 0) + amount
+        for key, lines in res.first_line.items():
             target_lines = sinks.first_line.setdefault(key, {})
-            for k, v in table.items():
-                target_lines.setdefault(k, v)
+            for k, where in lines.items():
+                target_lines.setdefault(k, where)
         for rule, seen in res.networks_seen.items():
             sinks.networks_seen.setdefault(rule, set()).update(seen)
         store.absorb(res.keys_db, res.tables)
