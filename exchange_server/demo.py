@@ -77,6 +77,10 @@ def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | N
         accounts.create("analyst", "analyst", display_name="HQ analyst / 集团分析员", password="analyst-demo-2026")
         write_private(creds / "admin.password", "admin-demo-2026\n")
         write_private(creds / "analyst.password", "analyst-demo-2026\n")
+        # A person at a province signs in to the pages with their own account (the system
+        # accounts below carry the agents' tokens and keys).
+        accounts.create("hubei", "province", "42", display_name="湖北省信息化部 / Hubei IT", password="province-demo-2026")
+        write_private(creds / "hubei.password", "province-demo-2026\n")
         for area in OrgService(s).provinces():
             acct = accounts.create(f"prov{area.code}", "province", area.code)
             secret, _ = accounts.create_token(acct, "demo")
@@ -104,13 +108,14 @@ def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | N
             lists_version = loaded.version
     server = Server(rt, host, port, sftp_port=sftp_port).start()
     from .sftp.keys import host_key_line
-    from .sftp.outbox import place_calendar, place_list_slices
+    from .sftp.outbox import place_calendar, place_code_lists, place_list_slices
 
     known_hosts = creds / "known_hosts"
     known_hosts.write_text(f"[{host}]:{server.sftp_port} {host_key_line(rt.settings)}\n")
     if list_check:
         place_list_slices(rt, lists_version)
     place_calendar(rt)
+    place_code_lists(rt)
     click.echo(f"server up at {server.url}; uploading {len(tokens)} provinces' deliveries over HTTP ...")
     started = time.monotonic()
     ids = []
@@ -141,6 +146,7 @@ Key-account exchange demo / 大客户数据交换演示
   health         {server.url}/healthz
   admin          admin / admin-demo-2026
   analyst        analyst / analyst-demo-2026
+  province user  hubei / province-demo-2026   (Hubei's own deliveries: {server.url}/province/)
   provinces      prov11 ... prov65: API token and SSH key in {creds}/<province>/
   SFTP           sftp -P {server.sftp_port} -i {creds}/42/id_ed25519 -o UserKnownHostsFile={known_hosts} prov42@{host}
                  (inbox/ for deliveries, outbox/ for receipts, feedback and the list slice)
