@@ -10,7 +10,7 @@ from flask import Blueprint, Flask
 
 from templates import TEMPLATE_DIR
 
-from . import admin, analyst, auth, i18n
+from . import admin, analyst, auth, i18n, province
 from .auth import current_account
 from .charts import compact_money, money, percent
 from .csrf import csrf_token
@@ -26,6 +26,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(i18n.bp)
     app.register_blueprint(analyst.bp)
     app.register_blueprint(admin.bp)  # admin pages: review queue (+ manage.py)
+    app.register_blueprint(province.bp)  # province pages: own deliveries and the calendar (read-only)
     app.register_blueprint(static)
     app.add_template_global(csrf_token)
     app.add_template_global(current_account)
