@@ -11,8 +11,22 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Sequence
 
+from flask import has_request_context
+
+from .i18n import current_language
+
+THOUSAND = Decimal(1_000)
 TEN_THOUSAND = Decimal(10_000)
 HUNDRED_MILLION = Decimal(100_000_000)
+MILLION = Decimal(1_000_000)
+BILLION = Decimal(1_000_000_000)
+
+
+def _language(language: str | None) -> str:
+    """The language to format for: the one given, else the page's (Chinese outside a request)."""
+    if language is not None:
+        return language
+    return current_language() if has_request_context() else "zh"
 
 
 def money(value: Decimal | None) -> str:
@@ -22,10 +36,22 @@ def money(value: Decimal | None) -> str:
     return f"{value:,.2f}"
 
 
-def compact_money(value: Decimal | None) -> str:
-    """Yuan in the units Chinese reports read at a glance: 22.88亿, 16,945.97万, 812.00."""
+def compact_money(value: Decimal | None, language: str | None = None) -> str:
+    """Yuan in the units a reader takes in at a glance.
+
+    Chinese (the default) in the units Chinese reports use: 22.88亿, 16,945.97万, 812.00; English in
+    thousands, millions and billions: 2.29B, 169.46M, 16.95K, 812.00. ``language`` defaults to the page's.
+    """
     if value is None:
         return "—"
+    if _language(language) == "en":
+        if abs(value) >= BILLION:
+            return f"{value / BILLION:,.2f}B"
+        if abs(value) >= MILLION:
+            return f"{value / MILLION:,.2f}M"
+        if abs(value) >= TEN_THOUSAND:
+            return f"{value / THOUSAND:,.2f}K"
+        return f"{value:,.2f}"
     if abs(value) >= HUNDRED_MILLION:
         return f"{value / HUNDRED_MILLION:,.2f}亿"
     if abs(value) >= TEN_THOUSAND:
@@ -41,8 +67,8 @@ def percent(value: Decimal | None) -> str:
 
 
 def _tick_text(value: Decimal) -> str:
-    """An axis label: compact, without zero decimals (25亿 rather than 25.00亿)."""
-    return re.sub(r"\.00(?=[亿万]?$)", "", compact_money(value))
+    """An axis label: compact, without zero decimals (25亿 rather than 25.00亿, 2.5B rather than 2.50B)."""
+    return re.sub(r"\.00(?=[亿万BMK]?$)", "", compact_money(value))
 
 
 def nice_ceiling(value: float) -> float:

@@ -1,4 +1,8 @@
-"""Errors on the pages: a plain bilingual HTML page, never a stack trace (the API keeps its JSON)."""
+"""Errors on the pages: a plain HTML page in the reader's language, never a stack trace (the API keeps its JSON).
+
+Every error carries its message in English and Chinese; ``auth/error.html`` shows the one of the
+page's language (:mod:`.i18n`) with the error's stable code.
+"""
 from __future__ import annotations
 
 import logging

@@ -15,6 +15,7 @@ from ..consolidation.rollups import Rollup, RollupService
 from ..cycles.models import ReportingCycle
 from ..cycles.services import CycleService
 from .charts import BarChart, BarItem, LineChart, LineItem, bar_chart, line_chart
+from .i18n import current_language, t
 
 TREND_LENGTH = 12
 # Suffixes dropped for column headers and chart labels (内蒙古自治区 -> 内蒙古), as reports do.
@@ -111,16 +112,20 @@ class DashboardService:
         return items
 
     def dashboard(self, cycle_id: str) -> Dashboard:
-        """The dashboard of one calendar cycle; NotFound when it is not in the calendar."""
+        """The dashboard of one calendar cycle in the page's language; NotFound when it is not in the calendar.
+
+        Province bars keep their Chinese short names (proper names; the hover title is in the reader's
+        language); products, units and the rest are named in the reader's language.
+        """
         cycle = self.cycles.get(cycle_id)
         rollup = self.rollups.rollup(cycle_id)
         provinces = bar_chart([BarItem(p["prov_id"], short_area_name(p["name_zh"]) or p["prov_id"],
-                                       f"{p['name_zh']} {p['name_en']}", p["income_amt"])
+                                       t(p["name_zh"], p["name_en"]) or p["prov_id"], p["income_amt"])
                                for p in rollup.by_province], label_width=70)
-        products = bar_chart([BarItem(p["prod_id"], p["name_zh"] or p["prod_id"], f"{p['name_zh']} {p['name_en']}",
-                                      p["top500_income_amt"])
+        products = bar_chart([BarItem(p["prod_id"], t(p["name_zh"], p["name_en"]) or p["prod_id"],
+                                      f"{p['prod_id']} {t(p['name_zh'], p['name_en'])}", p["top500_income_amt"])
                               for p in rollup.by_product if p["top500_income_amt"] or p["serv_cnt"]],
-                             label_width=150, row_height=17)
+                             label_width=210 if current_language() == "en" else 150, row_height=17)
         units = [{"code": u, "name_zh": self.spec.unit(u).name_zh, "name_en": self.spec.unit(u).name_en}
                  for u in rollup.completeness["units"]]
         return Dashboard(cycle, self.cycles.calendar(), rollup, provinces, products, line_chart(self.trend(cycle_id)),

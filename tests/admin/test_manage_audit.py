@@ -15,11 +15,15 @@ def test_search_and_paging(client: FlaskClient, accounts: Accounts, admin_runtim
         for n in range(60):
             record(s, "auditor-x", "probe.step", f"probe:{n}", n=n, note="北京 Beijing" if n == 7 else "")
     page = client.get("/admin/audit?actor=auditor-x").get_data(as_text=True)
-    assert 'data-total="60"' in page and "page 1 of 2" in page
+    assert 'data-total="60"' in page and 'data-page="1" data-pages="2"' in page and "第 1 / 2 页" in page
     assert page.index('probe:59') < page.index('probe:58')  # newest first
     assert "probe:9<" not in page.replace("probe:59", "")  # page 1 holds the 50 newest
     second = client.get("/admin/audit?actor=auditor-x&page=2").get_data(as_text=True)
-    assert "probe:0<" in second and "page 2 of 2" in second
+    assert "probe:0<" in second and 'data-page="2" data-pages="2"' in second and "第 2 / 2 页" in second
+    client.set_cookie("kam_lang", "en")
+    english = client.get("/admin/audit?actor=auditor-x&page=2").get_data(as_text=True)
+    assert "page 2 of 2" in english and "60 events" in english and "probe:0<" in english
+    client.delete_cookie("kam_lang")
     assert 'data-total="1"' in client.get("/admin/audit?actor=auditor-x&q=北京").get_data(as_text=True)
     assert 'data-total="1"' in client.get("/admin/audit?actor=auditor-x&q=Beijing").get_data(as_text=True)
     assert 'data-total="60"' in client.get("/admin/audit?action=probe.").get_data(as_text=True)

@@ -1,7 +1,9 @@
 """Reading the admin forms: Beijing date-times, dates, integers and code-list change lines.
 
-Every parser raises :class:`~exchange_server.errors.BadRequest` with a bilingual message
-naming the field, so a page can show what to fix next to the form it came from.
+Every parser raises :class:`~exchange_server.errors.BadRequest` naming the field in English
+(``message``) and in Chinese (``message_zh``), so a page can show what to fix, in the reader's
+language, next to the form it came from. ``field`` is the form field's name, optionally followed by
+its Chinese name: ``"deadline 截止时间"``.
 """
 from __future__ import annotations
 
@@ -13,6 +15,12 @@ from ...clock import BEIJING
 from ...errors import BadRequest
 
 
+def _names(field: str) -> tuple[str, str]:
+    """``"deadline 截止时间"`` -> ("deadline", "截止时间"): the field as English and Chinese messages name it."""
+    en, _, zh = field.strip().partition(" ")
+    return en, zh.strip() or en
+
+
 def beijing_datetime(text: str, field: str) -> dt.datetime:
     """``YYYY-MM-DDTHH:MM`` (a datetime-local input) or ``YYYY-MM-DD HH:MM[:SS]``, Beijing time, as aware UTC."""
     value = text.strip().replace("T", " ")
@@ -21,8 +29,9 @@ def beijing_datetime(text: str, field: str) -> dt.datetime:
             return dt.datetime.strptime(value, fmt).replace(tzinfo=BEIJING).astimezone(dt.timezone.utc)
         except ValueError:
             continue
-    raise BadRequest(f"{field}: {text!r} is not a date and time (YYYY-MM-DD HH:MM, Beijing time)",
-                     f"{field}：{text!r} 不是日期时间（YYYY-MM-DD HH:MM，北京时间）", code="bad_datetime",
+    en, zh = _names(field)
+    raise BadRequest(f"{en}: {text!r} is not a date and time (YYYY-MM-DD HH:MM, Beijing time)",
+                     f"{zh}：{text!r} 不是日期时间（YYYY-MM-DD HH:MM，北京时间）", code="bad_datetime",
                      errors={"field": field, "value": text})
 
 
@@ -31,7 +40,8 @@ def date(text: str, field: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
-        raise BadRequest(f"{field}: {text!r} is not a date (YYYY-MM-DD)", f"{field}：{text!r} 不是日期（YYYY-MM-DD）",
+        en, zh = _names(field)
+        raise BadRequest(f"{en}: {text!r} is not a date (YYYY-MM-DD)", f"{zh}：{text!r} 不是日期（YYYY-MM-DD）",
                          code="bad_date", errors={"field": field, "value": text}) from None
 
 
@@ -42,7 +52,8 @@ def integer(text: str, field: str, low: int, high: int) -> int:
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise BadRequest(f"{field} must be a whole number from {low} to {high}", f"{field} 须为 {low} 至 {high} 的整数",
+        en, zh = _names(field)
+        raise BadRequest(f"{en} must be a whole number from {low} to {high}", f"{zh} 须为 {low} 至 {high} 的整数",
                          code="bad_number", errors={"field": field, "value": text})
     return value
 
@@ -61,8 +72,9 @@ def code_changes(text: str, field: str) -> list[CodeChange]:
             continue
         parts = [p.strip() for p in line.split("|")]
         if len(parts) > 5 or not parts[0] or not re.fullmatch(r"[0-9A-Za-z_.-]{1,20}", parts[0]):
-            raise BadRequest(f"{field}, line {n}: write code | 中文名 | English name [| parent | level]",
-                             f"{field} 第 {n} 行：格式应为 代码 | 中文名 | 英文名 [| 上级 | 层级]", code="bad_code_line",
+            en, zh = _names(field)
+            raise BadRequest(f"{en}, line {n}: write code | Chinese name | English name [| parent | level]",
+                             f"{zh} 第 {n} 行：格式应为 代码 | 中文名 | 英文名 [| 上级 | 层级]", code="bad_code_line",
                              errors={"field": field, "line": n, "value": raw})
         parts += [""] * (5 - len(parts))
         out.append(CodeChange(*parts))

@@ -45,7 +45,10 @@ def index() -> Response:
 def review_queue() -> str:
     """The queue, filtered by cycle, province, unit, error code, age and review state."""
     f = QueueFilter.from_args(request.args)
-    return render_template("admin/review_queue.html", q=_service().queue(f), f=f, ages=AGES,
+    q = _service().queue(f)
+    spec = runtime().spec
+    unit_en = {code: spec.unit(code).name_en for code, _zh in q.units if spec.has_unit(code)}  # for English pages
+    return render_template("admin/review_queue.html", q=q, f=f, ages=AGES, unit_en=unit_en,
                            states=REVIEW_STATES, state_names=STATE_NAMES, admin_section="review")
 
 
