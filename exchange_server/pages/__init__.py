@@ -14,7 +14,7 @@ from . import admin, analyst, auth, i18n, province
 from .auth import current_account
 from .charts import compact_money, money, percent
 from .csrf import csrf_token
-from .services import short_area_name
+from .services import short_area_name, stamp_text
 
 static = Blueprint("pages_static", __name__, static_folder=str(TEMPLATE_DIR / "static"),
                    static_url_path="/static/pages")
@@ -38,3 +38,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(compact_money)
     app.add_template_filter(percent)
     app.add_template_filter(short_area_name, "short_area")
+    app.add_template_filter(stamp_text, "stamp")

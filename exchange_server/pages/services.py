@@ -147,3 +147,10 @@ class DashboardService:
             return Export(exports.rollup_json(rollup), "application/json", f"kam-rollup-{cycle_id}.json")
         return Export(exports.rollup_csv(rollup, breakdown), "text/csv; charset=utf-8",
                       f"kam-rollup-{cycle_id}-{breakdown}.csv")
+
+
+def stamp_text(stamp: str | None) -> str:
+    """A ``YYYYMMDDHHMMSS`` Beijing stamp (the standard's form) as ``YYYY-MM-DD HH:MM`` for people."""
+    if not stamp or len(stamp) < 12:
+        return stamp or "—"
+    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[8:10]}:{stamp[10:12]}"

@@ -1,7 +1,8 @@
 """Security of the admin pages: admin role only, CSRF on every form, provinces see only their own data, lockout.
 
-There is no province-facing page yet: provinces use the API only, so "a province sees only its
-own deliveries" is checked on ``GET /api/v1/deliveries`` and on the admin pages refusing them.
+"A province sees only its own deliveries" is checked here on ``GET /api/v1/deliveries`` and on
+the admin pages refusing province users; the province pages themselves (``/province/``) are
+tested in ``tests/pages/test_province_pages.py``.
 """
 from __future__ import annotations
 
