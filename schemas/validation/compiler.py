@@ -371,7 +371,7 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
                 ratio = g.const(ctx.outlier_ratio, "RATIO")
                 g.emit(2, f"pv = p.get({f.id!r})")
                 g.emit(2, f"if pv and not bad & {1 << i} and OUTLIER(v{i}, pv, {ratio}):")
-                g.emit(3, f"E('W601', line, rowno, {f.id!r}, v{i}, 'previous cycle / 上期 ' + pv + ', ±' + str({ratio} * 100) + '%')")
+                g.emit(3, f"E('W601', line, rowno, {f.id!r}, v{i}, pv + ' ±' + str({ratio} * 100) + '%')")
 
     # -- record rules ----------------------------------------------------------------
     numeric = {f.id for f in fields if f.type in ("integer", "decimal")}
