@@ -1,6 +1,6 @@
 """The management pages in headless Chromium against the real server: close a cycle, grant an exception, see it.
 
-Also takes the documentation's screenshots (docs/screenshots/admin-cycles.png,
+Also takes the documentation's screenshots (docs/screenshots/admin-cycles.png, admin-code-lists(-en).png,
 admin-accounts.png, admin-audit.png).
 """
 from __future__ import annotations
@@ -51,3 +51,33 @@ def test_close_a_cycle_and_grant_an_exception(page: Any, admin_url: str, admin_r
     actions = page.locator("#audit tr[data-action]").evaluate_all("els => els.map(e => e.dataset.action)")
     assert actions[:2] == ["cycle.exception.grant", "cycle.close"]  # newest first
     page.screenshot(path=str(screenshot_path("admin-audit.png", tmp_path)), full_page=True)
+
+
+@pytest.mark.slow
+def test_propose_and_publish_a_code_list_version(page: Any, admin_url: str, admin_runtime: Runtime,
+                                                 accounts: Accounts, tmp_path: Path) -> None:
+    admin = accounts.admin()
+    sign_in_page(page, admin_url, admin, start="/admin/code-lists/Domain_contact_sts_id")
+    base = admin_runtime.spec.domain("Domain_contact_sts_id").current
+    free = next(c for c in ("9", "8", "7", "X") if c not in base.codes)
+    page.fill('#propose input[name="version"]', "2027.1")
+    page.fill('#propose input[name="effective_from"]', "2027-01-01")
+    page.fill("#p-add", f"{free} | 已离职 | Left the company")
+    page.fill("#p-note-zh", "新增联系人状态")
+    page.fill("#p-note-en", "a new contact status")
+    with page.expect_navigation():
+        page.click('#propose button[type="submit"]')
+    row = page.locator('#drafts tr[data-version="2027.1"]')
+    assert row.get_attribute("data-state") == "proposed"
+    with page.expect_navigation():
+        row.locator('button[data-action="publish"]').click()
+    assert page.locator('#drafts tr[data-version="2027.1"]').get_attribute("data-state") == "published"
+    assert page.locator('#versions tr[data-version="2027.1"]').get_attribute("data-source") == "published"
+    assert page.locator(f'#codes tr[data-code="{free}"]').count() == 1  # the newest version's codes are shown
+    page.screenshot(path=str(screenshot_path("admin-code-lists.png", tmp_path)), full_page=True)
+    page.click("#lang-en")
+    page.wait_for_selector("html[lang=en]")
+    assert "published" in page.locator('#drafts tr[data-version="2027.1"]').inner_text()
+    page.screenshot(path=str(screenshot_path("admin-code-lists-en.png", tmp_path)), full_page=True)
+    page.click("#lang-zh")
+    page.wait_for_selector("html[lang=zh-CN]")
