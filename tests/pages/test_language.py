@@ -466,3 +466,30 @@ def test_switching_language_in_the_browser(page: Any, live_url: str, site: Site)
     page.goto(live_url + "/admin/review/")
     assert page.locator("html").get_attribute("lang") == "en"
     assert "Review queue" in page.locator("h1").inner_text()
+
+
+def test_every_province_page_is_in_one_language(app: Flask, site: Site) -> None:
+    """Walk every page of a province user (routes from the URL map), once in Chinese and once in English."""
+    values: dict[str, Any] = {"delivery_id": site.rejected, "rest": "no/such/page"}
+    with app.test_request_context():
+        urls = [url_for(rule.endpoint, **{a: values[a] for a in rule.arguments})
+                for rule in app.url_map.iter_rules()
+                if rule.endpoint.startswith("province.") and "GET" in (rule.methods or ())
+                and rule.endpoint != "province.feedback"]  # a file download, not a page
+    assert {"/province/", "/province/cycles", f"/province/deliveries/{site.rejected}"} <= set(urls), urls
+    for language, check in (("zh", assert_chinese), ("en", assert_english)):
+        client = app.test_client()
+        if language == "en":
+            client.get("/lang/en")
+        sign_in(client, *PROVINCE)
+        walked = []
+        for url in urls:
+            r = client.get(url)
+            assert r.status_code in ((404,) if "no/such/page" in url else (200,)), (url, r.status_code)
+            walked.append((url, r.get_data(as_text=True)))
+        delivery = dict(walked)[f"/province/deliveries/{site.rejected}"]
+        line = re.search(r'class="show-line" href="([^"]+)"', delivery)
+        assert line, "no finding points at a line"
+        walked.append(("a finding's raw lines", client.get(line.group(1).replace("&amp;", "&")).get_data(as_text=True)))
+        for what, html in walked:
+            check(f"{language} province {what}", html)
