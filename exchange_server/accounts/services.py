@@ -54,22 +54,29 @@ class AccountService:
         self.actor = actor
 
     # -- accounts -------------------------------------------------------------------------
-    def create(self, name: str, role: str, party: str | None = None, display_name: str = "",
-               password: str | None = None) -> Account:
-        """A new account; provinces name the party (province or local network code) they send as."""
+    def _role_and_party(self, role: str, party: str | None) -> Area | None:
+        """Check a role and its party: provinces name a province or local network, HQ roles none."""
         if role not in ROLES:
             raise BadRequest(f"role must be one of {', '.join(ROLES)}", f"角色应为 {', '.join(ROLES)} 之一",
                              code="bad_role")
-        if self.session.scalar(select(Account).where(Account.name == name)) is not None:
-            raise Conflict(f"account {name!r} already exists", f"账户 {name} 已存在", code="account_exists")
         if role == PROVINCE:
             area = self.session.get(Area, party) if party else None
             if area is None or area.level not in (PROVINCE_LEVEL, LOCAL_NETWORK):
                 raise BadRequest(f"a province account needs a province or local network code, got {party!r}",
                                  f"省公司账户需要省份或本地网编码，收到 {party!r}", code="bad_party")
-            display_name = display_name or area.name_zh
-        elif party:
+            return area
+        if party:
             raise BadRequest("only province accounts have a party", "只有省公司账户有所属单位", code="bad_party")
+        return None
+
+    def create(self, name: str, role: str, party: str | None = None, display_name: str = "",
+               password: str | None = None) -> Account:
+        """A new account; provinces name the party (province or local network code) they send as."""
+        area = self._role_and_party(role, party)
+        if self.session.scalar(select(Account).where(Account.name == name)) is not None:
+            raise Conflict(f"account {name!r} already exists", f"账户 {name} 已存在", code="account_exists")
+        if area is not None:
+            display_name = display_name or area.name_zh
         account = Account(name=name, role=role, party=party, display_name=display_name)
         if password is not None:
             account.password_hash = _hasher.hash(password)
@@ -77,6 +84,17 @@ class AccountService:
         self.session.flush()
         record(self.session, self.actor, "account.create", f"account:{name}", role=role, party=party)
         return account
+
+    def set_role(self, account: Account, role: str, party: str | None = None) -> None:
+        """Give an account another role (and, for provinces, the party it acts for); audited."""
+        party = party or None
+        self._role_and_party(role, party)
+        if (account.role, account.party) == (role, party):
+            return
+        before = {"role": account.role, "party": account.party}
+        account.role, account.party = role, party
+        record(self.session, self.actor, "account.role", f"account:{account.name}", before=before, role=role,
+               party=party)
 
     def get(self, name: str) -> Account:
         """The account with this login name."""
@@ -165,6 +183,18 @@ class AccountService:
         self.session.flush()
         record(self.session, self.actor, "sshkey.add", f"account:{account.name}", fingerprint=fp)
         return key
+
+    def rotate_ssh_key(self, account: Account, old_fingerprint: str, public_key_line: str) -> SshKey:
+        """Replace one of the account's live keys: the new key added, the old revoked, in one transaction."""
+        old = next((k for k in account.ssh_keys if k.fingerprint == old_fingerprint and k.revoked_at is None), None)
+        if old is None:
+            raise NotFound(f"{account.name} has no live key {old_fingerprint}",
+                           f"{account.name} 没有有效公钥 {old_fingerprint}", code="key_not_found")
+        new = self.add_ssh_key(account, public_key_line, old.label)
+        self.revoke_ssh_key(old.fingerprint)
+        record(self.session, self.actor, "sshkey.rotate", f"account:{account.name}", old=old.fingerprint,
+               new=new.fingerprint)
+        return new
 
     def revoke_ssh_key(self, fingerprint: str) -> SshKey:
         """Revoke a public key."""

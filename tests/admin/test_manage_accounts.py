@@ -112,3 +112,64 @@ def test_ssh_keys_passwords_and_disabling(client: FlaskClient, accounts: Account
     with admin_runtime.db.session() as s:
         actions = {e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.actor == admin.name))}
     assert {"sshkey.add", "sshkey.revoke", "account.password", "account.disable"} <= actions
+
+
+def _key(n: int) -> str:
+    """A distinct, well-formed ed25519 public key line."""
+    return "ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes([n] * 32)).decode()
+
+
+def test_ssh_key_rotation_is_one_step(client: FlaskClient, accounts: Accounts, admin_runtime: Runtime) -> None:
+    prov = accounts.province("53")
+    csrf = sign_in(client, accounts.admin())
+    old_line, new_line = _key(201), _key(202)
+    assert client.post(f"/admin/accounts/{prov.name}/keys", data={
+        "csrf_token": csrf, "public_key": old_line, "label": "运维机 ops"}).status_code == 303
+    with admin_runtime.db.session() as s:
+        old = s.scalars(select(Account).where(Account.name == prov.name)).one().ssh_keys[0].fingerprint
+    page = client.get(f"/admin/accounts/{prov.name}").get_data(as_text=True)
+    assert f'<option value="{old}" translate="no">' in page  # offered as the key to replace
+    r = client.post(f"/admin/accounts/{prov.name}/keys", data={"csrf_token": csrf, "public_key": new_line,
+                                                               "replaces": old})
+    assert r.status_code == 303, r.get_data(as_text=True)[:800]
+    with admin_runtime.db.session() as s:
+        svc = AccountService(s)
+        keys = {k.fingerprint: k for k in svc.get(prov.name).ssh_keys}
+        assert keys[old].revoked_at is not None and len(keys) == 2
+        [new] = [k for k in keys.values() if k.fingerprint != old]
+        assert new.revoked_at is None and new.label == "运维机 ops"  # the label carries over
+        blob = lambda line: base64.b64decode(line.split()[1])  # noqa: E731
+        assert svc.account_for_key(blob(old_line)) is None  # the old key no longer signs in
+        assert svc.account_for_key(blob(new_line)).name == prov.name
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "sshkey.rotate")).all()[-1]
+        assert event.detail == {"old": old, "new": new.fingerprint}
+    # Rotating a key that is already revoked is refused, and nothing is added.
+    r = client.post(f"/admin/accounts/{prov.name}/keys", data={"csrf_token": csrf, "public_key": _key(203),
+                                                               "replaces": old})
+    assert r.status_code == 404 and "key_not_found" in r.get_data(as_text=True)
+    with admin_runtime.db.session() as s:
+        assert len(AccountService(s).get(prov.name).ssh_keys) == 2
+
+
+def test_roles_change_with_their_party(client: FlaskClient, accounts: Accounts, admin_runtime: Runtime) -> None:
+    admin = accounts.admin()
+    analyst = accounts.analyst()
+    csrf = sign_in(client, admin)
+    r = client.post(f"/admin/accounts/{analyst.name}/role", data={"csrf_token": csrf, "role": "admin", "party": ""})
+    assert r.status_code == 303
+    fresh = client.application.test_client()
+    sign_in(fresh, analyst)
+    assert fresh.get("/admin/review/").status_code == 200  # an admin now
+    r = client.post(f"/admin/accounts/{analyst.name}/role", data={"csrf_token": csrf, "role": "province", "party": "42"})
+    assert r.status_code == 303
+    assert fresh.get("/admin/review/").status_code == 403 and fresh.get("/province/").status_code == 200
+    for data, code in (({"role": "province", "party": "99"}, "bad_party"), ({"role": "root"}, "bad_role")):
+        r = client.post(f"/admin/accounts/{analyst.name}/role", data={"csrf_token": csrf, **data})
+        assert r.status_code == 400 and code in r.get_data(as_text=True)
+    r = client.post(f"/admin/accounts/{admin.name}/role", data={"csrf_token": csrf, "role": "analyst"})
+    assert r.status_code == 400 and "role_self" in r.get_data(as_text=True)
+    with admin_runtime.db.session() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "account.role",
+                                                    AuditEvent.target == f"account:{analyst.name}")).all()
+        assert [(e.detail["before"]["role"], e.detail["role"], e.detail["party"]) for e in events] == [
+            ("analyst", "admin", None), ("admin", "province", "42")]

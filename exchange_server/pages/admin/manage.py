@@ -426,6 +426,22 @@ def account_active(name: str) -> Any:
                  "admin.account", name=name)
 
 
+@bp.post("/accounts/<name>/role")
+@login_required(ADMIN)
+def account_role(name: str) -> Any:
+    """Change an account's role (and a province account's party)."""
+    role, party = request.form.get("role", ""), request.form.get("party", "").strip()
+    try:
+        if name == _actor():
+            raise BadRequest("you cannot change the role of the account you are signed in with",
+                             "不能修改当前登录账户的角色", code="role_self")
+        svc = AccountService(get_session(), _actor())
+        svc.set_role(svc.get(name), role, party if role == PROVINCE else None)
+    except ExchangeError as exc:
+        return _refused(exc, _account_page, name=name)
+    return _done(f"账户 {name} 的角色已改为 {role}", f"account {name} is now {role}", "admin.account", name=name)
+
+
 @bp.post("/accounts/<name>/password")
 @login_required(ADMIN)
 def account_password(name: str) -> Any:
@@ -494,13 +510,21 @@ def token_rotate(name: str, token_id: int) -> Any:
 @bp.post("/accounts/<name>/keys")
 @login_required(ADMIN)
 def key_add(name: str) -> Any:
-    """Register an OpenSSH public key for the SFTP channel."""
+    """Register an OpenSSH public key for the SFTP channel; with ``replaces``, rotate that key to it."""
+    replaces = request.form.get("replaces", "")
     try:
         svc = AccountService(get_session(), _actor())
-        key = svc.add_ssh_key(svc.get(name), request.form.get("public_key", ""),
-                              request.form.get("label", "").strip()[:100])
+        account = svc.get(name)
+        line = request.form.get("public_key", "")
+        if replaces:
+            key = svc.rotate_ssh_key(account, replaces, line)
+        else:
+            key = svc.add_ssh_key(account, line, request.form.get("label", "").strip()[:100])
     except ExchangeError as exc:
         return _refused(exc, _account_page, name=name)
+    if replaces:
+        return _done(f"公钥 {replaces} 已由 {key.fingerprint} 替换", f"key {replaces} replaced by {key.fingerprint}",
+                     "admin.account", name=name)
     return _done(f"已登记公钥 {key.fingerprint}", f"key {key.fingerprint} registered", "admin.account", name=name)
 
 
