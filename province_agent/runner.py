@@ -83,6 +83,7 @@ def content_digest(files: list[Path]) -> str:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
+BEIJING = dt.timezone(dt.timedelta(hours=8))  # the standard's stamps are Beijing time (China keeps no DST)
 CODE_LISTS_FILE = "code_lists.json"  # in the state dir: HQ's published code-list versions, as last fetched
 
 
@@ -314,12 +315,14 @@ class Agent:
 
     # -- the scheduled job -------------------------------------------------------------------------
     def due_cycles(self, calendar: list[CycleInfo]) -> list[CycleInfo]:
-        """Cycles to report now: open (or, over SFTP, of unknown state) whose period has ended."""
+        """Cycles to report now: whose period has ended and which are open, closed with a valid exception
+        for our province, or (from an old HQ's SFTP outbox) of unknown state."""
         due = []
+        now_beijing = dt.datetime.now(BEIJING).strftime("%Y%m%d%H%M%S")
         for c in calendar:
             if c.end_date >= self.today:
                 continue
-            if c.state == "open":
+            if c.state == "open" or (c.state == "closed" and c.exception_until and c.exception_until > now_beijing):
                 due.append(c)
             elif c.state == "unknown":
                 deadline = dt.date(int(c.deadline[:4]), int(c.deadline[4:6]), int(c.deadline[6:8]))

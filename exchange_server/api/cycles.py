@@ -1,15 +1,19 @@
 """The reporting calendar over HTTP."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..clock import beijing_stamp, iso
+from ..accounts.models import Account
+from ..admin.services import CycleExceptionService
+from ..clock import as_utc, beijing_stamp, iso, utcnow
 from ..cycles.models import ReportingCycle
 from ..cycles.services import CycleService
 from ..db import get_session
+from ..org.services import OrgService
 from ..runtime.flask import runtime
 from .auth import authenticate
 from .schemas import CycleQueryArgsSchema, CycleSchema, ErrorSchema
@@ -25,6 +29,29 @@ def cycle_dict(c: ReportingCycle) -> dict[str, Any]:
             "state": c.state, "remark": c.remark}
 
 
+def _exceptions(account: Account) -> dict[str, dt.datetime]:
+    """The valid exceptions of the account's province, per cycle (HQ accounts have none)."""
+    session = get_session()
+    province = OrgService(session).province_of(account.party) if account.party else None
+    if province is None:
+        return {}
+    now = utcnow()
+    out: dict[str, dt.datetime] = {}
+    for e in CycleExceptionService(session).listing():
+        until = as_utc(e.until)
+        if e.province == province and e.valid_at(now) and (e.cycle_id not in out or until > out[e.cycle_id]):
+            out[e.cycle_id] = until
+    return out
+
+
+def _with_exception(c: ReportingCycle, exceptions: dict[str, dt.datetime]) -> dict[str, Any]:
+    out = cycle_dict(c)
+    until = exceptions.get(c.id)
+    out["exception_until"] = iso(until) if until else None
+    out["exception_until_beijing"] = beijing_stamp(until) if until else None
+    return out
+
+
 @blp.route("")
 class CycleCollection(MethodView):
     """The calendar."""
@@ -34,8 +61,9 @@ class CycleCollection(MethodView):
     @blp.response(200, CycleSchema(many=True))
     def get(self, args: dict[str, Any]) -> Any:
         """Every cycle (or those in one state), newest first."""
-        authenticate()
-        return [cycle_dict(c) for c in CycleService(get_session(), runtime().spec).calendar(args.get("state"))]
+        exceptions = _exceptions(authenticate())
+        return [_with_exception(c, exceptions)
+                for c in CycleService(get_session(), runtime().spec).calendar(args.get("state"))]
 
 
 @blp.route("/<cycle_id>")
@@ -47,5 +75,5 @@ class CycleItem(MethodView):
     @blp.alt_response(404, schema=ErrorSchema, description="Not in the calendar.")
     def get(self, cycle_id: str) -> Any:
         """One cycle with its state, deadline and units due."""
-        authenticate()
-        return cycle_dict(CycleService(get_session(), runtime().spec).get(cycle_id))
+        exceptions = _exceptions(authenticate())
+        return _with_exception(CycleService(get_session(), runtime().spec).get(cycle_id), exceptions)

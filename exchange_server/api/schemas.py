@@ -127,6 +127,10 @@ class CycleSchema(Schema):
     units_due = fields.List(fields.String())
     state = fields.String()
     remark = fields.String()
+    exception_until = fields.String(allow_none=True, metadata={
+        "description": "for a province's account: the end (ISO 8601, UTC) of a valid exception HQ granted its "
+                       "province for this cycle — deliveries are then taken though the cycle is closed or overdue"})
+    exception_until_beijing = fields.String(allow_none=True)
 
 
 class CycleQueryArgsSchema(Schema):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from ..accounts.models import Account
 from ..push.services import PushService
@@ -115,7 +116,48 @@ def place_calendar(rt: Runtime) -> int:
             for party in parties:
                 for name, key in keys:
                     place(rt, party, name, key, "cycle.calendar")
+    place_calendar_states(rt, parties)
     return len(years)
+
+
+CALENDAR_NAME = "calendar.json"
+
+
+def place_calendar_states(rt: Runtime, parties: list[str]) -> None:
+    """``calendar.json`` into each party's outbox: every cycle's state and deadline, and its province's exceptions.
+
+    The standard's REP_CYCLE files carry no state, so an SFTP-only agent reads this to know
+    which cycles are open — and which closed ones still take its deliveries until when.
+    """
+    import datetime as dt
+    import json
+
+    from sqlalchemy import select
+
+    from ..admin.services import CycleExceptionService
+    from ..clock import as_utc, beijing_stamp, utcnow
+    from ..cycles.models import ReportingCycle
+    from ..org.services import OrgService
+
+    now = utcnow()
+    with rt.db.session() as s:
+        cycles = list(s.scalars(select(ReportingCycle).order_by(ReportingCycle.begin_date)))
+        org = OrgService(s)
+        province_of = {p: org.province_of(p) for p in parties}
+        granted: dict[tuple[str | None, str], dt.datetime] = {}
+        for e in CycleExceptionService(s).listing():
+            key = (e.province, e.cycle_id)
+            if e.valid_at(now) and (key not in granted or as_utc(e.until) > granted[key]):
+                granted[key] = as_utc(e.until)
+        rows: list[dict[str, Any]] = [{"id": c.id, "state": c.state, "begin_date": c.begin_date.isoformat(),
+                 "end_date": c.end_date.isoformat(), "deadline_beijing": beijing_stamp(c.deadline),
+                 "units_due": list(c.units)} for c in cycles]
+    for party in parties:
+        mine = [{**r, "exception_until_beijing": beijing_stamp(granted[(province_of[party], r["id"])])
+                 if (province_of[party], r["id"]) in granted else None} for r in rows]
+        data = json.dumps({"generated_beijing": beijing_stamp(now), "cycles": mine}, ensure_ascii=False,
+                          indent=1).encode("utf-8")
+        place(rt, party, CALENDAR_NAME, rt.archive.put_bytes(data), "cycle.calendar")
 
 
 CODE_LISTS_NAME = "code_lists.json"

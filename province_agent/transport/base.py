@@ -35,10 +35,11 @@ class CycleInfo:
     """A cycle of HQ's calendar as the agent needs it."""
 
     id: str
-    state: str  # open | closed | planned | unknown (the SFTP calendar file carries no state)
+    state: str  # open | closed | planned | unknown (an old HQ's SFTP outbox carries no state)
     end_date: dt.date
     deadline: str  # YYYYMMDDHHMMSS Beijing time
     units_due: tuple[str, ...]
+    exception_until: str | None = None  # YYYYMMDDHHMMSS Beijing: HQ lets our province deliver until then
 
 
 class Transport(ABC):

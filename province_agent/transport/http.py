@@ -204,7 +204,8 @@ class HttpTransport(Transport):
     def calendar(self) -> list[CycleInfo]:
         """Every cycle with its state."""
         return [CycleInfo(c["id"], c["state"], dt.date.fromisoformat(c["end_date"]), c["deadline_beijing"],
-                          tuple(c["units_due"])) for c in self.get_json("/api/v1/cycles")]
+                          tuple(c["units_due"]), c.get("exception_until_beijing"))
+                for c in self.get_json("/api/v1/cycles")]
 
     def max_resend(self, cycle: str) -> int | None:
         """The highest resend number HQ holds from this account for a production cycle."""

@@ -187,7 +187,15 @@ class SftpTransport(Transport):
         return doc
 
     def calendar(self) -> list[CycleInfo]:
-        """The REP_CYCLE files HQ leaves in the outbox (``D_00_<year>_nn.chk``); states are not in them."""
+        """The calendar HQ leaves in the outbox: ``calendar.json`` (states, exceptions), else the REP_CYCLE files."""
+        if "calendar.json" in self._outbox():
+            try:
+                doc = json.loads((self._read("outbox/calendar.json") or b"").decode("utf-8"))
+                return [CycleInfo(c["id"], c["state"], dt.date.fromisoformat(c["end_date"]), c["deadline_beijing"],
+                                  tuple(c["units_due"]), c.get("exception_until_beijing")) for c in doc["cycles"]]
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+                raise TransportError("HQ's outbox/calendar.json is not a valid calendar") from None
+        # An HQ from before calendar.json: the standard's REP_CYCLE files, which carry no state.
         out: dict[str, CycleInfo] = {}
         for name in sorted(self._outbox()):
             if not re.match(r"^D_00_[0-9]{4}_32004_[0-9]{2}_[0-9]{3}\.txt$", name):

@@ -1,6 +1,7 @@
 """The agent's parts on their own: configuration, exit codes, lock, resend numbers, backoff, schedule."""
 from __future__ import annotations
 
+import datetime as dt
 import random
 import subprocess
 import sys
@@ -131,3 +132,22 @@ def test_schedule_prints_cron_and_systemd(tmp_path: Path) -> None:
     assert "run >> /var/log/kam-agent/agent.log" in r.stdout
     assert "[Timer]" in r.stdout and "Persistent=true" in r.stdout and "Type=oneshot" in r.stdout
     assert str(tmp_path / "kam-agent.toml") in r.stdout
+
+
+def test_due_cycles_follow_state_and_exceptions(tmp_path: Path, spec: Spec) -> None:
+    from province_agent.runner import Agent
+    from province_agent.transport.base import CycleInfo
+
+    agent = Agent(load_config(write(tmp_path, render_template(spec, url="http://127.0.0.1:9"))),
+                  today=dt.date(2026, 11, 23))
+    end = dt.date(2026, 10, 31)
+    cycles = [CycleInfo("202610", "open", end, "20261110180000", ("32001",)),
+              CycleInfo("202609", "closed", dt.date(2026, 9, 30), "20261010180000", ("32001",)),
+              CycleInfo("202608", "closed", dt.date(2026, 8, 31), "20260910180000", ("32001",), "20991231180000"),
+              CycleInfo("202607", "closed", dt.date(2026, 7, 31), "20260810180000", ("32001",), "20200101000000"),
+              CycleInfo("202611", "open", dt.date(2026, 11, 30), "20261210180000", ("32001",)),  # not ended yet
+              CycleInfo("202612", "planned", dt.date(2026, 12, 31), "20270110180000", ("32001",)),
+              CycleInfo("202606", "unknown", dt.date(2026, 6, 30), "20260710180000", ("32001",)),  # > 60 days late
+              CycleInfo("202605", "unknown", dt.date(2026, 10, 1), "20261010180000", ("32001",))]
+    assert [c.id for c in agent.due_cycles(cycles)] == ["202605", "202608", "202610"]
+    agent.close()

@@ -102,6 +102,24 @@ def test_cycles_endpoint(client: FlaskClient, setup: Setup) -> None:
     assert len(c["deadline_beijing"]) == 14 and c["begin_date"] == "2026-10-01"
     assert [c["id"] for c in client.get("/api/v1/cycles?state=planned", headers=bearer(token)).json] == ["202611"]
     assert_error_shape(client.get("/api/v1/cycles/209913", headers=bearer(token)).json, 404, "cycle_not_found")
+    assert c["exception_until"] is None and c["exception_until_beijing"] is None
+
+
+def test_cycles_show_a_province_its_own_exception(client: FlaskClient, setup: Setup, runtime: Any) -> None:
+    from exchange_server.admin.services import CycleExceptionService
+
+    setup.cycle("202610", state="closed")
+    hubei, network, shanghai, analyst = (setup.province("42"), setup.province("0710", "net0710"),
+                                         setup.province("31"), setup.role("ana", "analyst"))
+    with runtime.db.session() as s:
+        CycleExceptionService(s, "admin").grant("202610", "42", dt.datetime(2031, 1, 1, 10, tzinfo=dt.timezone.utc),
+                                                "系统割接")
+    for token in (hubei, network):  # a local network of Hubei is covered by its province's exception
+        c = client.get("/api/v1/cycles/202610", headers=bearer(token)).json
+        assert c["state"] == "closed" and c["exception_until_beijing"] == "20310101180000"
+        assert c["exception_until"].startswith("2031-01-01T10:00:00")
+    for token in (shanghai, analyst):
+        assert client.get("/api/v1/cycles/202610", headers=bearer(token)).json["exception_until"] is None
 
 
 def test_an_unexpected_failure_is_a_json_500_without_trace(app: Any, client: FlaskClient) -> None:

@@ -163,8 +163,11 @@ def exception_grant() -> Any:
     except ExchangeError as error:
         return _refused(error, _cycles, form=dict(f))
     stamp = until.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
-    return _done(f"已准许 {exc.province} 在北京时间 {stamp} 前向周期 {cycle_id} 报送",
-                 f"province {exc.province} may deliver to cycle {cycle_id} until {stamp} Beijing time", "admin.cycles")
+    response = _done(f"已准许 {exc.province} 在北京时间 {stamp} 前向周期 {cycle_id} 报送",
+                     f"province {exc.province} may deliver to cycle {cycle_id} until {stamp} Beijing time",
+                     "admin.cycles")
+    _calendar_changed()  # SFTP agents learn of the exception from their outbox's calendar.json
+    return response
 
 
 @bp.post("/cycles/exceptions/<int:exception_id>/revoke")
@@ -175,8 +178,10 @@ def exception_revoke(exception_id: int) -> Any:
         exc = CycleExceptionService(get_session(), _actor()).revoke(exception_id)
     except ExchangeError as error:
         return _refused(error, _cycles)
-    return _done(f"已撤销 {exc.province} 对周期 {exc.cycle_id} 的例外",
-                 f"exception for {exc.province} on cycle {exc.cycle_id} revoked", "admin.cycles")
+    response = _done(f"已撤销 {exc.province} 对周期 {exc.cycle_id} 的例外",
+                     f"exception for {exc.province} on cycle {exc.cycle_id} revoked", "admin.cycles")
+    _calendar_changed()
+    return response
 
 
 # -- the top-500 list -------------------------------------------------------------------------
