@@ -141,7 +141,8 @@ class Agent:
         if doc is None:
             return None
         base = load_spec()
-        if doc.get("spec_version") not in (None, base.version):
+        theirs = str(doc.get("spec_version") or base.version)
+        if theirs.split(".")[0] != base.version.split(".")[0]:  # a new MAJOR changes file layouts (E119)
             out.add(event="code_lists", result=f"HQ runs standard {doc.get('spec_version')}, this agent "
                                                f"{base.version}: update the agent")
             out.worst(1)

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 from .._exceptions import ExpressionError
 
-FUNCTIONS = ("empty", "present", "len", "abs")
+FUNCTIONS = ("empty", "present", "len", "abs", "day")
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _CMPOPS = {
@@ -132,6 +132,8 @@ class _Emitter:
                 return f"(not _empty({v}))"
             if fn == "len":
                 return f"len({v} or '')"
+            if fn == "day":  # the YYYYMMDD of a date or datetime: compares a datetime with a date by day
+                return f"({v} or '')[:8]"
             return f"abs({v} or 0)"
         return self.value(node)
 

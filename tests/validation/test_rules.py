@@ -177,6 +177,7 @@ def test_list_rules(rows: DeliveryRows, tmp_path: Path, rule: str, extra: dict[s
 @pytest.mark.parametrize("rule,extra,field", [
     ("R32004-01", {"END_DATE": "20260930"}, "END_DATE"),
     ("R32004-02", {"DEADLINE": "20261030120000"}, "DEADLINE"),
+    ("R32004-02", {"DEADLINE": "20261031180000"}, "DEADLINE"),  # on the period's last day: not after it
 ])
 def test_calendar_rules(rows: DeliveryRows, tmp_path: Path, rule: str, extra: dict[str, object], field: str) -> None:
     ok = dict(CYCLE_ID="202610", REP_FREQ="M", CYCLE_NAME="2026年10月", BEGIN_DATE="20261001", END_DATE="20261031",
