@@ -32,7 +32,8 @@ def list_load(source: Path, version: str | None, publish_now: bool) -> None:
     with rt.db.session() as s:
         svc = ListService(s, rt.archive, rt.spec, "cli")
         v = svc.load(source, version)
-        click.echo(f"loaded list {v.version}: {len(v.entries)} entries (+{v.added} new, ~{v.changed} changed, "
+        entries = v.added + v.changed + v.removed + v.unchanged  # counted, not loaded: the rows can be many
+        click.echo(f"loaded list {v.version}: {entries} entries (+{v.added} new, ~{v.changed} changed, "
                    f"-{v.removed} removed, {v.unchanged} unchanged)")
         if publish_now:
             slices = svc.publish(v)

@@ -5,9 +5,12 @@ CSV and XLSX are first converted to such a delivery in a temporary directory, so
 typed in a spreadsheet gets exactly the checks and error codes of one sent as the spec's
 files; the findings are then pointed back at the spreadsheet's own file, line and column.
 
-Rows come back as dicts of field id to text, in the files' lexical forms (dates
-``YYYYMMDD``). A list is about 500 rows per scale, so rows are kept in memory; nothing
-larger (no whole-workbook DOM: XLSX is read with ``read_only=True``) is.
+Records come back as tuples of text in the unit's field order, in the files' lexical forms
+(dates ``YYYYMMDD``); ``ImportedList.rows`` gives them as dicts. A real list is about 500
+rows, but files of a million must not fall over: records are kept in memory as plain
+tuples, values many customers share (codes, dates, managers) once, where they come from as
+one integer each; nothing larger (no whole-workbook DOM: XLSX is read with
+``read_only=True``) is.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import io
 import re
 import tempfile
 import zipfile
+from array import array
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Any, Iterator
@@ -42,19 +46,52 @@ OPTIONAL_COLUMNS = ("LIST_VERSION", "CHANGE_TYPE")
 # validator intact and is reported once, by us, instead of as a wrong column count.
 TEMP_DELIMITER = "US"
 UNWRITABLE = ("|", "\r", "\n", "\x1f")
+# Fields whose values repeat across customers: each distinct value is kept once, which
+# roughly halves the memory a big list takes. The ids, ranks, names and phones are unique.
+SHARED = ("LIST_VERSION", "GROUP_PARENT_NAME", "C_TYPE_ID", "LEVEL_ID", "LEAD_PROV_ID", "LEAD_LATN_ID",
+          "HQ_MANAGER_NAME", "EFF_DATE", "EXP_DATE", "CHANGE_TYPE")
 
 
 @dataclass
 class ImportedList:
-    """A national list read and validated: its version and rows (field id -> text)."""
+    """A national list read and validated: its version and records (text in ``fields`` order)."""
 
     version: str
-    rows: list[dict[str, str]]
+    fields: tuple[str, ...]
+    records: list[tuple[str, ...]]
     format: str
     source_name: str
-    # Where each row came from, for messages raised after import: (file, line).
-    origins: list[tuple[str, int]] = dc_field(default_factory=list)
+    # Where each record came from, for messages raised after import: the files in record
+    # order with how many records each gave, and each record's line.
+    files: list[tuple[str, int]] = dc_field(default_factory=list)
+    lines: array[int] = dc_field(default_factory=lambda: array("l"))
     warnings: list[dict[str, Any]] = dc_field(default_factory=list)
+
+    @property
+    def rows(self) -> list[dict[str, str]]:
+        """The records as dicts of field id to text."""
+        return [dict(zip(self.fields, r)) for r in self.records]
+
+    @property
+    def origins(self) -> list[tuple[str, int]]:
+        """(file, line) of each record."""
+        names = [name for name, count in self.files for _ in range(count)]
+        return list(zip(names, self.lines))
+
+
+class _Sharer:
+    """Replaces the values of the SHARED fields of a record by one copy per distinct value."""
+
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        self.at = [i for i, f in enumerate(fields) if f in SHARED]
+        self.seen: dict[str, str] = {}
+
+    def __call__(self, values: list[str]) -> tuple[str, ...]:
+        seen = self.seen
+        for i in self.at:
+            v = values[i]
+            values[i] = seen.setdefault(v, v)
+        return tuple(values)
 
 
 def detect_format(path: Path, name: str | None = None) -> str:
@@ -177,15 +214,23 @@ def _import_spec(path: Path, spec: Spec, version: str | None, options: Validatio
         raise Unprocessable(f"{check_path.name} lists no {UNIT_CODE} ({UNIT}) data file",
                             f"{check_path.name} 未列出 {UNIT_CODE}（{unit.name_zh}）数据文件", code="list_empty",
                             errors=[])
-    rows: list[dict[str, str]] = []
-    origins: list[tuple[str, int]] = []
+    fields = tuple(unit.field_ids)
+    share = _Sharer(fields)
+    at_version = fields.index("LIST_VERSION")
+    records: list[tuple[str, ...]] = []
+    lines = array("l")
+    sources: list[tuple[str, int]] = []
     for name in data:
+        before = len(records)
         for values, line in _spec_rows(by_name[name], check, unit, spec):
-            rows.append(dict(zip(unit.field_ids, values)))
-            origins.append((name, line))
-    _check_list_version(report, rows, origins, check.period)
+            value = values[at_version] if len(values) > at_version else ""
+            if value and value != check.period:
+                report.add("E402", name, line, "LIST_VERSION", value, check.period)
+            records.append(share(values))
+            lines.append(line)
+        sources.append((name, len(records) - before))
     _raise_if_rejected(report, check_path.name)
-    return ImportedList(check.period, rows, SPEC, check_path.name, origins, _warnings(report))
+    return ImportedList(check.period, fields, records, SPEC, check_path.name, sources, lines, _warnings(report))
 
 
 def _spec_rows(path: Path, check: CheckFile, unit: Unit, spec: Spec) -> Iterator[tuple[list[str], int]]:
@@ -375,57 +420,69 @@ def _import_table(name: str, fmt: str, table: _Table, spec: Spec, version: str |
         raise Unprocessable(f"{name} has a header but no rows", f"{name} 只有表头，没有数据行", code="list_empty",
                             errors=[{"file": name, "line": table.header_line}])
     ids = _header_ids(table.header, unit)
-    rows: list[dict[str, str]] = []
+    fields = tuple(unit.field_ids)
+    at = {f: i for i, f in enumerate(fields)}
+    place = [at[fid] if fid is not None else None for fid in ids]  # each column's place in a record
+    at_version, at_change = at["LIST_VERSION"], at["CHANGE_TYPE"]
+    rows: list[list[str]] = []
     lines: list[int] = []
     extra: list[tuple[int, int]] = []  # (line, number of cells) of rows with cells past the header
     for line, cells in table.rows:
-        row = {f.id: "" for f in unit.fields}
+        values = [""] * len(fields)
         for i, cell in enumerate(cells):
-            fid = ids[i] if i < len(ids) else None
-            if fid is not None:
-                row[fid] = cell
+            p = place[i] if i < len(place) else None
+            if p is not None:
+                values[p] = cell
             elif cell.strip():
                 extra.append((line, len(cells)))
                 break
-        rows.append(row)
+        rows.append(values)
         lines.append(line)
+    table.rows.clear()  # the cells live on in the rows
     if version is None:
-        given = next((r["LIST_VERSION"].strip() for r in rows if r["LIST_VERSION"].strip()), None)
+        given = next((r[at_version].strip() for r in rows if r[at_version].strip()), None)
         if given is None:
             raise BadRequest(f"{name} has no LIST_VERSION column: give the list version",
                              f"{name} 没有名单版本（LIST_VERSION）列：请指定名单版本", code="list_version_required")
         version = check_version(given)
-    for row in rows:
-        if not row["LIST_VERSION"]:
-            row["LIST_VERSION"] = version
-        if not row["CHANGE_TYPE"]:
-            row["CHANGE_TYPE"] = "A"  # provisional: the service computes it against the published list
+    share = _Sharer(fields)
+    records: list[Any] = rows  # each row becomes its record in place: one copy in memory
+    for k, values in enumerate(rows):
+        if not values[at_version]:
+            values[at_version] = version
+        if not values[at_change]:
+            values[at_change] = "A"  # provisional: the service computes it against the published list
+        records[k] = share(values)
 
     with tempfile.TemporaryDirectory(prefix="list-import-") as tmp:
         writer = DeliveryWriter(spec, Path(tmp), "D", NATIONAL, version, delimiter=TEMP_DELIMITER)
         with writer.unit(UNIT) as out:
             data_name = out.name
-            for row in rows:
-                out.write({k: _writable(v) for k, v in row.items()})
+            for rec in records:
+                out.write({f: _writable(v) for f, v in zip(fields, rec)})
         check_path = writer.close()
         temp = validate_delivery([check_path, Path(tmp) / data_name], spec, None, options)
 
     report = Report(spec, cap=temp.cap)
     for f in temp.findings:
-        _readd(report, f, data_name, name, lines, rows)
+        _readd(report, f, data_name, name, lines, fields, records)
     # Totals above the cap were not listed; keep them exact.
     for code, n in temp.counts.items():
         report.counts[code] = max(report.counts[code], n)
-    origins = [(name, line) for line in lines]
     for line, n in extra:
         report.add("E201", name, line, None, n, len(ids))
-    for row, (_, line) in zip(rows, origins):
-        for fid, value in row.items():
-            if any(ch in value for ch in UNWRITABLE):
-                _add_unwritable(report, name, line, fid, value)
-    _check_list_version(report, rows, origins, version)
+    for rec, line in zip(records, lines):
+        joined = "\x00".join(rec)  # one scan per row; the fields only when it finds something
+        if any(ch in joined for ch in UNWRITABLE):
+            for fid, value in zip(fields, rec):
+                if any(ch in value for ch in UNWRITABLE):
+                    _add_unwritable(report, name, line, fid, value)
+        value = rec[at_version]
+        if value != version:
+            report.add("E402", name, line, "LIST_VERSION", value, version)
     _raise_if_rejected(report, name)
-    return ImportedList(version, rows, fmt, name, origins, _warnings(report))
+    return ImportedList(version, fields, records, fmt, name, [(name, len(records))], array("l", lines),
+                        _warnings(report))
 
 
 def _writable(value: str) -> str:
@@ -435,7 +492,8 @@ def _writable(value: str) -> str:
     return value
 
 
-def _readd(report: Report, f: Finding, data_name: str, name: str, lines: list[int], rows: list[dict[str, str]]) -> None:
+def _readd(report: Report, f: Finding, data_name: str, name: str, lines: list[int], fields: tuple[str, ...],
+           records: list[tuple[str, ...]]) -> None:
     """Add a finding of the temporary delivery to ``report`` with the sheet's file name and line."""
     def source_line(temp_line: int | None) -> int | None:
         if temp_line is None or not 1 <= temp_line <= len(lines):
@@ -447,7 +505,8 @@ def _readd(report: Report, f: Finding, data_name: str, name: str, lines: list[in
     expected: Any = f.expected
     if f.code == "E401" and on_data and expected is not None and expected.isdigit():
         expected = source_line(int(expected))  # "repeats line n": the sheet's line n
-    row = rows[f.line - 1] if on_data and f.line is not None and 1 <= f.line <= len(rows) else None
+    row = dict(zip(fields, records[f.line - 1])) if on_data and f.line is not None and 1 <= f.line <= len(records) \
+        else None
     report.add(f.code, name if on_data else f.file, line, f.field, f.value, expected, row=row, unit=f.unit)
 
 
@@ -463,15 +522,6 @@ def _add_unwritable(report: Report, name: str, line: int, fid: str, value: str) 
 
 
 # -- shared ----------------------------------------------------------------------------
-def _check_list_version(report: Report, rows: list[dict[str, str]], origins: list[tuple[str, int]],
-                        version: str) -> None:
-    """E402 for each row whose LIST_VERSION differs from the delivery's version."""
-    for row, (file, line) in zip(rows, origins):
-        value = row.get("LIST_VERSION", "")
-        if value and value != version:
-            report.add("E402", file, line, "LIST_VERSION", value, version)
-
-
 def _raise_if_rejected(report: Report, name: str) -> None:
     """Unprocessable ``list_invalid`` with every finding when the report rejects the list."""
     if report.errors == 0:

@@ -32,7 +32,9 @@ class ListVersion(Base):
     removed: Mapped[int] = mapped_column(default=0)
     unchanged: Mapped[int] = mapped_column(default=0)
 
-    entries: Mapped[list["ListEntry"]] = relationship(cascade="all, delete-orphan", order_by="ListEntry.rank")
+    # By rank; equal ranks in insertion order (entries are stored in bulk, read back from here).
+    entries: Mapped[list["ListEntry"]] = relationship(cascade="all, delete-orphan",
+                                                      order_by="[ListEntry.rank, ListEntry.id]")
     slices: Mapped[list["ListSlice"]] = relationship(cascade="all, delete-orphan")
 
 

@@ -7,15 +7,26 @@ tells which customers HQ removes and from which day. Publishing cuts one slice p
 (the customers it leads, removed ones included) and archives it as the spec's files, a
 ``D_<province>_<version>`` delivery the province fetches. Nothing here commits: the caller's
 transaction makes a load or a publication visible all at once.
+
+On SQLite every transaction takes the single writer lock (``BEGIN IMMEDIATE``), so a load
+does its long work — archiving, validating, reading the published version and working out
+each entry's change — before the caller's transaction starts, and only then stores the
+prepared rows in bulk: the writer is held for the inserts, not for the whole load. That
+needs a session with no transaction open yet (the command line's); in one already open,
+the same work runs in it, as before.
 """
 from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import chain, islice
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, Sequence, Unpack, cast
 
-from sqlalchemy import select
+from sqlalchemy import Engine, Row, Select, Table, and_, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +55,18 @@ FIELD_ATTRS: dict[str, str] = {
 # since a province's priorities follow it).
 COMPARED = tuple(f for f in FIELD_ATTRS if f != "NATIONAL_CUST_ID")
 CHUNK = 1 << 20
+# A prepared entry is a tuple of these columns' values (list_version_id comes at insert time).
+ENTRY_COLUMNS = (*FIELD_ATTRS.values(), "change_type")
+# Rows per INSERT executemany: big enough to amortise each statement, small enough that a
+# batch's parameters stay a few megabytes.
+BATCH = 10_000
+# A row of a loaded file: the values of ENTRY_COLUMNS but the change type, then the file's
+# CHANGE_TYPE. A published entry it is compared with: its COMPARED values and its row id.
+Values = tuple[Any, ...]
+AnySelect = Select[Unpack[tuple[Any, ...]]]
+# Runs a query, outside the caller's transaction or in it, and gives its rows.
+Reader = Callable[[AnySelect], Iterable[Sequence[Any]]]
+ENTRIES = cast(Table, ListEntry.__table__)  # the entries' table, for Core statements
 
 
 def _date(text: str) -> dt.date | None:
@@ -60,12 +83,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def entry_fields(entry: ListEntry) -> dict[str, str]:
+def entry_fields(entry: ListEntry | Row[Any]) -> dict[str, str]:
     """An entry's fields, by spec field id, as the files write them."""
     return {fid: _text(getattr(entry, attr)) for fid, attr in FIELD_ATTRS.items()}
 
 
-def entry_row(entry: ListEntry, version: str) -> dict[str, str]:
+def entry_row(entry: ListEntry | Row[Any], version: str) -> dict[str, str]:
     """An entry as a 31101 record of ``version``."""
     return {"LIST_VERSION": version, **entry_fields(entry), "CHANGE_TYPE": entry.change_type}
 
@@ -80,14 +103,136 @@ def beijing_today() -> dt.date:
     return utcnow().astimezone(BEIJING).date()
 
 
+@dataclass
+class _Base:
+    """The published version a load compares with: its id and its entries still on the list.
+
+    ``rows`` maps each customer id to its entry's COMPARED values followed by the entry's row id.
+    """
+
+    id: int
+    rows: dict[str, Values]
+
+
+@dataclass
+class _Plan:
+    """A new version's change types against one base, worked out before they are stored."""
+
+    base_id: int | None
+    changes: list[str | None]  # per row of the file; None for a removal row that removes nothing
+    dropped: list[Values]  # entries (ENTRY_COLUMNS) for the customers the file leaves out
+    counts: dict[str, int]
+    ignored: list[str]
+
+
+class _Dates:
+    """Dates in the form they are compared and bound in, each distinct one made once.
+
+    ``date`` objects; for SQLite, the ``YYYY-MM-DD`` text SQLAlchemy stores them as, so that
+    rows can go to the driver as they are (see ``ListService._insert``).
+    """
+
+    def __init__(self, iso: bool) -> None:
+        self.iso = iso
+        self.forms: dict[Any, Any] = {"": None, None: None}
+
+    def _form(self, day: dt.date) -> Any:
+        return day.isoformat() if self.iso else day
+
+    def from_text(self, text: str) -> Any:
+        """A validated YYYYMMDD (empty is None)."""
+        found = self.forms.get(text, False)
+        if found is False:
+            found = self.forms[text] = self._form(_date(text))  # type: ignore[arg-type]
+        return found
+
+    def from_db(self, value: Any) -> Any:
+        """A stored date: a ``date`` (PostgreSQL, or read through SQLAlchemy) or SQLite's own text."""
+        found = self.forms.get(value, False)
+        if found is False:
+            found = self.forms[value] = self._form(value if isinstance(value, dt.date) else
+                                                   dt.date.fromisoformat(value))
+        return found
+
+    def later(self, day: dt.date, form: Any) -> Any:
+        """The later of ``day`` and a date in this form, in this form."""
+        return self._form(max(day, dt.date.fromisoformat(form) if self.iso else form))
+
+
+def _base_entries(version_id: int) -> AnySelect:
+    """A version's entries still on the list: id, COMPARED values, row id."""
+    c = ENTRIES.c
+    return select(c.national_cust_id, *(c[FIELD_ATTRS[f]] for f in COMPARED), c.id).where(
+        c.list_version_id == version_id, c.change_type != REMOVED)
+
+
+def _published() -> AnySelect:
+    """The id and name of the version in force."""
+    return (select(ListVersion.id, ListVersion.version).where(ListVersion.state == PUBLISHED)
+            .order_by(ListVersion.published_at.desc(), ListVersion.id.desc()).limit(1))
+
+
 class ListService:
     """The national list's versions: load a draft, diff it, publish it, serve the slices."""
 
     def __init__(self, session: Session, archive: Archive, spec: Spec, actor: str = "system") -> None:
         self.session = session
         self.archive = archive
-        self.spec = live_spec(session, spec)  # with the code-list versions published at run time
         self.actor = actor
+        with self._own_session() as own:
+            # With the code-list versions published at run time; read without opening the
+            # caller's transaction, which on SQLite would hold the writer lock from here on.
+            self.spec = live_spec(own if own is not None else session, spec)
+
+    # -- reading outside the caller's transaction ---------------------------------------
+    def _outside(self) -> Engine | None:
+        """The engine to read with outside the caller's transaction; None when the reads belong in it.
+
+        None when the session already has a transaction open (its reads must see what it
+        wrote, and on SQLite it holds the writer lock another connection would wait for)
+        or is bound to a single connection.
+        """
+        bind = self.session.get_bind()
+        if self.session.in_transaction() or not isinstance(bind, Engine):
+            return None
+        return bind
+
+    @contextmanager
+    def _own_session(self) -> Iterator[Session | None]:
+        """A short session of our own for a few reads, or None (use the caller's)."""
+        engine = self._outside()
+        if engine is None:
+            yield None
+            return
+        with Session(engine) as own:
+            yield own
+
+    @contextmanager
+    def _reader(self) -> Iterator[Reader | None]:
+        """A function running a read outside the caller's transaction, or None (read in it).
+
+        On SQLite a pooled driver connection, in autocommit mode, reads a snapshot without
+        the writer lock that every SQLAlchemy transaction here takes (``BEGIN IMMEDIATE``);
+        elsewhere a session of our own reads (READ COMMITTED takes no lock that writers wait on).
+        """
+        engine = self._outside()
+        if engine is None:
+            yield None
+        elif engine.dialect.name == "sqlite":
+            raw = engine.raw_connection()
+            try:
+                def run(query: AnySelect) -> Iterable[Sequence[Any]]:
+                    # Our own statements, with integer ids and code literals: safe to inline.
+                    sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+                    cursor = raw.cursor()
+                    cursor.execute(sql)
+                    return cast(Iterable[Sequence[Any]], cursor)
+                yield run
+            finally:
+                raw.close()
+        else:
+            with Session(engine) as own:
+                yield own.execute
 
     # -- reading ----------------------------------------------------------------------
     def current(self) -> ListVersion | None:
@@ -137,7 +282,18 @@ class ListService:
         digests = {p.name: self._archive_file(p) for p in files}
         source = files[0]
         imported = import_list(path, self.spec, version, name=source_name)
-        name = imported.version
+        name, fmt, warnings = imported.version, imported.format, len(imported.warnings)
+        dates = _Dates(iso=self.session.get_bind().dialect.name == "sqlite")
+        rows = self._rows(imported, dates)
+        day = day or beijing_today()
+        outside, seen = False, None
+        with self._reader() as read:
+            if read is not None:
+                published = list(read(_published()))
+                outside, seen = True, self._read_base(read, published[0][0] if published else None, dates)
+        # Compared with the published version before taking the writer; checked again below.
+        plan = self._plan(rows, seen, day, dates) if outside else None
+        # From here on the caller's transaction: on SQLite, the writer lock.
         if self.find(name) is not None:
             raise Conflict(f"list version {name} already exists", f"名单版本 {name} 已存在",
                            code="list_version_exists", errors={"version": name})
@@ -146,13 +302,14 @@ class ListService:
             raise Conflict(f"list version {name} is not newer than the published version {base.version}",
                            f"名单版本 {name} 不晚于已发布的版本 {base.version}", code="list_version_stale",
                            errors={"version": name, "published": base.version})
+        if plan is None or plan.base_id != (base.id if base else None):
+            # No reads outside, or another version was published in between: compare in here.
+            plan = self._plan(rows, self._read_base(self.session.execute, base.id if base else None, dates), day,
+                              dates)
         listv = ListVersion(version=name, state=DRAFT, source_name=source_name or source.name,
                             source_sha256=digests[source.name], based_on_id=base.id if base else None,
                             loaded_by=self.actor)
-        entries, ignored = self._entries(imported, base, day or beijing_today())
-        for e in entries:
-            listv.entries.append(e)
-        counts = {c: sum(1 for e in entries if e.change_type == c) for c in (ADDED, CHANGED, REMOVED, UNCHANGED)}
+        counts = plan.counts
         listv.added, listv.changed = counts[ADDED], counts[CHANGED]
         listv.removed, listv.unchanged = counts[REMOVED], counts[UNCHANGED]
         try:
@@ -164,57 +321,111 @@ class ListService:
         except IntegrityError:
             raise Conflict(f"list version {name} already exists", f"名单版本 {name} 已存在",
                            code="list_version_exists", errors={"version": name}) from None
-        record(self.session, self.actor, "list.load", f"list:{name}", format=imported.format,
+        self._insert(listv.id, rows, plan)
+        # The entries went in without the ORM: listv.entries loads them when asked.
+        self.session.expire(listv, ["entries"])
+        record(self.session, self.actor, "list.load", f"list:{name}", format=fmt,
                source=listv.source_name, files=digests, based_on=base.version if base else None,
-               entries=len(entries), added=listv.added, changed=listv.changed, removed=listv.removed,
-               unchanged=listv.unchanged, ignored_removals=ignored, warnings=len(imported.warnings))
+               entries=sum(counts.values()), added=listv.added, changed=listv.changed, removed=listv.removed,
+               unchanged=listv.unchanged, ignored_removals=plan.ignored, warnings=warnings)
         return listv
 
-    def _entries(self, imported: ImportedList, base: ListVersion | None,
-                 day: dt.date) -> tuple[list[ListEntry], list[str]]:
-        """The new version's entries with change types, and the ids of removal rows that removed nothing."""
-        previous = {e.national_cust_id: e for e in (base.entries if base else []) if e.change_type != REMOVED}
-        entries: list[ListEntry] = []
+    @staticmethod
+    def _rows(imported: ImportedList, dates: _Dates) -> list[Values]:
+        """The file's records as entry values (ENTRY_COLUMNS but the last) and the file's CHANGE_TYPE.
+
+        Uses up ``imported.records``, a record at a time, so that a big list is in memory once.
+        """
+        at = {f: i for i, f in enumerate(imported.fields)}
+        i_id, i_rank, i_eff, i_exp, i_change = (at[f] for f in ("NATIONAL_CUST_ID", "CUST_RANK", "EFF_DATE",
+                                                                "EXP_DATE", "CHANGE_TYPE"))
+        texts = itemgetter(*(at[f] for f in COMPARED[1:-2]))  # from the name to the phone
+        records = imported.records
+        rows: list[Values] = []
+        for k, rec in enumerate(records):
+            records[k] = ()
+            rows.append((rec[i_id], int(rec[i_rank]), *texts(rec), dates.from_text(rec[i_eff]),
+                         dates.from_text(rec[i_exp]), rec[i_change]))
+        records.clear()
+        return rows
+
+    @staticmethod
+    def _read_base(read: Reader, base_id: int | None, dates: _Dates) -> _Base | None:
+        """A version's entries still on the list, for comparing with (None for no version)."""
+        if base_id is None:
+            return None
+        shared: dict[str, str] = {}
+        rows: dict[str, Values] = {}
+        for cid, rank, name, gp, ctype, level, prov, latn, manager, phone, eff, exp, row_id in read(
+                _base_entries(base_id)):
+            # Values many customers share kept once, as the importer keeps them.
+            rows[cid] = (rank, name, shared.setdefault(gp, gp), shared.setdefault(ctype, ctype),
+                         shared.setdefault(level, level), shared.setdefault(prov, prov),
+                         shared.setdefault(latn, latn), shared.setdefault(manager, manager), phone,
+                         dates.from_db(eff), dates.from_db(exp), row_id)
+        return _Base(base_id, rows)
+
+    @staticmethod
+    def _plan(rows: list[Values], base: _Base | None, day: dt.date, dates: _Dates) -> _Plan:
+        """Each row's change type against ``base``, and the entries of the customers the file dropped.
+
+        ``base.rows`` is used up (what is left in it are the dropped customers); ``rows`` is not.
+        """
+        previous = base.rows if base is not None else {}
+        changes: list[str | None] = []
         ignored: list[str] = []
-        present: set[str] = set()
-        for row in imported.rows:
-            cid = row["NATIONAL_CUST_ID"]
-            present.add(cid)
-            old = previous.get(cid)
-            if row["CHANGE_TYPE"] == REMOVED:
-                # A removal only means something for a customer that is on the list now;
-                # otherwise (first load, already removed) the row is history, not an entry.
+        counts = dict.fromkeys((ADDED, CHANGED, REMOVED, UNCHANGED), 0)
+        rank = 0
+        for row in rows:
+            cid = row[0]
+            old = previous.pop(cid, None)
+            if row[-1] == REMOVED:
                 if old is None:
+                    # A removal only means something for a customer that is on the list now;
+                    # otherwise (first load, already removed) the row is history, not an entry.
                     ignored.append(cid)
+                    changes.append(None)
                     continue
-                entries.append(self._entry(row, REMOVED))
-                continue
-            entry = self._entry(row, ADDED)
-            if old is not None:
-                entry.change_type = CHANGED if _changes(entry_fields(old), entry_fields(entry)) else UNCHANGED
-            entries.append(entry)
-        rank = max((e.rank for e in entries), default=0)
-        for old in sorted(previous.values(), key=lambda e: e.rank):
-            if old.national_cust_id in present:
-                continue
+                change = REMOVED
+            elif old is None:
+                change = ADDED
+            else:
+                # Stored values against the file's, typed (dates in one form): equal exactly
+                # when their text forms, which _changes compares, are.
+                change = UNCHANGED if old[:-1] == row[1:-1] else CHANGED
+            changes.append(change)
+            counts[change] += 1
+            rank = max(rank, row[1])
+        dropped: list[Values] = []
+        for cid, old in sorted(previous.items(), key=lambda item: (item[1][0], item[1][-1])):
             # Dropped silently by the new file: removed as of the load day, listed after
             # the ranked customers as the spec's own files list removals.
             rank += 1
-            fields = entry_fields(old)
-            fields["CUST_RANK"] = str(rank)
-            fields["EXP_DATE"] = _text(max(day, old.eff_date))
-            entries.append(self._entry(fields, REMOVED))
-        return entries, ignored
+            dropped.append((cid, rank, *old[1:-3], old[-3], dates.later(day, old[-3]), REMOVED))
+            counts[REMOVED] += 1
+        previous.clear()
+        return _Plan(base.id if base is not None else None, changes, dropped, counts, ignored)
 
-    @staticmethod
-    def _entry(row: dict[str, str], change_type: str) -> ListEntry:
-        """A ListEntry from a record's text values."""
-        return ListEntry(national_cust_id=row["NATIONAL_CUST_ID"], rank=int(row["CUST_RANK"]),
-                         cust_name=row["CUST_NAME"], group_parent_name=row.get("GROUP_PARENT_NAME") or "",
-                         c_type_id=row["C_TYPE_ID"], level_id=row["LEVEL_ID"], lead_prov_id=row["LEAD_PROV_ID"],
-                         lead_latn_id=row["LEAD_LATN_ID"], hq_manager_name=row["HQ_MANAGER_NAME"],
-                         hq_manager_phone=row["HQ_MANAGER_PHONE"], eff_date=_date(row["EFF_DATE"]),
-                         exp_date=_date(row.get("EXP_DATE") or ""), change_type=change_type)
+    def _insert(self, version_id: int, rows: list[Values], plan: _Plan) -> None:
+        """Insert the version's entries in batches of executemany, without ORM objects."""
+        entries = chain(((version_id, *row[:-1], change) for row, change in zip(rows, plan.changes)
+                         if change is not None), ((version_id, *e) for e in plan.dropped))
+        keys = ["list_version_id", *ENTRY_COLUMNS]
+        conn = self.session.connection()
+        if conn.dialect.name != "sqlite":
+            while batch := [dict(zip(keys, e)) for e in islice(entries, BATCH)]:
+                conn.execute(insert(ENTRIES), batch)
+            return
+        # SQLite holds its one writer lock while this runs: hand the driver tuples it binds
+        # as they are (dates already in SQLAlchemy's stored form) rather than dicts that
+        # SQLAlchemy processes row by row, which takes as long again as the inserts.
+        compiled = insert(ENTRIES).compile(dialect=conn.dialect, column_keys=keys)
+        if list(compiled.positiontup or ()) != keys:
+            # A column added to the model (with a default, say) the tuples do not carry.
+            raise RuntimeError(f"list_entry insert binds {compiled.positiontup}, not {keys}")
+        sql = str(compiled)
+        while rows_batch := list(islice(entries, BATCH)):
+            conn.exec_driver_sql(sql, rows_batch)
 
     def _archive_file(self, path: Path) -> str:
         """Stream one file into the archive; its SHA-256."""
@@ -232,23 +443,33 @@ class ListService:
     def diff(self, version: ListVersion) -> dict[str, Any]:
         """What the version adds, changes and removes against the version it was based on."""
         base = self.session.get(ListVersion, version.based_on_id) if version.based_on_id else None
-        previous = {e.national_cust_id: entry_fields(e) for e in (base.entries if base else [])}
         out: dict[str, Any] = {"version": version.version, "based_on": base.version if base else None,
                                "added": [], "changed": [], "removed": []}
-        unchanged = 0
-        for e in version.entries:
-            if e.change_type == UNCHANGED:
-                unchanged += 1
-                continue
-            now = entry_fields(e)
-            old = previous.get(e.national_cust_id)
-            item = {"national_cust_id": e.national_cust_id, "cust_name": e.cust_name, "lead_prov_id": e.lead_prov_id,
-                    "rank": e.rank, "changes": _changes(old, now) if old is not None else {}}
-            key = {ADDED: "added", CHANGED: "changed", REMOVED: "removed"}[e.change_type]
-            out[key].append(item)
+        # One query for the entries that are not unchanged, each with the base's entry for
+        # the same customer (whatever its change type) when there is one; unchanged ones are
+        # only counted. No ORM objects: a big list's diff stays a read of the rows it reports.
+        new = ENTRIES.alias("new")
+        old = ENTRIES.alias("old")
+        attrs = list(FIELD_ATTRS.values())
+        source = new.outerjoin(old, and_(old.c.list_version_id == (base.id if base else -1),
+                                         old.c.national_cust_id == new.c.national_cust_id))
+        query = (select(new.c.change_type, *(new.c[a] for a in attrs), old.c.id, *(old.c[a] for a in attrs))
+                 .select_from(source).where(new.c.list_version_id == version.id, new.c.change_type != UNCHANGED)
+                 .order_by(new.c.rank, new.c.id))
+        n = len(attrs)
+        kinds = {ADDED: "added", CHANGED: "changed", REMOVED: "removed"}
+        for row in self.session.execute(query):
+            now = dict(zip(FIELD_ATTRS, map(_text, row[1:1 + n])))
+            was = dict(zip(FIELD_ATTRS, map(_text, row[2 + n:]))) if row[1 + n] is not None else None
+            out[kinds[row[0]]].append({"national_cust_id": now["NATIONAL_CUST_ID"], "cust_name": now["CUST_NAME"],
+                                       "lead_prov_id": now["LEAD_PROV_ID"], "rank": row[1 + attrs.index("rank")],
+                                       "changes": _changes(was, now) if was is not None else {}})
+        c = ENTRIES.c
+        total, unchanged = self.session.execute(
+            select(func.count(), func.coalesce(func.sum(case((c.change_type == UNCHANGED, 1), else_=0)), 0))
+            .where(c.list_version_id == version.id)).one()
         out["counts"] = {"added": len(out["added"]), "changed": len(out["changed"]),
-                         "removed": len(out["removed"]), "unchanged": unchanged,
-                         "total": len(version.entries)}
+                         "removed": len(out["removed"]), "unchanged": int(unchanged), "total": int(total)}
         return out
 
     # -- publishing -------------------------------------------------------------------
@@ -275,8 +496,12 @@ class ListService:
                            f"published; load it again", f"名单版本 {version.version} 的比对基准已不是当前发布版本，请重新导入",
                            code="list_draft_outdated",
                            errors={"version": version.version, "published": base.version if base else None})
-        by_province: dict[str, list[ListEntry]] = {}
-        for e in version.entries:
+        # The entries as plain rows (attributes named as ListEntry's): a big list's slices
+        # are cut without building an ORM object per customer.
+        c = ENTRIES.c
+        by_province: dict[str, list[Row[Any]]] = {}
+        for e in self.session.execute(select(*(c[a] for a in ENTRY_COLUMNS)).where(c.list_version_id == version.id)
+                                      .order_by(c.rank, c.id)):
             by_province.setdefault(e.lead_prov_id, []).append(e)
         provinces = [a.code for a in OrgService(self.session).provinces()]
         slices = [self._cut(version, p, by_province[p]) for p in provinces if p in by_province]
@@ -292,7 +517,7 @@ class ListService:
                rows=sum(s.rows for s in slices), unsliced=unsliced)
         return slices
 
-    def _cut(self, version: ListVersion, province: str, entries: Iterable[ListEntry]) -> ListSlice:
+    def _cut(self, version: ListVersion, province: str, entries: Iterable[Row[Any]]) -> ListSlice:
         """Write, check and archive one province's slice; the ListSlice (added to the version)."""
         with tempfile.TemporaryDirectory(prefix="list-slice-") as tmp:
             writer = DeliveryWriter(self.spec, Path(tmp), "D", province, version.version)

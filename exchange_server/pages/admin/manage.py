@@ -221,7 +221,11 @@ def list_upload() -> Any:
         with tempfile.TemporaryDirectory(prefix="admin-list-") as tmp:
             path = Path(tmp) / ("upload" + Path(name).suffix.lower())
             upload.save(path)
-            loaded = _list_service(_actor()).load(path, version, source_name=name)
+            actor = _actor()
+            # End the transaction the sign-in check opened (on SQLite it holds the single writer):
+            # load reads and validates outside any write transaction and writes in one short one.
+            get_session().commit()
+            loaded = _list_service(actor).load(path, version, source_name=name)
     except ExchangeError as exc:
         return _refused(exc, _lists, form={"version": version or ""})
     return _done(f"已导入名单 {loaded.version}（草稿），请核对差异后发布",
