@@ -1,7 +1,8 @@
-"""SFTP upload benchmark: one ~1 GB delivery to our embedded SFTP server and to OpenSSH's sshd.
+"""SFTP benchmark: one ~1 GB delivery to our embedded SFTP server and to OpenSSH's sshd, and back.
 
-    python -m bench.sftp_upload                 # a 1 GiB delivery, each upload 3 times
-    python -m bench.sftp_upload --quick         # a 50 MiB smoke run, each upload once
+    python -m bench.sftp_upload                 # a 1 GiB delivery, each transfer 3 times (about 5 minutes)
+    python -m bench.sftp_upload --quick         # a 50 MiB smoke run, each transfer once
+    python -m bench.sftp_upload --clients "OpenSSH sftp,paramiko"   # only these clients
     python -m bench.sftp_upload --profile 256   # also: cProfile of our server in-process, 256 MiB upload
 
 One valid delivery (a check file and one GB18030 text file of ``31201 VIP_CUST_INFO``, as
@@ -10,16 +11,29 @@ after another, each with the machine to itself (``sync`` before each run):
 
 - ``ours`` — ``exchange-server serve --workers 0`` as its own process on a fresh data
   directory (SQLite; account ``prov44`` with an Ed25519 key, cycle 202610 open), SFTP on its
-  own port. The server takes the delivery out of the inbox on its own (hash, copy into the
-  archive, record, receipt): that is timed separately, from the end of the upload until the
+  own port; a fresh one for every upload (the same bytes twice would be one delivery). The
+  server takes the delivery out of the inbox on its own (hash, copy into the archive,
+  record, receipt): that is timed separately, from the end of the upload until the
   delivery's row is in ``exchange.db`` ("taken into the archive").
 - ``OpenSSH sshd`` — ``tests.support.sshd.OpenSshServer``: a real ``sshd`` on loopback,
   chrooted, ``internal-sftp``, writing into ``inbox/`` on the same disk. The reference.
 
-Clients (each the same for both servers): OpenSSH's ``sftp -b`` with a batch of
-``put data inbox/<name>.part``, ``rename``, then the check file the same way (wall time of
-the command, connection included), and paramiko (``SSHClient`` + ``open_sftp().put()``, as
-the province agent's SFTP transport does; in a child process, connection included).
+Clients (each the same for both servers; wall time, connection included):
+
+- ``OpenSSH sftp`` — ``sftp -b`` with a batch of ``put data inbox/<name>.part``, ``rename``,
+  then the check file the same way; no ``-B``, so the client picks its request size (8.7 and
+  later ask the server with ``limits@openssh.com``). The reference against sshd.
+- ``OpenSSH sftp -B 32768`` and ``-B 262144`` — the same with the request size pinned
+  (OpenSSH's client refuses to send 256 KiB WRITEs itself: that run is expected to fail
+  against both servers and is then recorded once, with the client's message).
+- ``paramiko`` — ``SSHClient`` + ``open_sftp().put()``, as the province agent's SFTP transport
+  does; in a child process.
+- ``OpenSSH sftp -B 262144 (get)`` — a download: the data file is copied into the outbox
+  (untimed), fetched with ``get``, checked against the original (size, SHA-256) and deleted.
+
+The request size each client used (``sftp -vvv``, or the ``-B`` given) is reported with the
+cipher. Throughput is given as a ratio to the reference run and to the same client against
+sshd.
 
 Peak memory of our server is its ``VmHWM`` from /proc (since start); for sshd it is the
 largest sum of ``VmHWM`` over the listener and its session processes seen while sampling
@@ -127,6 +141,7 @@ class Target:
     pid: int
     tree: bool  # sum over the process tree (sshd) or the one process (ours)
     inbox_path: Path | None = None  # where uploads land (to remove the cipher probe's file)
+    outbox_path: Path | None = None  # where downloads are placed (the "get" client)
 
 
 def sftp_batch(files: Sequence[Path], path: Path) -> Path:
@@ -139,44 +154,89 @@ def sftp_batch(files: Sequence[Path], path: Path) -> Path:
     return path
 
 
-def openssh_cmd(t: Target, batch: Path, verbose: bool = False) -> list[str]:
+def openssh_cmd(t: Target, batch: Path, verbose: bool = False, options: Sequence[str] = ()) -> list[str]:
     """The OpenSSH ``sftp`` command line, host key checked against our known_hosts only."""
-    return ["sftp", *(["-v"] if verbose else []), "-b", str(batch), "-P", str(t.port), "-i", str(t.key),
+    return ["sftp", *(["-vvv"] if verbose else []), *options, "-b", str(batch), "-P", str(t.port), "-i", str(t.key),
             "-o", f"UserKnownHostsFile={t.known_hosts}", "-o", "StrictHostKeyChecking=yes",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
             f"{t.user}@127.0.0.1"]
 
 
-def negotiated(client: str, t: Target, work: Path) -> str:
-    """The cipher and MAC a client negotiates with a server (an untimed ``pwd`` with ``sftp -v``; for
-    paramiko, what the child reports of an empty upload)."""
-    if client == "paramiko":
+def negotiated(client: "Client", t: Target, work: Path) -> tuple[str, str]:
+    """The cipher and MAC a client negotiates with a server, and its request size (an untimed ``pwd`` with
+    ``sftp -vvv``; for paramiko, what the child reports of an empty upload)."""
+    if client.kind == "paramiko":
         empty = work / "empty.txt"
         empty.write_bytes(b"x")
         cipher = _upload_paramiko(t, [empty], work)[1]
         for p in (t.inbox_path / "empty.txt",) if t.inbox_path else ():
             p.unlink(missing_ok=True)
-        return cipher
+        return cipher, "32,768"  # paramiko's SFTPFile.MAX_REQUEST_SIZE
     batch = work / "pwd.batch"
     batch.write_text("pwd\n")
-    out = subprocess.run(openssh_cmd(t, batch, verbose=True), capture_output=True, text=True)
+    out = subprocess.run(openssh_cmd(t, batch, verbose=True, options=client.options), capture_output=True, text=True)
+    cipher, size = "?", ""
     for line in out.stderr.splitlines():
         if "kex: client->server cipher:" in line:  # "<cipher> MAC: <mac> compression: none"
-            cipher, _, rest = line.split("cipher:", 1)[1].strip().partition(" MAC: ")
+            name, _, rest = line.split("cipher:", 1)[1].strip().partition(" MAC: ")
             mac = rest.split(" compression:")[0]
-            return cipher if mac == "<implicit>" else f"{cipher}, {mac}"
-    return "?"
+            cipher = name if mac == "<implicit>" else f"{name}, {mac}"
+        if "upload/download buffer sizes" in line:  # "...; using <up> / <down>" (limits@openssh.com)
+            up, _, down = line.rsplit("using ", 1)[1].partition(" / ")
+            size = f"{int(up if client.direction == 'upload' else down):,}"
+    if client.buflen:
+        size = f"{client.buflen:,}"
+    return cipher, size or "32,768"  # OpenSSH's default without limits@openssh.com
 
 
-def upload_openssh(t: Target, files: Sequence[Path], work: Path) -> float:
+class ClientRefused(RuntimeError):
+    """The transfer failed (the message is what the client said)."""
+
+
+def telling_line(stderr: str) -> str:
+    """The line of a client's error output that says what went wrong."""
+    lines = [x for x in stderr.strip().splitlines() if x.strip()]
+    return next((x for x in lines if "too long" in x), lines[-1] if lines else "")
+
+
+def upload_openssh(t: Target, files: Sequence[Path], work: Path, options: Sequence[str] = ()) -> float:
     """Run the sftp batch; wall seconds."""
-    cmd = openssh_cmd(t, sftp_batch(files, work / "upload.batch"))
+    cmd = openssh_cmd(t, sftp_batch(files, work / "upload.batch"), options=options)
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if out.returncode != 0:
-        raise RuntimeError(f"sftp to {t.name} failed ({out.returncode}): {out.stderr[-1000:]}")
+        raise ClientRefused(f"sftp {' '.join(options)} to {t.name} failed ({out.returncode}): "
+                            f"{telling_line(out.stderr)}")
     return seconds
+
+
+def download_openssh(t: Target, files: Sequence[Path], work: Path, options: Sequence[str] = ()) -> float:
+    """Place the data file in the outbox (untimed), fetch it with ``sftp get``; wall seconds. The copy is
+    checked against the original (size and SHA-256) and deleted."""
+    assert t.outbox_path is not None
+    src = max(files, key=lambda p: p.stat().st_size)
+    t.outbox_path.mkdir(parents=True, exist_ok=True)
+    placed = t.outbox_path / src.name
+    shutil.copyfile(src, placed)
+    got = work / "download" / src.name
+    got.parent.mkdir(exist_ok=True)
+    batch = work / "download.batch"
+    batch.write_text(f'get "outbox/{src.name}" "{got}"\n')
+    os.sync()
+    try:
+        t0 = time.perf_counter()
+        out = subprocess.run(openssh_cmd(t, batch, options=options), capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if out.returncode != 0:
+            raise ClientRefused(f"sftp {' '.join(options)} from {t.name} failed ({out.returncode}): "
+                                f"{telling_line(out.stderr)}")
+        if got.stat().st_size != src.stat().st_size or sha256_file(got) != sha256_file(src):
+            raise RuntimeError(f"download from {t.name}: the copy differs from the original")
+        return seconds
+    finally:
+        placed.unlink(missing_ok=True)
+        got.unlink(missing_ok=True)
 
 
 def _paramiko_child(port: int, user: str, key: str, known_hosts: str, files: list[str]) -> dict[str, Any]:
@@ -204,7 +264,10 @@ def _paramiko_child(port: int, user: str, key: str, known_hosts: str, files: lis
 
 def upload_paramiko(t: Target, files: Sequence[Path], work: Path) -> float:
     """paramiko's upload; seconds."""
-    return _upload_paramiko(t, files, work)[0]
+    try:
+        return _upload_paramiko(t, files, work)[0]
+    except RuntimeError as exc:
+        raise ClientRefused(str(exc)) from exc
 
 
 def _upload_paramiko(t: Target, files: Sequence[Path], work: Path) -> tuple[float, str]:
@@ -218,10 +281,37 @@ def _upload_paramiko(t: Target, files: Sequence[Path], work: Path) -> tuple[floa
     return float(answer["seconds"]), str(answer["cipher"])
 
 
-CLIENTS: dict[str, Callable[[Target, Sequence[Path], Path], float]] = {
-    "OpenSSH sftp": upload_openssh,
-    "paramiko": upload_paramiko,
-}
+@dataclass(frozen=True)
+class Client:
+    """One way to move the delivery: a client, its options, and which way."""
+
+    name: str
+    kind: str  # "openssh" or "paramiko"
+    direction: str = "upload"  # or "download" (the data file, from the outbox)
+    buflen: int = 0  # sftp -B; 0: the client's own choice (with limits@openssh.com: the server's)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Extra sftp options."""
+        return ("-B", str(self.buflen)) if self.buflen else ()
+
+    def run(self, t: Target, files: Sequence[Path], work: Path) -> float:
+        """One timed transfer; seconds (ClientRefused when the transfer fails)."""
+        if self.kind == "paramiko":
+            return upload_paramiko(t, files, work)
+        if self.direction == "download":
+            return download_openssh(t, files, work, self.options)
+        return upload_openssh(t, files, work, self.options)
+
+
+CLIENTS: list[Client] = [
+    Client("OpenSSH sftp", "openssh"),
+    Client("OpenSSH sftp -B 32768", "openssh", buflen=32768),
+    Client("OpenSSH sftp -B 262144", "openssh", buflen=262144),  # OpenSSH's client refuses this itself
+    Client("paramiko", "paramiko"),
+    Client("OpenSSH sftp -B 262144 (get)", "openssh", direction="download", buflen=262144),
+]
+REFERENCE = "OpenSSH sftp"  # with sshd: the reference run every ratio is taken against
 
 
 # -- the servers ---------------------------------------------------------------------------------
@@ -247,7 +337,8 @@ class Ours:
         kh = work / "known_hosts.ours"
         kh.write_text(f"[127.0.0.1]:{self.sftp_port} {host_key}\n")
         self.target = Target("ours", self.sftp_port, ACCOUNT, key, kh, self.p.pid, tree=False,
-                             inbox_path=self.data_dir / "sftp" / PROVINCE / "inbox")
+                             inbox_path=self.data_dir / "sftp" / PROVINCE / "inbox",
+                             outbox_path=self.data_dir / "sftp" / PROVINCE / "outbox")
         self.db = self.data_dir / "exchange.db"
 
     def deliveries(self) -> list[tuple[int, int]]:
@@ -288,11 +379,12 @@ class Sshd:
         pub = " ".join((Path(str(key) + ".pub")).read_text().split()[:2])
         self.server = OpenSshServer(work / "sshd", [pub]).start()
         self.inbox = self.server.mkdir("inbox")
+        self.outbox = self.server.mkdir("outbox")
         kh = work / "known_hosts.sshd"
         kh.write_text(f"[127.0.0.1]:{self.server.port} {self.server.host_key_line}\n")
         assert self.server.proc is not None
         self.target = Target("OpenSSH sshd", self.server.port, "root", key, kh, self.server.proc.pid, tree=True,
-                             inbox_path=self.inbox)
+                             inbox_path=self.inbox, outbox_path=self.outbox)
 
     def clear(self) -> None:
         """Empty the inbox between runs."""
@@ -312,12 +404,15 @@ class Run:
     client: str
     server: str
     bytes: int
+    direction: str = "upload"
+    request: str = ""  # the request size the client used (bytes)
     seconds: list[float] = field(default_factory=list)
     peak_mib: list[float] = field(default_factory=list)
     idle_mib: list[float] = field(default_factory=list)
     taken: list[float] = field(default_factory=list)
     cipher: str = ""
     ok: bool = True
+    error: str = ""  # the transfer failed: what the client said
 
     @property
     def median(self) -> float:
@@ -326,28 +421,44 @@ class Run:
 
     @property
     def mb_s(self) -> float:
-        """Throughput of the median run in MB/s (10^6 bytes)."""
-        return self.bytes / 1e6 / self.median
+        """Throughput of the median run in MB/s (10^6 bytes); 0 when it failed."""
+        return self.bytes / 1e6 / self.median if self.seconds and not self.error else 0.0
 
 
-def measure_ours(client: str, files: Sequence[Path], expected: dict[str, tuple[int, str]], total: int,
+def transferred(client: Client, files: Sequence[Path], total: int) -> int:
+    """The bytes one transfer moves: the whole delivery up, or the data file down."""
+    return total if client.direction == "upload" else max(p.stat().st_size for p in files)
+
+
+def measure_ours(client: Client, files: Sequence[Path], expected: dict[str, tuple[int, str]], total: int,
                  work: Path, key: Path, times: int) -> Run:
-    """Each run on a fresh server and data directory (the same bytes twice would be one delivery)."""
-    r = Run(client, "ours (serve --workers 0)", total)
-    for i in range(times):
-        os.sync()
-        srv = Ours(work, key)
-        try:
+    """Each upload on a fresh server and data directory (the same bytes twice would be one delivery); the
+    downloads from one server. A failed transfer is recorded once, not repeated."""
+    r = Run(client.name, "ours (serve --workers 0)", transferred(client, files, total), client.direction)
+    srv: Ours | None = None
+    try:
+        for i in range(times):
+            os.sync()
+            if srv is None or client.direction == "upload":
+                if srv is not None:
+                    srv.close()
+                srv = Ours(work, key)
             if i == 0:
-                r.cipher = negotiated(client, srv.target, work)
+                r.cipher, r.request = negotiated(client, srv.target, work)
             r.idle_mib.append(srv.p.rss_mib())
-            r.seconds.append(CLIENTS[client](srv.target, files, work))
+            try:
+                r.seconds.append(client.run(srv.target, files, work))
+            except ClientRefused as exc:
+                r.error, r.ok = str(exc), False
+                break
             r.peak_mib.append(srv.p.peak_mib())
-            r.taken.append(srv.wait_taken())
-            rows = srv.deliveries()
-            archived = archive_matches(srv.data_dir, expected)
-            r.ok = r.ok and len(rows) == 1 and rows[0][1] == total and archived
-        finally:
+            if client.direction == "upload":
+                r.taken.append(srv.wait_taken())
+                rows = srv.deliveries()
+                archived = archive_matches(srv.data_dir, expected)
+                r.ok = r.ok and len(rows) == 1 and rows[0][1] == total and archived
+    finally:
+        if srv is not None:
             srv.close()
     return r
 
@@ -364,25 +475,31 @@ def archive_matches(data_dir: Path, expected: dict[str, tuple[int, str]]) -> boo
     return got == expected
 
 
-def measure_sshd(client: str, srv: Sshd, files: Sequence[Path], expected: dict[str, tuple[int, str]], total: int,
-                 work: Path, times: int) -> Run:
-    """Each run into the emptied inbox of the same sshd."""
-    r = Run(client, "OpenSSH sshd (internal-sftp)", total)
-    r.cipher = negotiated(client, srv.target, work)
+def measure_sshd(client: Client, srv: Sshd, files: Sequence[Path], expected: dict[str, tuple[int, str]],
+                 total: int, work: Path, times: int) -> Run:
+    """Each run into the emptied inbox of the same sshd (or from its outbox)."""
+    r = Run(client.name, "OpenSSH sshd (internal-sftp)", transferred(client, files, total), client.direction)
+    r.cipher, r.request = negotiated(client, srv.target, work)
     for _ in range(times):
         srv.clear()
         os.sync()
         r.idle_mib.append(sum(proc_status_kib(p, "VmRSS") for p in descendants(srv.target.pid)) / 1024)
         with PeakSampler(srv.target.pid) as sampler:
-            r.seconds.append(CLIENTS[client](srv.target, files, work))
+            try:
+                r.seconds.append(client.run(srv.target, files, work))
+            except ClientRefused as exc:
+                r.error, r.ok = str(exc), False
         r.peak_mib.append(sampler.peak_mib)
-        got = {p.name: p.stat().st_size for p in srv.inbox.iterdir()}
-        r.ok = r.ok and got == {n: s for n, (s, _) in expected.items()}
+        if r.error:
+            break
+        if client.direction == "upload":
+            got = {p.name: p.stat().st_size for p in srv.inbox.iterdir()}
+            r.ok = r.ok and got == {n: s for n, (s, _) in expected.items()}
     srv.clear()
     return r
 
 
-def run(size: int, work: Path, times: int) -> tuple[dict[str, Any], list[Run]]:
+def run(size: int, work: Path, times: int, clients: Sequence[Client]) -> tuple[dict[str, Any], list[Run]]:
     """Generate the delivery, then take every measurement, one after another."""
     gen = generate(size, work)
     folder = Path(gen["folder"])
@@ -394,11 +511,11 @@ def run(size: int, work: Path, times: int) -> tuple[dict[str, Any], list[Run]]:
     try:
         sshd = Sshd(work, key)
         try:
-            for client in CLIENTS:
+            for client in clients:
                 results.append(measure_sshd(client, sshd, files, expected, total, work, times))
         finally:
             sshd.close()
-        for client in CLIENTS:
+        for client in clients:
             results.append(measure_ours(client, files, expected, total, work, key, times))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -406,18 +523,28 @@ def run(size: int, work: Path, times: int) -> tuple[dict[str, Any], list[Run]]:
 
 
 def table(results: list[Run]) -> str:
-    """The uploads as a Markdown table, throughput against OpenSSH sftp → sshd."""
-    ref = next(r for r in results if r.client == "OpenSSH sftp" and r.server.startswith("OpenSSH"))
-    lines = ["| client | server | bytes | seconds (median) | runs, seconds (sorted) | MB/s | × OpenSSH→sshd MB/s | "
-             "server peak MiB (idle) | taken into the archive, s (median; runs) | cipher | files intact |",
-             "|---|---|---:|---:|---|---:|---:|---:|---|---|---|"]
-    for r in results:
-        runs = ", ".join(f"{x:.2f}" for x in sorted(r.seconds))
+    """The transfers as a Markdown table, each client against sshd and then ours, with throughput as a
+    ratio to the reference run (OpenSSH sftp → sshd) and to the same client → sshd."""
+    ref = next(r for r in results if r.client == REFERENCE and r.server.startswith("OpenSSH"))
+    lines = ["| client | server | request, bytes | bytes | seconds (median) | runs, seconds (sorted) | MB/s | "
+             "× OpenSSH→sshd | × same client→sshd | server peak MiB (idle) | "
+             "taken into the archive, s (median; runs) | cipher | intact |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|---|"]
+    order = {c.name: i for i, c in enumerate(CLIENTS)}
+    for r in sorted(results, key=lambda x: (order.get(x.client, 99), not x.server.startswith("OpenSSH"))):
+        same = next((x for x in results if x.client == r.client and x.server.startswith("OpenSSH")), None)
         idle = f" ({statistics.median(r.idle_mib):.0f})" if r.idle_mib else ""
+        peak = f"{max(r.peak_mib):.0f}{idle}" if r.peak_mib else "—"
+        if r.error:
+            lines.append(f"| {r.client} | {r.server} | {r.request} | {r.bytes:,} | — | — | **fails** | — | — | "
+                         f"{peak} | — | {r.cipher} | {r.error.split(': ', 1)[-1]} |")
+            continue
+        runs = ", ".join(f"{x:.2f}" for x in sorted(r.seconds))
         taken = (f"{statistics.median(r.taken):.2f} ({', '.join(f'{x:.2f}' for x in sorted(r.taken))})"
                  if r.taken else "—")
-        lines.append(f"| {r.client} | {r.server} | {r.bytes:,} | {r.median:.2f} | {runs} | {r.mb_s:,.0f} | "
-                     f"{r.mb_s / ref.mb_s:.2f} | {max(r.peak_mib):.0f}{idle} | {taken} | {r.cipher} | "
+        vs_same = f"{r.mb_s / same.mb_s:.2f}" if same is not None and same.mb_s else "—"
+        lines.append(f"| {r.client} | {r.server} | {r.request} | {r.bytes:,} | {r.median:.2f} | {runs} | "
+                     f"{r.mb_s:,.0f} | {r.mb_s / ref.mb_s:.2f} | {vs_same} | {peak} | {taken} | {r.cipher} | "
                      f"{'yes' if r.ok else '**no**'} |")
     return "\n".join(lines)
 
@@ -470,13 +597,13 @@ def profile(size: int, work: Path, client: str = "OpenSSH sftp", top: int = 25) 
     t = Target("ours (in-process)", srv.port, ACCOUNT, key, kh, os.getpid(), tree=False)
     # session threads start from here on
     threading.Thread.run = wrap(original)  # type: ignore[method-assign,assignment]
-    paramiko.Transport.run = wrap(transport_run)  # type: ignore[method-assign,assignment]
+    paramiko.Transport.run = wrap(transport_run)
     cpu0 = time.process_time()
     try:
-        seconds = CLIENTS[client](t, files, work)
+        seconds = next(c for c in CLIENTS if c.name == client).run(t, files, work)
     finally:
-        threading.Thread.run = original  # type: ignore[method-assign,assignment]
-        paramiko.Transport.run = transport_run  # type: ignore[method-assign,assignment]
+        threading.Thread.run = original  # type: ignore[method-assign]
+        paramiko.Transport.run = transport_run
     cpu = time.process_time() - cpu0
     time.sleep(1.0)  # let the session threads end (and their profiles stop)
     srv.shutdown()
@@ -503,7 +630,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a 50 MiB smoke run, each measurement once")
     ap.add_argument("--profile", type=int, default=0, metavar="MiB",
                     help="only profile our server in-process (cProfile) for one upload of this size")
-    ap.add_argument("--profile-client", choices=list(CLIENTS), default="OpenSSH sftp", help="client for --profile")
+    ap.add_argument("--profile-client", choices=[c.name for c in CLIENTS if c.direction == "upload"],
+                    default="OpenSSH sftp", help="client for --profile")
+    ap.add_argument("--clients", default=",".join(c.name for c in CLIENTS),
+                    help="comma-separated subset of: " + ", ".join(c.name for c in CLIENTS) + f" (always: {REFERENCE})")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one under /tmp)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
@@ -521,7 +651,11 @@ def main() -> None:
             print(profile(size, work, a.profile_client))
             return
         started = time.time()
-        gen, results = run(size, work, 1 if a.quick else a.repeat)
+        wanted = {REFERENCE, *(n.strip() for n in a.clients.split(","))}
+        unknown = wanted - {c.name for c in CLIENTS}
+        if unknown:
+            sys.exit(f"unknown clients: {', '.join(sorted(unknown))}")
+        gen, results = run(size, work, 1 if a.quick else a.repeat, [c for c in CLIENTS if c.name in wanted])
         ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
         import paramiko
 
