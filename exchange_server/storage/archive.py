@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import tempfile
-import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import IO, BinaryIO, Iterator
@@ -24,63 +22,11 @@ from ..errors import PayloadTooLarge
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 # Every this many bytes of a staged file, the kernel is asked to start writing them out.
 WRITEBACK_STEP = 16 * 1024 * 1024
-# Past this many bytes a staged file is hashed and written on a thread of its own (see _Pipeline),
-# with at most PIPELINE_DEPTH chunks (of the upload's 1 MiB) waiting.
-PIPELINE_AFTER = 8 * 1024 * 1024
-PIPELINE_DEPTH = 8
 _FADVISE = getattr(os, "posix_fadvise", None)  # Linux and most Unixes; not macOS or Windows
 
 
-class _Pipeline:
-    """Hashes and writes a staged file's chunks on a thread of its own while the caller reads on.
-
-    SHA-256 and file writes release the GIL for large buffers, as socket reads do, so on two
-    cores the upload's reading and parsing overlap its hashing and writing instead of taking
-    turns. The queue is bounded: memory stays at ``depth`` chunks whatever the file's size.
-    """
-
-    def __init__(self, obj: "StagedObject", depth: int = PIPELINE_DEPTH) -> None:
-        self.obj = obj
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=f"archive-{obj.path.name}", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            chunk = self.queue.get()
-            if chunk is None:
-                return
-            if self.error is None:
-                try:
-                    self.obj._absorb(chunk)
-                except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread)
-                    self.error = exc
-
-    def put(self, chunk: bytes) -> None:
-        """Queue a chunk (a copy: the caller's buffer is reused); re-raises the writer's error."""
-        self.check()
-        self.queue.put(chunk)
-
-    def finish(self) -> None:
-        """Wait until every queued chunk is hashed and written; re-raises the writer's error."""
-        self.queue.put(None)
-        self.thread.join()
-        self.check()
-
-    def check(self) -> None:
-        """Raise the error the writer thread met, if any (disk full, ...)."""
-        if self.error is not None:
-            raise self.error
-
-
 class StagedObject:
-    """A file being received: write bytes, then ``commit`` to archive it (or ``discard``).
-
-    Small files are hashed and written as they come. Past ``PIPELINE_AFTER`` bytes the
-    hashing and writing move to a :class:`_Pipeline` thread, so that a large upload's
-    network reads overlap them.
-    """
+    """A file being received: write bytes, then ``commit`` to archive it (or ``discard``)."""
 
     def __init__(self, archive: "LocalArchive", limit: int | None = None, label: str = "") -> None:
         self.archive = archive
@@ -93,8 +39,6 @@ class StagedObject:
         self.size = 0
         self.digest: str | None = None
         self._kicked = 0
-        self._written = 0
-        self._pipeline: _Pipeline | None = None
 
     def write(self, data: bytes | memoryview) -> int:
         """Append bytes; PayloadTooLarge once the cap is passed."""
@@ -105,21 +49,11 @@ class StagedObject:
                 f"file {self.label} is larger than the limit of {self.limit} bytes",
                 f"文件 {self.label} 超过大小上限 {self.limit} 字节", code="file_too_large",
                 errors={"file": self.label, "limit": self.limit})
-        if self._pipeline is None and self.size > PIPELINE_AFTER:
-            self._pipeline = _Pipeline(self)
-        if self._pipeline is not None:
-            self._pipeline.put(bytes(data))
-        else:
-            self._absorb(data)
-        return len(data)
-
-    def _absorb(self, data: bytes | memoryview) -> None:
-        """Hash and write one chunk (on the pipeline's thread once there is one)."""
         self.sha.update(data)
         self.fh.write(data)
-        self._written += len(data)
-        if self._written - self._kicked >= WRITEBACK_STEP:
+        if self.size - self._kicked >= WRITEBACK_STEP:
             self._start_writeback()
+        return len(data)
 
     def _start_writeback(self) -> None:
         # seal() fsyncs the file. Left alone, the kernel keeps a whole 1 GB upload as dirty
@@ -130,17 +64,14 @@ class StagedObject:
             return
         try:
             self.fh.flush()
-            _FADVISE(self.fh.fileno(), self._kicked, self._written - self._kicked, os.POSIX_FADV_DONTNEED)
+            _FADVISE(self.fh.fileno(), self._kicked, self.size - self._kicked, os.POSIX_FADV_DONTNEED)
         except OSError:
             pass  # a file system that refuses the hint loses nothing but the overlap
-        self._kicked = self._written
+        self._kicked = self.size
 
     def seal(self) -> str:
         """Finish writing: flush to disk and fix the digest (the file stays in staging)."""
         if self.digest is None:
-            if self._pipeline is not None:
-                pipeline, self._pipeline = self._pipeline, None
-                pipeline.finish()
             self.fh.flush()
             os.fsync(self.fh.fileno())
             self.fh.close()
@@ -155,12 +86,6 @@ class StagedObject:
 
     def discard(self) -> None:
         """Drop a file that will not be archived."""
-        if self._pipeline is not None:
-            pipeline, self._pipeline = self._pipeline, None
-            try:
-                pipeline.finish()
-            except BaseException:  # noqa: BLE001  (the file is being dropped anyway)
-                pass
         if not self.fh.closed:
             self.fh.close()
         self.path.unlink(missing_ok=True)
