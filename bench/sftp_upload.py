@@ -50,7 +50,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,8 +57,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.upload import (
-    CYCLE, MiB, PROVINCE, ROOT, VENV_BIN, Process, delivery_files, free_port, generate, proc_status_kib,
-    sha256_file, wait_http,
+    CYCLE, MiB, PROVINCE, ROOT, VENV_BIN, Process, delivery_files, free_port, generate, proc_status_kib, report,
+    scratch, sha256_file, wait_http,
 )
 
 ACCOUNT = f"prov{PROVINCE}"  # bench.data writes Guangdong's (44) deliveries; the account must send as 44
@@ -639,13 +638,7 @@ def main() -> None:
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("the sshd reference needs root (chroot, login as root)")
-    size = (50 if a.quick else (a.profile or a.size_mb)) * MiB
-    work = a.work or Path(tempfile.mkdtemp(prefix="kam-bench-sftp-"))
-    work.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(work).free
-    if free < 4 * size:  # the file, the inbox copy, the archive copy, slack
-        size = max(MiB, free // 4)
-        print(f"note: only {free / 2**30:.1f} GiB free under {work}; the delivery is cut to {size / MiB:.0f} MiB")
+    work, size = scratch(a.work, "kam-bench-sftp-", (50 if a.quick else (a.profile or a.size_mb)) * MiB)
     try:
         if a.profile:
             print(profile(size, work, a.profile_client))
@@ -659,15 +652,8 @@ def main() -> None:
         ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
         import paramiko
 
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores (client and server on the same machine), "
-              f"Python {platform.python_version()}, {ssh_v}, paramiko {paramiko.__version__}; "
-              f"wall {time.time() - started:.0f} s")
-        print(f"delivery: 1 data file of {gen['rows']:,} rows + check file, {gen['bytes']:,} bytes; written in "
-              f"{gen['seconds']:.1f} s, generator peak {gen['peak_mib']:.0f} MiB")
-        print(table(results))
-        if a.json:
-            a.json.write_text(json.dumps({"generate": gen, "runs": [vars(r) | {"mb_s": r.mb_s} for r in results]},
-                                         indent=2))
+        report(gen, table(results), started, f" (client and server on the same machine), Python "
+               f"{platform.python_version()}, {ssh_v}, paramiko {paramiko.__version__}", a.json, "runs", results)
     finally:
         if a.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -364,6 +364,29 @@ def table(results: list[Upload]) -> str:
     return "\n".join(lines)
 
 
+def scratch(work: Path | None, prefix: str, size: int) -> tuple[Path, int]:
+    """The scratch folder (a temporary one unless given) and the delivery size that fits in it."""
+    folder = work or Path(tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < 4 * size:  # the file, the receiving side's copy and the archive's copy, with room to spare
+        size = max(MiB, free // 4)
+        print(f"note: only {free / 2**30:.1f} GiB free under {folder}; the delivery is cut to {size / MiB:.0f} MiB")
+    return folder, size
+
+
+def report(gen: dict[str, Any], table_text: str, started: float, machine_note: str, json_path: Path | None,
+           runs_key: str, runs: Sequence[Any]) -> None:
+    """Print the machine, the delivery and the results table; also write them as JSON if asked."""
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores{machine_note}; wall {time.time() - started:.0f} s")
+    print(f"delivery: 1 data file of {gen['rows']:,} rows + check file, {gen['bytes']:,} bytes; written in "
+          f"{gen['seconds']:.1f} s, generator peak {gen['peak_mib']:.0f} MiB")
+    print(table_text)
+    if json_path:
+        json_path.write_text(json.dumps({"generate": gen, runs_key: [vars(r) | {"mb_s": r.mb_s} for r in runs]},
+                                        indent=2))
+
+
 def main() -> None:
     """Command line: run the benchmark and print the table."""
     if len(sys.argv) > 1 and sys.argv[1] == "--child-generate":
@@ -376,24 +399,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one under /tmp)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
-    size = (50 if a.quick else a.size_mib) * MiB
-    work = a.work or Path(tempfile.mkdtemp(prefix="kam-bench-upload-"))
-    work.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(work).free
-    if free < 4 * size:  # the file, the receiver's copy and the archive's copy, with room to spare
-        size = max(MiB, free // 4)
-        print(f"note: only {free / 2**30:.1f} GiB free under {work}; the delivery is cut to {size / MiB:.0f} MiB")
+    work, size = scratch(a.work, "kam-bench-upload-", (50 if a.quick else a.size_mib) * MiB)
     try:
         started = time.time()
         gen, results = run(size, work, 1 if a.quick else a.repeat)
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-              f"wall {time.time() - started:.0f} s")
-        print(f"delivery: 1 data file of {gen['rows']:,} rows + check file, {gen['bytes']:,} bytes; written in "
-              f"{gen['seconds']:.1f} s, generator peak {gen['peak_mib']:.0f} MiB")
-        print(table(results))
-        if a.json:
-            a.json.write_text(json.dumps({"generate": gen, "uploads": [vars(u) | {"mb_s": u.mb_s} for u in results]},
-                                         indent=2))
+        report(gen, table(results), started, f", Python {platform.python_version()}", a.json, "uploads", results)
     finally:
         if a.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -75,6 +75,17 @@ class CycleExceptionService:
             q = q.where(CycleException.cycle_id == cycle_id)
         return list(self.session.scalars(q))
 
+    def in_force(self, now: dt.datetime | None = None) -> dict[tuple[str, str], dt.datetime]:
+        """(province, cycle) -> when its exception ends, for every exception valid at ``now`` (the latest end wins)."""
+        now = as_utc(now or utcnow())
+        out: dict[tuple[str, str], dt.datetime] = {}
+        for e in self.session.scalars(select(CycleException).where(CycleException.revoked_at.is_(None),
+                                                                   CycleException.until >= now)):
+            until, key = as_utc(e.until), (e.province, e.cycle_id)
+            if key not in out or until > out[key]:
+                out[key] = until
+        return out
+
     def valid(self, cycle_id: str, province: str, at: dt.datetime) -> CycleException | None:
         """The exception covering a delivery of ``province`` to ``cycle_id`` received at ``at`` (latest end), or None."""
         return self.session.scalars(

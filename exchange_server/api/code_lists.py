@@ -1,7 +1,6 @@
 """The code-list versions HQ has published since the standard's release, for agents to validate with."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask_smorest import Blueprint
@@ -22,4 +21,4 @@ blp = Blueprint("code_lists", __name__, url_prefix="/api/v1/code-lists",
 def published() -> Any:
     """Every published version beyond the YAML, oldest first: lay them over the standard with ``schemas.with_code_versions``."""
     authenticate()
-    return json.loads(code_lists_document(get_session(), runtime().spec))
+    return code_lists_document(get_session(), runtime().spec)

@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from ..accounts.models import Account
 from ..admin.services import CycleExceptionService
-from ..clock import as_utc, beijing_stamp, iso, utcnow
+from ..clock import beijing_stamp, iso
 from ..cycles.models import ReportingCycle
 from ..cycles.services import CycleService
 from ..db import get_session
@@ -35,13 +35,8 @@ def _exceptions(account: Account) -> dict[str, dt.datetime]:
     province = OrgService(session).province_of(account.party) if account.party else None
     if province is None:
         return {}
-    now = utcnow()
-    out: dict[str, dt.datetime] = {}
-    for e in CycleExceptionService(session).listing():
-        until = as_utc(e.until)
-        if e.province == province and e.valid_at(now) and (e.cycle_id not in out or until > out[e.cycle_id]):
-            out[e.cycle_id] = until
-    return out
+    return {cycle: until for (prov, cycle), until in CycleExceptionService(session).in_force().items()
+            if prov == province}
 
 
 def _with_exception(c: ReportingCycle, exceptions: dict[str, dt.datetime]) -> dict[str, Any]:

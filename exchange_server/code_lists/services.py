@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -70,15 +71,6 @@ class CodeChange:
             if value:
                 out[key] = value
         return out
-
-
-def _yaml_str(text: str) -> str:
-    """A YAML double-quoted scalar (a JSON string is one), Chinese kept readable."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _yaml_map(item: dict[str, str]) -> str:
-    return "{" + ", ".join(f"{k}: {_yaml_str(v)}" for k, v in item.items()) + "}"
 
 
 class CodeListService:
@@ -246,34 +238,20 @@ class CodeListService:
     @staticmethod
     def snippet(draft: CodeListVersionRecord) -> str:
         """The ``versions:`` entry for ``interface_specs/code_lists/<domain>.yaml``, to fold into the next release of the standard."""
-        lines = [f"# append under versions: in interface_specs/code_lists/{draft.domain}.yaml",
-                 (f"# {draft.state} by {draft.published_by or draft.created_by} on "
-                  f"{(draft.published_at or draft.created_at):%Y-%m-%d}"),
-                 f"  - version: {_yaml_str(draft.version)}",
-                 f"    effective_from: {draft.effective_from:%Y-%m-%d}",
-                 f"    based_on: {_yaml_str(draft.based_on)}"]
-        if draft.note_zh:
-            lines.append(f"    note_zh: {_yaml_str(draft.note_zh)}")
-        if draft.note_en:
-            lines.append(f"    note_en: {_yaml_str(draft.note_en)}")
-        if draft.add:
-            lines.append("    add:")
-            lines += [f"      - {_yaml_map(item)}" for item in draft.add]
-        if draft.update:
-            lines.append("    update:")
-            lines += [f"      - {_yaml_map(item)}" for item in draft.update]
-        if draft.remove:
-            lines.append(f"    remove: [{', '.join(_yaml_str(c) for c in draft.remove)}]")
-        return "\n".join(lines) + "\n"
+        entry = {**draft.as_version(), "effective_from": draft.effective_from}  # a YAML date, as the files have
+        body = yaml.safe_dump([entry], allow_unicode=True, sort_keys=False, width=120)
+        return (f"# append under versions: in interface_specs/code_lists/{draft.domain}.yaml\n"
+                f"# {draft.state} by {draft.published_by or draft.created_by} on "
+                f"{(draft.published_at or draft.created_at):%Y-%m-%d}\n"
+                + "".join(f"  {line}\n" for line in body.splitlines()))
 
 
-def code_lists_document(session: Session, spec: Spec) -> bytes:
-    """What agents fetch: the standard's version and every published code-list version, as JSON.
+def code_lists_document(session: Session, spec: Spec) -> dict[str, Any]:
+    """What agents fetch: the standard's version and every published code-list version.
 
     ``additions`` is exactly what :func:`schemas.with_code_versions` takes, so an agent
     holding the same standard validates with the same codes as HQ.
     """
     additions = published_additions(session)
-    doc = {"spec_version": spec.version, "additions": additions,
-           "generation": hashlib.sha256(additions_text(additions).encode()).hexdigest()[:16]}
-    return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
+    return {"spec_version": spec.version, "additions": additions,
+            "generation": hashlib.sha256(additions_text(additions).encode()).hexdigest()[:16]}

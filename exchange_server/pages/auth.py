@@ -12,7 +12,7 @@ import math
 from typing import Any, Callable, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import current_app, g, redirect, render_template, request, session, url_for
+from flask import g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from ..accounts.models import Account
@@ -81,7 +81,7 @@ def safe_next(target: str | None) -> str:
 def home_path() -> str:
     """The signed-in account's own start page: provinces their deliveries, HQ the dashboard."""
     account = current_account()
-    if account is not None and account.role == "province" and "province.index" in current_app.view_functions:
+    if account is not None and account.role == "province":
         return url_for("province.index")
     return url_for("analyst.index")
 

@@ -201,17 +201,6 @@ class ProvinceService:
         """The province an account belongs to: itself, or a local network's parent."""
         return OrgService(self.session).province_of(account.party) if account.party else None
 
-    def _visible_deliveries(self, account: Account) -> list[Delivery]:
-        """Every production delivery the account may see (through DeliveryService, page by page)."""
-        out: list[Delivery] = []
-        page = 1
-        while True:
-            items, total = self.deliveries.page(account, mode="P", page=page, per_page=500)
-            out.extend(items)
-            if not items or len(out) >= total:
-                return out
-            page += 1
-
     def calendar(self, account: Account, now: dt.datetime | None = None) -> list[CycleRow]:
         """The reporting calendar, newest first, with this province's exceptions and unit states."""
         now = as_utc(now or utcnow())
@@ -222,7 +211,9 @@ class ProvinceService:
 
         # Units received per cycle from deliveries the account may see, sent as one of its parties (a
         # delivery claiming another party was refused and is not this province's data); the latest wins.
-        visible = self._visible_deliveries(account)
+        q = select(Delivery.id, Delivery.period, Delivery.party).where(Delivery.mode == "P")
+        where = self.deliveries.visible_where(account)
+        visible = list(self.session.execute(q if where is None else q.where(where)))
         visible_ids = {d.id for d in visible}
         own = {d.id: d for d in visible if d.party in parties}
         received: dict[tuple[str, str], int] = {}

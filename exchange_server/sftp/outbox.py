@@ -129,13 +129,12 @@ def place_calendar_states(rt: Runtime, parties: list[str]) -> None:
     The standard's REP_CYCLE files carry no state, so an SFTP-only agent reads this to know
     which cycles are open — and which closed ones still take its deliveries until when.
     """
-    import datetime as dt
     import json
 
     from sqlalchemy import select
 
     from ..admin.services import CycleExceptionService
-    from ..clock import as_utc, beijing_stamp, utcnow
+    from ..clock import beijing_stamp, utcnow
     from ..cycles.models import ReportingCycle
     from ..org.services import OrgService
 
@@ -144,17 +143,14 @@ def place_calendar_states(rt: Runtime, parties: list[str]) -> None:
         cycles = list(s.scalars(select(ReportingCycle).order_by(ReportingCycle.begin_date)))
         org = OrgService(s)
         province_of = {p: org.province_of(p) for p in parties}
-        granted: dict[tuple[str | None, str], dt.datetime] = {}
-        for e in CycleExceptionService(s).listing():
-            key = (e.province, e.cycle_id)
-            if e.valid_at(now) and (key not in granted or as_utc(e.until) > granted[key]):
-                granted[key] = as_utc(e.until)
+        granted = CycleExceptionService(s).in_force(now)
         rows: list[dict[str, Any]] = [{"id": c.id, "state": c.state, "begin_date": c.begin_date.isoformat(),
                  "end_date": c.end_date.isoformat(), "deadline_beijing": beijing_stamp(c.deadline),
                  "units_due": list(c.units)} for c in cycles]
     for party in parties:
-        mine = [{**r, "exception_until_beijing": beijing_stamp(granted[(province_of[party], r["id"])])
-                 if (province_of[party], r["id"]) in granted else None} for r in rows]
+        until = {cycle: end for (prov, cycle), end in granted.items() if prov == province_of[party]}
+        mine = [{**r, "exception_until_beijing": beijing_stamp(until[r["id"]]) if r["id"] in until else None}
+                for r in rows]
         data = json.dumps({"generated_beijing": beijing_stamp(now), "cycles": mine}, ensure_ascii=False,
                           indent=1).encode("utf-8")
         place(rt, party, CALENDAR_NAME, rt.archive.put_bytes(data), "cycle.calendar")
@@ -169,13 +165,15 @@ def place_code_lists(rt: Runtime) -> int:
     SFTP-only agents lay these over their own copy of the standard before validating, as
     HTTP agents do with ``GET /api/v1/code-lists``; returns how many parties got the file.
     """
+    import json
+
     from sqlalchemy import select
 
     from ..accounts.models import PROVINCE
     from ..code_lists.services import code_lists_document
 
     with rt.db.session() as s:
-        data = code_lists_document(s, rt.spec)
+        data = json.dumps(code_lists_document(s, rt.spec), ensure_ascii=False, indent=1).encode("utf-8")
         parties = sorted({p for p in s.scalars(select(Account.party).where(Account.role == PROVINCE, Account.active))
                           if p})
     key = rt.archive.put_bytes(data)

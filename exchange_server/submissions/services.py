@@ -25,7 +25,8 @@ class DeliveryService:
         self.session = session
         self.archive = archive
 
-    def _visible(self, account: Account) -> Any:
+    def visible_where(self, account: Account) -> Any:
+        """The WHERE clause of the deliveries ``account`` may see; None when it may see all (HQ)."""
         parties = visible_parties(self.session, account)
         if parties is None:
             return None
@@ -48,7 +49,7 @@ class DeliveryService:
              page: int = 1, per_page: int = 50) -> tuple[list[Delivery], int]:
         """Deliveries the account may see, newest first."""
         q = select(Delivery)
-        where = self._visible(account)
+        where = self.visible_where(account)
         if where is not None:
             q = q.where(where)
         if cycle:

@@ -8,7 +8,6 @@ Browser fixtures (``browser``, ``context``, ``page``) are the session-wide ones 
 """
 from __future__ import annotations
 
-import datetime as dt
 import re
 import secrets
 import time
@@ -22,11 +21,10 @@ from flask.testing import FlaskClient
 
 from exchange_server.accounts.services import AccountService
 from exchange_server.app import create_app
-from exchange_server.cycles.services import CycleService
-from exchange_server.runtime import Runtime, open_runtime
+from exchange_server.runtime import Runtime
 from exchange_server.runtime.serve import Server
-from exchange_server.setup_service import initialise
 from province_agent.transport import HttpTransport
+from tests.support.runtimes import runtime_with_open_cycles
 from tests.support.deliveries import DeliveryRows
 
 CYCLES = ("202609", "202610", "202611")
@@ -76,15 +74,7 @@ class Accounts:
 @pytest.fixture(scope="module")
 def admin_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """SQLite with the org tree and three open cycles; outboxes under the data dir."""
-    root = tmp_path_factory.mktemp("admin")
-    rt = open_runtime({"data_dir": str(root / "data"), "database_url": f"sqlite:///{root / 'exchange.db'}",
-                       "worker_poll_seconds": 0.05, "sftp_port": 0})
-    initialise(rt)
-    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
-    with rt.db.session() as s:
-        cycles = CycleService(s, rt.spec, "test")
-        for cycle_id in CYCLES:
-            cycles.create(cycle_id, deadline=deadline, state="open")
+    rt = runtime_with_open_cycles(tmp_path_factory.mktemp("admin"), CYCLES)
     yield rt
     rt.db.dispose()
 

@@ -7,7 +7,6 @@ they are skipped, or fail when ``CI`` is set (CI must run them).
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Iterator
 
 import pytest
@@ -18,13 +17,12 @@ from flask.testing import FlaskClient
 
 from exchange_server.accounts.services import AccountService
 from exchange_server.app import create_app
-from exchange_server.cycles.services import CycleService
 from exchange_server.ingestion.worker import IngestionWorker
 from exchange_server.lists.services import ListService
-from exchange_server.runtime import Runtime, open_runtime
+from exchange_server.runtime import Runtime
 from exchange_server.runtime.serve import Server
 from exchange_server.sample_data.generator import generate
-from exchange_server.setup_service import initialise
+from tests.support.runtimes import runtime_with_open_cycles
 
 
 CYCLES = {"202609": ["11", "42"], "202610": ["11", "42", "44"]}
@@ -38,14 +36,8 @@ PROVINCE = ("prov42", "province-pages-2026")
 def page_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     """SQLite with the org tree, two cycles of accepted sample data, an analyst and a province login."""
     root = tmp_path_factory.mktemp("pages")
-    rt = open_runtime({"data_dir": str(root / "data"), "database_url": f"sqlite:///{root / 'exchange.db'}",
-                       "worker_poll_seconds": 0.05, "sftp_port": 0})
-    initialise(rt)
-    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
+    rt = runtime_with_open_cycles(root, CYCLES)
     with rt.db.session() as s:
-        cycles = CycleService(s, rt.spec, "test")
-        for cycle_id in CYCLES:
-            cycles.create(cycle_id, deadline=deadline, state="open")
         accounts = AccountService(s, "test")
         accounts.create(ANALYST[0], "analyst", display_name="测试分析员 Test analyst", password=ANALYST[1])
         accounts.create(PROVINCE[0], "province", "42", password=PROVINCE[1])

@@ -7,29 +7,27 @@ extend ``admin/base_admin.html``, whose navigation is :data:`NAV`.
 """
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import url_for
 
 from ..blueprints import page_blueprint
 
 # A page blueprint: CSRF on every POST, HTML error pages, the pages' security headers.
 bp = page_blueprint("admin", __name__, url_prefix="/admin")
 
-#: The admin navigation: (section, endpoint, fallback path, Chinese, English). A section whose
-#: endpoint is not registered (yet) links to its fallback path.
-NAV: list[tuple[str, str, str, str, str]] = [
-    ("review", "admin.review_queue", "/admin/review/", "审核", "Review"),
-    ("cycles", "admin.cycles", "/admin/cycles", "周期", "Cycles"),
-    ("lists", "admin.lists", "/admin/lists", "名单", "Lists"),
-    ("code_lists", "admin.code_lists", "/admin/code-lists", "代码表", "Code lists"),
-    ("accounts", "admin.accounts", "/admin/accounts", "账户", "Accounts"),
-    ("audit", "admin.audit", "/admin/audit", "审计", "Audit"),
+#: The admin navigation: (section, endpoint, Chinese, English).
+NAV: list[tuple[str, str, str, str]] = [
+    ("review", "admin.review_queue", "审核", "Review"),
+    ("cycles", "admin.cycles", "周期", "Cycles"),
+    ("lists", "admin.lists", "名单", "Lists"),
+    ("code_lists", "admin.code_lists", "代码表", "Code lists"),
+    ("accounts", "admin.accounts", "账户", "Accounts"),
+    ("audit", "admin.audit", "审计", "Audit"),
 ]
 
 
 def admin_nav() -> list[tuple[str, str, str, str]]:
     """The navigation entries as (section, href, Chinese, English) for ``base_admin.html``."""
-    return [(section, url_for(endpoint) if endpoint in current_app.view_functions else path, zh, en)
-            for section, endpoint, path, zh, en in NAV]
+    return [(section, url_for(endpoint), zh, en) for section, endpoint, zh, en in NAV]
 
 
 bp.add_app_template_global(admin_nav)
