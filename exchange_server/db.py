@@ -8,11 +8,11 @@ writers could meet (the ingestion queue, version scopes).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence, Unpack, cast
 
 from contextlib import contextmanager
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, Select, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -128,6 +128,37 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+# Runs a query and gives its rows (see ``outside_reader``).
+AnySelect = Select[Unpack[tuple[Any, ...]]]
+Reader = Callable[[AnySelect], Iterable[Sequence[Any]]]
+
+
+@contextmanager
+def outside_reader(engine: Engine) -> Iterator[Reader]:
+    """A function running reads outside any transaction that would hold SQLite's writer lock.
+
+    Every SQLAlchemy transaction here begins ``IMMEDIATE`` on SQLite (one writer), so a long
+    read in a session holds up every writer. On SQLite the reads run on a pooled driver
+    connection in autocommit mode, which reads a snapshot per statement without the lock;
+    elsewhere a short session of their own (READ COMMITTED takes no lock writers wait on).
+    """
+    if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()
+        try:
+            def run(query: AnySelect) -> Iterable[Sequence[Any]]:
+                # Our own statements, with integer ids and code literals: safe to inline.
+                sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+                cursor = raw.cursor()
+                cursor.execute(sql)
+                return cast(Iterable[Sequence[Any]], cursor)
+            yield run
+        finally:
+            raw.close()
+    else:
+        with Session(engine) as own:
+            yield own.execute
 
 
 def get_db(app: Flask | None = None) -> Database:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from . import migrations
+from .consolidation.backfill import backfill, needs_backfill
 from .org.services import OrgService
 from .runtime import Runtime
 
@@ -14,5 +15,9 @@ def initialise(rt: Runtime, day: dt.date | None = None) -> dict[str, int | str |
     migrations.upgrade(rt.db.engine)
     with rt.db.session() as session:
         added, updated = OrgService(session).sync_from_spec(rt.spec, day or dt.date.today())
+    filled = {"contact_facts": 0, "cycles": 0}
+    with rt.db.session() as session:
+        if needs_backfill(session):  # data accepted before the aggregates existed (migration 0007)
+            filled = backfill(session, rt.archive, rt.spec)
     return {"revision_before": before, "revision": migrations.current_revision(rt.db.engine),
-            "areas_added": added, "areas_updated": updated}
+            "areas_added": added, "areas_updated": updated, "backfilled_cycles": filled["cycles"]}

@@ -30,6 +30,21 @@ DATA_NAME_FORM = "{MODE}_{PARTY}_{PERIOD}_{UNIT}_{RESEND}_{SEQ}.txt|xml, e.g. P_
 CHECK_NAME_FORM = "{MODE}_{PARTY}_{PERIOD}_{RESEND}.chk, e.g. P_42_202610_00.chk"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 STAMP_RE = re.compile(r"^[0-9]{14}$")
+REAL_STAMP = "a real date and time YYYYMMDDHHMMSS / 有效的日期时间YYYYMMDDHHMMSS"
+# A size, row or file count: ASCII digits only (str.isdigit also takes "²"), at most 18 of them.
+_COUNT = re.compile(r"[0-9]{1,18}").fullmatch
+
+
+def is_real_stamp(stamp: str) -> bool:
+    """Whether a ``YYYYMMDDHHMMSS`` stamp names a real moment (no month 13, no second 99)."""
+    if STAMP_RE.match(stamp) is None:
+        return False
+    try:
+        moment = dt.datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[8:10]),
+                             int(stamp[10:12]), int(stamp[12:14]))
+    except ValueError:
+        return False
+    return moment.year >= 1900
 
 
 @dataclass(frozen=True)
@@ -171,14 +186,18 @@ class CheckFile:
             raise CheckFileError("bad header", 1, lines[0][:200], header_form)
         _, version, mode, party, period, resend, stamp, encoding, delim, count = h
         if mode not in MODES or not re.fullmatch(_PARTY, party) or not re.fullmatch(_PERIOD, period) \
-                or not re.fullmatch(r"[0-9]{2}", resend) or not STAMP_RE.match(stamp) or not count.isdigit():
+                or not re.fullmatch(r"[0-9]{2}", resend) or not STAMP_RE.match(stamp) or not _COUNT(count):
             raise CheckFileError("bad header", 1, lines[0][:200], header_form)
+        if not is_real_stamp(stamp):
+            raise CheckFileError("generation time is not a real date and time", 1, stamp, REAL_STAMP)
         entries = []
         for no, line in enumerate(lines[1:], start=2):
             f = line.split("|")
-            if len(f) != 7 or f[0] != "F" or not f[2].isdigit() or not f[3].isdigit() \
+            if len(f) != 7 or f[0] != "F" or not _COUNT(f[2]) or not _COUNT(f[3]) \
                     or not STAMP_RE.match(f[5]) or not SHA256_RE.match(f[6]):
                 raise CheckFileError("bad file line", no, line[:200], file_form)
+            if not is_real_stamp(f[5]):
+                raise CheckFileError("generation time is not a real date and time", no, f[5], REAL_STAMP)
             entries.append(CheckEntry(f[1], int(f[2]), int(f[3]), f[4], f[5], f[6], no))
         if int(count) != len(entries):
             raise CheckFileError("file count differs from the number of F lines", 1, count, str(len(entries)))

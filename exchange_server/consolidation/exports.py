@@ -46,6 +46,19 @@ TITLES: dict[str, tuple[str, str]] = {
     "income_ly_ytd_amt": ("上年同期累计收入(元)", "Revenue last year to date (yuan)"),
     "income_prev_amt": ("上期收入(元)", "Revenue previous period (yuan)"),
     "mom_pct": ("环比增长(%)", "Month on month (%)"),
+    "networks_expected": ("应报本地网数", "Local networks expected"),
+    "share_reported_pct": ("本期上报比例(%)", "Share reported this period (%)"),
+    "prev_cycle": ("上期", "Previous period"),
+    "prev_networks": ("上期已报本地网数", "Local networks reported, previous period"),
+    "prev_networks_expected": ("上期应报本地网数", "Local networks expected, previous period"),
+    "prev_share_reported_pct": ("上期上报比例(%)", "Share reported, previous period (%)"),
+    "mom_partial": ("环比口径不全", "Month on month is partial"),
+    "mom_comparable_networks": ("同口径本地网数", "Networks reported in both periods"),
+    "mom_comparable_pct": ("同口径环比增长(%)", "Month on month, like for like (%)"),
+    "serv_cust_cnt": ("使用客户数", "Key accounts using it"),
+    "delivery_status": ("交付状态", "Delivery status"),
+    "sources": ("数据来源", "Sources (delivery:version:party)"),
+    "rows": ("计入行数", "Rows counted"),
     "yoy_pct": ("同比增长(%)", "Year on year (%)"),
     "prod_id": ("产品代码", "Product code"),
     "serv_cnt": ("期末业务量", "Volume at period end"),
@@ -62,6 +75,7 @@ TITLES: dict[str, tuple[str, str]] = {
     "listed": ("名单客户数", "Listed customers"),
     "received": ("已报送", "Details received"),
     "missing": ("缺报", "Missing"),
+    "received_not_accepted": ("已收到未采纳", "Received, not accepted"),
     "missing_ids": ("缺报客户编码(前50)", "Missing customer ids (first 50)"),
     "party": ("报送方", "Sending party"),
     "unit": ("接口单元", "Interface unit"),
@@ -107,15 +121,16 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "by_network": ("prov_id", "latn_id", "name_zh", "name_en", "cust_cnt", "new_cust_cnt", "lost_cust_cnt",
                    "income_amt", "income_ytd_amt", "income_ly_amt"),
     "by_product": ("prod_id", "name_zh", "name_en", "serv_cnt", "new_serv_cnt", "cancel_serv_cnt", "serv_cnt_ly",
-                   "cust_cnt", "top500_income_amt", "top500_customers"),
+                   "serv_cust_cnt", "top500_income_amt", "top500_customers"),
     "by_billing_item": ("acct_item_type_id", "name_zh", "name_en", "income_amt", "income_ytd_amt", "income_ly_amt",
                         "income_ly_ytd_amt", "yoy_pct"),
     "by_level": ("level_id", "name_zh", "name_en", "customers", "top500_income_amt"),
     "by_industry": ("c_type_id", "name_zh", "name_en", "customers", "top500_income_amt"),
     "coverage": ("prov_id", "list_version", "listed", "received", "missing", "missing_ids"),
-    "lineage": ("party", "unit", "version", "versions", "delivery_id", "check_file", "resend", "accepted_at", "late"),
+    "lineage": ("party", "unit", "version", "versions", "delivery_id", "check_file", "resend", "accepted_at", "late",
+                "networks", "rows"),
     "completeness": ("prov_id", "name_zh", "name_en", "unit", "state", "state_zh", "delivery_id", "version",
-                     "exception_until"),
+                     "delivery_status", "sources", "exception_until"),
     "totals": ("key", "name_zh", "name_en", "value"),
 }
 
@@ -179,9 +194,11 @@ def table(rollup: Rollup, breakdown: str) -> tuple[list[str], list[dict[str, Any
             exc = p.get("exception")
             until = exc["until_beijing"] if exc and exc.get("valid") else None  # only exceptions still in force
             for unit, cell in p["units"].items():
+                sources = [f"{s['delivery_id']}:v{s['version']}:{s['party']}" for s in cell.get("sources", [])]
                 rows.append({"prov_id": p["prov_id"], "name_zh": p["name_zh"], "name_en": p["name_en"],
                              "unit": unit, "state": cell["state"], "state_zh": STATES.get(cell["state"], ("",))[0],
                              "delivery_id": cell.get("delivery_id"), "version": cell.get("version"),
+                             "delivery_status": cell.get("delivery_status"), "sources": sources,
                              "exception_until": until})
         return list(DEFAULT_COLUMNS["completeness"]), rows
     if breakdown == "lineage":
@@ -235,12 +252,26 @@ def _width(value: Any) -> int:
 
 
 def _cell_value(value: Any) -> Any:
-    """What goes into a cell: numbers stay numbers (Decimal keeps its digits in the file), lists become text."""
+    """What goes into a cell: numbers stay numbers, lists become text."""
     if isinstance(value, (list, tuple)):
         return ", ".join(_text(v) for v in value)
     if isinstance(value, bool):
         return "是" if value else "否"
     return value
+
+
+def _put(ws: Worksheet, row: int, column: int, value: Any) -> Any:
+    """Write a cell; a Decimal is written as its own digits, a number cell Excel reads exactly.
+
+    openpyxl writes every number with ``"%.16g" % value``, which goes through a binary float:
+    69909524.24 would reach the file as 69909524.23999999. The cell is given the decimal's
+    text and marked numeric, so the file holds exactly the digits of the figure.
+    """
+    cell = ws.cell(row=row, column=column, value=_cell_value(value))
+    if isinstance(value, Decimal) and value.is_finite():
+        cell._value = format(value, "f")
+        cell.data_type = "n"
+    return cell
 
 
 def _format_for(key: str, value: Any) -> str | None:
@@ -290,7 +321,7 @@ def _write_table(ws: Worksheet, cols: Sequence[str], rows: Iterable[Mapping[str,
                 fmt = _format_for(str(row["key"]), raw)  # the totals sheet: the format follows the measure
             else:
                 fmt = _format_for(c, raw)
-            cell = ws.cell(row=r, column=i, value=_cell_value(raw))
+            cell = _put(ws, r, i, raw)
             if fmt:
                 cell.number_format = fmt
             widths[i] = max(widths[i], _width(raw) + (4 if fmt == MONEY_FORMAT else 0))
@@ -316,8 +347,11 @@ def _completeness_sheet(ws: Worksheet, rollup: Rollup) -> None:
             c = p["units"].get(u, {"state": "missing"})
             zh, colour = STATES.get(c["state"], (c["state"], "FFFFFF"))
             text = f"{zh} {c['state']}"
-            if c.get("delivery_id") is not None:
-                text += f" #{c['delivery_id']} v{c.get('version')}"
+            for src in c.get("sources", []):
+                text += f" #{src['delivery_id']} v{src['version']}" + (f" ({src['party']})" if src["party"] != p["prov_id"]
+                                                                          else "")
+            if c["state"] == "received":
+                text += f" #{c['delivery_id']} {c.get('delivery_status', '')}"
             cell = ws.cell(row=r, column=i, value=text)
             cell.fill = PatternFill("solid", fgColor=colour)
             cell.border = _BOX
@@ -332,11 +366,11 @@ def _completeness_sheet(ws: Worksheet, rollup: Rollup) -> None:
         ws.cell(row=r, column=3, value=en)
         ws.cell(row=r, column=4, value=comp.get(key))
         r += 1
-    for key in ("expected", "accepted", "late", "missing", "reporting_rate_pct"):
+    for key in ("expected", "accepted", "late", "received_not_accepted", "missing", "reporting_rate_pct"):
         zh, en = title(key)
         ws.cell(row=r, column=2, value=zh).font = _HEAD_FONT
         ws.cell(row=r, column=3, value=en)
-        cell = ws.cell(row=r, column=4, value=comp.get(key))
+        cell = _put(ws, r, 4, comp.get("received" if key == "received_not_accepted" else key))
         cell.number_format = PCT_FORMAT if key.endswith("_pct") else COUNT_FORMAT
         r += 1
     r += 1
@@ -395,14 +429,17 @@ def rollup_xml(rollup: Rollup, namespace: str) -> bytes:
         for row in getattr(rollup, b):
             _fields(_el(holder, ns, "Row"), ns, row)
     comp = rollup.completeness
-    ce = _el(root, ns, "Completeness", **{k: comp.get(k) for k in ("expected", "accepted", "late", "missing",
-                                                                   "reporting_rate_pct")},
+    ce = _el(root, ns, "Completeness", **{k: comp.get(k) for k in ("expected", "accepted", "late", "received",
+                                                                   "missing", "reporting_rate_pct")},
              units=" ".join(comp.get("units", [])))
     for p in comp.get("matrix", []):
         pe = _el(ce, ns, "Province", prov_id=p["prov_id"], name_zh=p["name_zh"], name_en=p["name_en"])
         for unit, cell in p["units"].items():
-            _el(pe, ns, "Unit", code=unit, **cell)
+            ue = _el(pe, ns, "Unit", code=unit, **{k: v for k, v in cell.items() if k != "sources"})
+            for src in cell.get("sources", []):
+                _el(ue, ns, "Source", **{k: v for k, v in src.items() if k != "networks"},
+                    networks=" ".join(src["networks"]))
     le = _el(root, ns, "Lineage", sources=len(rollup.lineage))
     for src in rollup.lineage:
-        _el(le, ns, "Source", **src)
+        _el(le, ns, "Source", **{k: v for k, v in src.items() if k != "networks"}, networks=" ".join(src["networks"]))
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

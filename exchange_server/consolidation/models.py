@@ -4,6 +4,10 @@
 and — where a province's delivery and a local network's own delivery both cover a network
 (CONVENTIONS.md §10) — of the most recently accepted one. Rows of superseded versions stay
 (``current`` false) so that every figure can be traced to the delivery it came from.
+
+The aggregates (``agg_*``) are the same facts summed per province, kept in step with them in
+the accepting transaction (``aggregates.py``): a roll-up reads a few hundred aggregate rows,
+never the millions of detail facts.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ class _Fact:
     party: Mapped[str] = mapped_column(String(4))  # who sent it (a province, or a local network)
     cycle: Mapped[str] = mapped_column(String(7))
     prov_id: Mapped[str] = mapped_column(String(2))
+    # The local network the row counts for: its own LATN_ID, or (contacts) its customer's home network.
     latn_id: Mapped[str] = mapped_column(String(4))
     current: Mapped[bool] = mapped_column(default=True)
 
@@ -61,7 +66,8 @@ class ServFact(_Fact, Base):
 
     __tablename__ = "fact_serv"
     __table_args__ = (Index("ix_fact_serv_cycle", "cycle", "current", "prod_id"),
-                      Index("ix_fact_serv_latn", "cycle", "latn_id"))
+                      Index("ix_fact_serv_latn", "cycle", "latn_id"),
+                      Index("ix_fact_serv_province", "cycle", "prov_id", "current"))
 
     prod_id: Mapped[str] = mapped_column(String(4))
     last_serv_cnt: Mapped[int] = mapped_column()
@@ -78,7 +84,8 @@ class IncomeFact(_Fact, Base):
 
     __tablename__ = "fact_income"
     __table_args__ = (Index("ix_fact_income_cycle", "cycle", "current", "acct_item_type_id"),
-                      Index("ix_fact_income_latn", "cycle", "latn_id"))
+                      Index("ix_fact_income_latn", "cycle", "latn_id"),
+                      Index("ix_fact_income_province", "cycle", "prov_id", "current"))
 
     acct_item_type_id: Mapped[str] = mapped_column(String(4))
     income_amt: Mapped[int] = mapped_column(Fen)
@@ -92,7 +99,8 @@ class CustomerFact(_Fact, Base):
 
     __tablename__ = "fact_customer"
     __table_args__ = (Index("ix_fact_customer_cycle", "cycle", "current", "national_cust_id"),
-                      Index("ix_fact_customer_latn", "cycle", "latn_id"))
+                      Index("ix_fact_customer_latn", "cycle", "latn_id"),
+                      Index("ix_fact_customer_province", "cycle", "prov_id", "current"))
 
     national_cust_id: Mapped[str] = mapped_column(String(10))
     c_type_id: Mapped[str] = mapped_column(String(4))
@@ -105,7 +113,8 @@ class CustProdFact(_Fact, Base):
 
     __tablename__ = "fact_cust_prod"
     __table_args__ = (Index("ix_fact_cust_prod_cycle", "cycle", "current", "national_cust_id"),
-                      Index("ix_fact_cust_prod_latn", "cycle", "latn_id"))
+                      Index("ix_fact_cust_prod_latn", "cycle", "latn_id"),
+                      Index("ix_fact_cust_prod_province", "cycle", "prov_id", "current"))
 
     national_cust_id: Mapped[str] = mapped_column(String(10))
     prod_id: Mapped[str] = mapped_column(String(4))
@@ -113,25 +122,106 @@ class CustProdFact(_Fact, Base):
     income_amt: Mapped[int] = mapped_column(Fen)
 
 
+class ContactFact(_Fact, Base):
+    """VIP_CUST_CONTACT (31202): one row per customer contact; its network is the customer's home network.
+
+    No figure counts contacts, but cross-unit checks of a later partial delivery compare
+    with them (X-004, X-006), and lineage names the version they come from.
+    """
+
+    __tablename__ = "fact_contact"
+    __table_args__ = (Index("ix_fact_contact_cycle", "cycle", "current", "national_cust_id"),
+                      Index("ix_fact_contact_latn", "cycle", "latn_id"),
+                      Index("ix_fact_contact_province", "cycle", "prov_id", "current"))
+
+    national_cust_id: Mapped[str] = mapped_column(String(10))
+    contact_seq: Mapped[int] = mapped_column()
+    is_primary: Mapped[str] = mapped_column(String(1))
+
+
 # The (cycle, latn_id) indexes let an acceptance find the rows of exactly the networks it
-# covers (the rows it replaces) without visiting the rest of the cycle.
+# covers (the rows it replaces) without visiting the rest of the cycle; the (cycle, prov_id,
+# current) ones let it re-sum one province's aggregates without visiting the others.
 
 class RollupCache(Base):
-    """A cycle's computed roll-up, valid while ``generation`` equals the cycle's current one.
+    """A cycle's computed roll-up, valid while its key equals what it was built from.
 
-    Every acceptance bumps ``generation`` (in its own transaction), so a cached roll-up is
-    never stale and never mixes versions; the first download after a change recomputes it.
+    The key names every input that can move a figure of the cycle: its own generation
+    (bumped by every acceptance in the cycle) and latest delivery, the previous cycle's
+    (month on month compares with it), the list versions (coverage) and the code lists (names).
     """
 
     __tablename__ = "rollup_cache"
 
     cycle: Mapped[str] = mapped_column(String(7), primary_key=True)
     generation: Mapped[int] = mapped_column(default=0)  # bumped by every acceptance in the cycle
-    built_key: Mapped[str | None] = mapped_column(String(40), default=None)  # "generation:latest delivery id"
+    built_key: Mapped[str | None] = mapped_column(String(200), default=None)  # what the payload was built from
     payload: Mapped[str | None] = mapped_column(Text, default=None)  # JSON, decimals tagged
     built_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
-# unit code -> fact model; VIP_CUST_CONTACT (31202) carries nothing the roll-ups count.
+# -- aggregates, per (cycle, province), kept in step with the facts by aggregates.py ----------
+
+class SourceAggregate(Base):
+    """Which version's rows count for one unit and local network of a cycle, and how many.
+
+    Exactly one version counts per (cycle, unit, network): the most recently accepted that
+    covers the network. Completeness and lineage read this table.
+    """
+
+    __tablename__ = "agg_source"
+
+    cycle: Mapped[str] = mapped_column(String(7), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(5), primary_key=True)
+    latn_id: Mapped[str] = mapped_column(String(4), primary_key=True)
+    prov_id: Mapped[str] = mapped_column(String(2))
+    version_id: Mapped[int] = mapped_column(ForeignKey("unit_version.id"), index=True)
+    rows: Mapped[int] = mapped_column()
+
+    __table_args__ = (Index("ix_agg_source_province", "cycle", "prov_id"),)
+
+
+class ProductAggregate(Base):
+    """Top-500 customers' revenue and customer count per product, per province (from 31203)."""
+
+    __tablename__ = "agg_product"
+
+    cycle: Mapped[str] = mapped_column(String(7), primary_key=True)
+    prov_id: Mapped[str] = mapped_column(String(2), primary_key=True)
+    prod_id: Mapped[str] = mapped_column(String(4), primary_key=True)
+    income_amt: Mapped[int] = mapped_column(Fen)
+    # Distinct customers within the province: a customer is reported by its lead province
+    # only (E604), so these add up across provinces.
+    customers: Mapped[int] = mapped_column()
+
+
+class CustomerAggregate(Base):
+    """Top-500 customers and their revenue per customer level or industry, per province (31201 x 31203)."""
+
+    __tablename__ = "agg_customer"
+
+    cycle: Mapped[str] = mapped_column(String(7), primary_key=True)
+    prov_id: Mapped[str] = mapped_column(String(2), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)  # level_id | c_type_id
+    code: Mapped[str] = mapped_column(String(4), primary_key=True)
+    customers: Mapped[int] = mapped_column()
+    income_amt: Mapped[int] = mapped_column(Fen)
+
+
+class CoverageAggregate(Base):
+    """A province's top-500 coverage for a cycle: customers in force for it, with details, missing."""
+
+    __tablename__ = "agg_coverage"
+
+    cycle: Mapped[str] = mapped_column(String(7), primary_key=True)
+    prov_id: Mapped[str] = mapped_column(String(2), primary_key=True)
+    list_stamp: Mapped[str] = mapped_column(String(200))  # the list versions it was computed with
+    list_version: Mapped[str] = mapped_column(String(200))
+    listed: Mapped[int] = mapped_column()
+    received: Mapped[int] = mapped_column()
+    missing_ids: Mapped[str] = mapped_column(Text)  # the first MISSING_LISTED ids, space-separated
+
+
+# unit code -> fact model.
 FACTS: dict[str, type[_Fact]] = {"32001": SummaryFact, "32002": ServFact, "32003": IncomeFact,
-                                  "31201": CustomerFact, "31203": CustProdFact}
+                                  "31201": CustomerFact, "31202": ContactFact, "31203": CustProdFact}

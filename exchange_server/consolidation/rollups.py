@@ -1,18 +1,26 @@
-"""The group roll-ups of a cycle, from the current facts: exact, with their lineage.
+"""The group roll-ups of a cycle, from the current facts and the aggregates kept with them.
 
-Every figure is a SQL SUM over ``current`` fact rows in exact decimals (Numeric), so the
-provinces add up to the group total to the fen by construction; the tests check it on
-generated data and with hypothesis. Each roll-up carries the versions and deliveries it was
-built from and names the provinces and units missing.
+Every figure is a SQL SUM of integer fen, turned into an exact Decimal of yuan at the end,
+so the provinces add up to the group total to the fen by construction; the tests check it on
+generated data and with hypothesis. The summary units (32001-32003: a row per local
+network, a few thousand rows per cycle whatever the scale) are summed from their facts; the
+customer units (31201-31203: millions of rows at scale) from the per-province aggregates
+the accepting transaction keeps (``aggregates.py``). Each roll-up names exactly the
+versions whose rows it counts (per unit and local network) and what is missing.
+
+Comparisons with another cycle (month on month) read that cycle too, and say how much of it
+was reported: a comparison with a half-reported month is marked partial, and a
+like-for-like figure over the local networks reported in both is given beside it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -22,11 +30,12 @@ from ..admin.models import CycleException
 from ..clock import as_utc, beijing_stamp, iso, utcnow
 from ..code_lists.services import live_spec
 from ..cycles.models import ReportingCycle
-from ..org.models import PROVINCE, Area
-from ..org.services import OrgService
+from ..org.models import LOCAL_NETWORK, PROVINCE, Area
 from ..submissions.models import DataScope, Delivery, DeliveryFile, UnitVersion
+from .aggregates import Aggregates, list_stamp_text
 from .models import (
-    FACTS, MONEY_SCALE, CustomerFact, CustProdFact, IncomeFact, RollupCache, ServFact, SummaryFact,
+    FACTS, MONEY_SCALE, CoverageAggregate, CustomerAggregate, IncomeFact, ProductAggregate, RollupCache, ServFact,
+    SourceAggregate, SummaryFact,
 )
 
 ZERO = Decimal("0.00")
@@ -57,6 +66,21 @@ def _pct(part: Decimal, whole: Decimal) -> Decimal | None:
     return ((part / whole - 1) * 100).quantize(Decimal("0.01"))
 
 
+def _share(done: int, expected: int) -> Decimal | None:
+    """done/expected in percent, two decimals; None when nothing is expected."""
+    if not expected:
+        return None
+    return (Decimal(done * 100) / expected).quantize(Decimal("0.01"))
+
+
+def previous_cycle(cycle: str) -> str | None:
+    """The cycle month on month (quarter on quarter, ...) compares with; None for a cycle id that is not one."""
+    try:
+        return Cycle.parse(cycle).previous().id
+    except ValueError:
+        return None
+
+
 @dataclass
 class Rollup:
     """One cycle's group picture."""
@@ -82,18 +106,40 @@ class Rollup:
 
 
 class RollupService:
-    """Computes roll-ups from the facts."""
+    """Computes roll-ups from the facts and aggregates."""
 
     def __init__(self, session: Session, spec: Any) -> None:
         self.session = session
         self.spec = live_spec(session, spec)  # with the code-list versions published at run time
+        self._area_cache: dict[str, Area] | None = None
+        self._incomes: dict[str | None, dict[str, tuple[str, int]]] = {}
+        self._expected: dict[str | None, dict[str, int]] = {}
 
     def _names(self, domain: str) -> dict[str, tuple[str, str]]:
         codes = self.spec.domain(domain).current.codes
         return {c.code: (c.name_zh, c.name_en) for c in codes.values()}
 
     def _areas(self) -> dict[str, Area]:
-        return {a.code: a for a in self.session.scalars(select(Area))}
+        if self._area_cache is None:
+            self._area_cache = {a.code: a for a in self.session.scalars(select(Area))}
+        return self._area_cache
+
+    def expected_networks(self, cycle: str | None) -> dict[str, int]:
+        """Local networks per province in force for the cycle (the org tree on its first day)."""
+        if cycle in self._expected:
+            return self._expected[cycle]
+        if cycle is None:
+            return {}
+        try:
+            day = Cycle.parse(cycle).begin
+        except ValueError:
+            day = utcnow().date()
+        out: dict[str, int] = {}
+        for c in self.spec.domain("Domain_area_id").version_on(day).codes.values():
+            if c.level == "local_network" and c.parent:
+                out[c.parent] = out.get(c.parent, 0) + 1
+        self._expected[cycle] = out
+        return out
 
     # -- summary-based ---------------------------------------------------------------------
     def _summary(self, cycle: str, group: list[Any]) -> list[Any]:
@@ -104,46 +150,85 @@ class RollupService:
             q = q.group_by(*group).order_by(*group)
         return list(self.session.execute(q))
 
+    def _network_income(self, cycle: str | None) -> dict[str, tuple[str, int]]:
+        """Local network -> (province, revenue in fen) of a cycle's counted 32001 rows."""
+        if cycle is None:
+            return {}
+        if cycle not in self._incomes:
+            q = (select(SummaryFact.latn_id, SummaryFact.prov_id, SummaryFact.income_amt)
+                 .where(SummaryFact.cycle == cycle, SummaryFact.current.is_(True)))
+            self._incomes[cycle] = {latn: (prov, int(fen)) for latn, prov, fen in self.session.execute(q)}
+        return self._incomes[cycle]
+
     def totals(self, cycle: str) -> dict[str, Any]:
-        """Group totals, with year to date, month on month and year on year."""
+        """Group totals, year to date, year on year, and month on month with how much of each month was reported."""
         [row] = self._summary(cycle, [])
-        out: dict[str, Any] = {m: (_money(getattr(row, m)) if m.endswith("_amt") else int(getattr(row, m))) for m in SUMMARY_MEASURES}
-        out["networks"] = int(row.networks)
-        try:
-            prev = Cycle.parse(cycle).previous().id
-        except ValueError:
-            prev = None
-        prev_income = _money(self._summary(prev, [])[0].income_amt) if prev else ZERO
-        out["income_prev_amt"] = prev_income
-        out["mom_pct"] = _pct(out["income_amt"], prev_income)
+        out: dict[str, Any] = {m: (_money(getattr(row, m)) if m.endswith("_amt") else int(getattr(row, m)))
+                               for m in SUMMARY_MEASURES}
+        out.update(self._comparison(cycle, None))
         out["yoy_pct"] = _pct(out["income_amt"], out["income_ly_amt"])
         return out
 
+    def _comparison(self, cycle: str, province: str | None) -> dict[str, Any]:
+        """This period against the previous one: reporting shares, revenues, % (all, and like for like)."""
+        prev = previous_cycle(cycle)
+        now = {k: v for k, v in self._network_income(cycle).items() if province is None or v[0] == province}
+        before = {k: v for k, v in self._network_income(prev).items() if province is None or v[0] == province}
+        expected_now = self.expected_networks(cycle)
+        expected_before = self.expected_networks(prev)
+        n_now = sum(expected_now.values()) if province is None else expected_now.get(province, 0)
+        n_before = sum(expected_before.values()) if province is None else expected_before.get(province, 0)
+        income = _money(sum(f for _, f in now.values()))
+        income_prev = _money(sum(f for _, f in before.values()))
+        both = set(now) & set(before)
+        like_now = _money(sum(now[k][1] for k in both))
+        like_before = _money(sum(before[k][1] for k in both))
+        share, prev_share = _share(len(now), n_now), _share(len(before), n_before)
+        return {
+            "networks": len(now), "networks_expected": n_now, "share_reported_pct": share,
+            "prev_cycle": prev, "income_prev_amt": income_prev, "prev_networks": len(before),
+            "prev_networks_expected": n_before, "prev_share_reported_pct": prev_share,
+            "mom_pct": _pct(income, income_prev),
+            # A comparison is partial when either period is not fully reported: the percentage
+            # then mixes reporting with growth, so the like-for-like one is given beside it.
+            "mom_partial": bool(before) and (len(now) < n_now or len(before) < n_before),
+            "mom_comparable_networks": len(both),
+            "mom_comparable_pct": _pct(like_now, like_before),
+        }
+
     def by_province(self, cycle: str) -> list[dict[str, Any]]:
-        """Key accounts and revenue per province."""
+        """Key accounts and revenue per province, year on year and month on month with the shares reported."""
         areas = self._areas()
         rows = []
         for r in self._summary(cycle, [SummaryFact.prov_id]):
             a = areas.get(r.prov_id)
             d: dict[str, Any] = {"prov_id": r.prov_id, "name_zh": a.name_zh if a else "",
-                                 "name_en": a.name_en if a else "", "networks": int(r.networks)}
+                                 "name_en": a.name_en if a else ""}
             d.update({m: (_money(getattr(r, m)) if m.endswith("_amt") else int(getattr(r, m)))
                       for m in SUMMARY_MEASURES})
             d["yoy_pct"] = _pct(d["income_amt"], d["income_ly_amt"])
+            d.update(self._comparison(cycle, r.prov_id))
             rows.append(d)
         return rows
 
     def by_network(self, cycle: str) -> list[dict[str, Any]]:
-        """Key accounts and revenue per local network."""
+        """Key accounts and revenue per local network, with the delivery its figures come from."""
         areas = self._areas()
+        counted = {latn: (party, did, num) for latn, party, did, num in self.session.execute(
+            select(SourceAggregate.latn_id, Delivery.party, Delivery.id, UnitVersion.number)
+            .join(UnitVersion, UnitVersion.id == SourceAggregate.version_id)
+            .join(Delivery, Delivery.id == UnitVersion.delivery_id)
+            .where(SourceAggregate.cycle == cycle, SourceAggregate.unit == "32001"))}
         rows = []
         for r in self._summary(cycle, [SummaryFact.prov_id, SummaryFact.latn_id]):
             a = areas.get(r.latn_id)
             d: dict[str, Any] = {"prov_id": r.prov_id, "latn_id": r.latn_id, "name_zh": a.name_zh if a else "",
-                 "name_en": a.name_en if a else ""}
+                                 "name_en": a.name_en if a else ""}
             d.update({m: (_money(getattr(r, m)) if m.endswith("_amt") else int(getattr(r, m)))
                       for m in ("cust_cnt", "new_cust_cnt", "lost_cust_cnt", "income_amt", "income_ytd_amt",
                                 "income_ly_amt")})
+            party, did, num = counted.get(r.latn_id, (None, None, None))
+            d.update(party=party, delivery_id=did, version=num)
             rows.append(d)
         return rows
 
@@ -157,9 +242,9 @@ class RollupService:
                    func.sum(ServFact.serv_cnt_ly).label("ly"), func.sum(ServFact.cust_cnt).label("cust"))
             .where(ServFact.cycle == cycle, ServFact.current.is_(True)).group_by(ServFact.prod_id))}
         rev = {r.prod_id: r for r in self.session.execute(
-            select(CustProdFact.prod_id, func.sum(CustProdFact.income_amt).label("income"),
-                   func.count(func.distinct(CustProdFact.national_cust_id)).label("customers"))
-            .where(CustProdFact.cycle == cycle, CustProdFact.current.is_(True)).group_by(CustProdFact.prod_id))}
+            select(ProductAggregate.prod_id, func.sum(ProductAggregate.income_amt).label("income"),
+                   func.sum(ProductAggregate.customers).label("customers"))
+            .where(ProductAggregate.cycle == cycle).group_by(ProductAggregate.prod_id))}
         out = []
         for code in sorted(set(serv) | set(rev)):
             s, r = serv.get(code), rev.get(code)
@@ -167,7 +252,7 @@ class RollupService:
             out.append({"prod_id": code, "name_zh": zh, "name_en": en,
                         "serv_cnt": int(s.serv_cnt) if s else 0, "new_serv_cnt": int(s.new) if s else 0,
                         "cancel_serv_cnt": int(s.cancel) if s else 0, "serv_cnt_ly": int(s.ly) if s else 0,
-                        "cust_cnt": int(s.cust) if s else 0,
+                        "serv_cust_cnt": int(s.cust) if s else 0,
                         "top500_income_amt": _money(r.income) if r else ZERO,
                         "top500_customers": int(r.customers) if r else 0})
         return out
@@ -183,28 +268,23 @@ class RollupService:
         out = []
         for r in self.session.execute(q):
             zh, en = names.get(r.acct_item_type_id, ("", ""))
-            d: dict[str, Any] = {"acct_item_type_id": r.acct_item_type_id, "name_zh": zh, "name_en": en, "income_amt": _money(r.i),
-                 "income_ytd_amt": _money(r.y), "income_ly_amt": _money(r.l), "income_ly_ytd_amt": _money(r.ly)}
+            d: dict[str, Any] = {"acct_item_type_id": r.acct_item_type_id, "name_zh": zh, "name_en": en,
+                                 "income_amt": _money(r.i), "income_ytd_amt": _money(r.y),
+                                 "income_ly_amt": _money(r.l), "income_ly_ytd_amt": _money(r.ly)}
             d["yoy_pct"] = _pct(d["income_amt"], d["income_ly_amt"])
             out.append(d)
         return out
 
     def _by_customer_attr(self, cycle: str, attr: str, domain: str) -> list[dict[str, Any]]:
         names = self._names(domain)
-        col = getattr(CustomerFact, attr)
-        counts: dict[str, int] = dict(self.session.execute(
-            select(col, func.count()).where(CustomerFact.cycle == cycle, CustomerFact.current.is_(True))
-            .group_by(col)).all())
-        revenue: dict[str, Any] = dict(self.session.execute(
-            select(col, func.sum(CustProdFact.income_amt))
-            .join(CustomerFact, (CustomerFact.national_cust_id == CustProdFact.national_cust_id)
-                  & (CustomerFact.cycle == CustProdFact.cycle) & CustomerFact.current.is_(True))
-            .where(CustProdFact.cycle == cycle, CustProdFact.current.is_(True)).group_by(col)).all())
+        agg = CustomerAggregate
         out = []
-        for code in sorted(set(counts) | set(revenue)):
+        for code, customers, income in self.session.execute(
+                select(agg.code, func.sum(agg.customers), func.sum(agg.income_amt))
+                .where(agg.cycle == cycle, agg.dimension == attr).group_by(agg.code).order_by(agg.code)):
             zh, en = names.get(code, ("", ""))
-            out.append({attr: code, "name_zh": zh, "name_en": en, "customers": int(counts.get(code, 0)),
-                        "top500_income_amt": _money(revenue.get(code))})
+            out.append({attr: code, "name_zh": zh, "name_en": en, "customers": int(customers or 0),
+                        "top500_income_amt": _money(income)})
         return out
 
     def by_level(self, cycle: str) -> list[dict[str, Any]]:
@@ -217,106 +297,178 @@ class RollupService:
 
     # -- coverage, completeness, lineage ------------------------------------------------------
     def coverage(self, cycle: str) -> list[dict[str, Any]]:
-        """Top-500 coverage per province: listed customers with details received vs missing."""
-        from ..lists.models import PUBLISHED, ListEntry, ListVersion
+        """Top-500 coverage per province: the customers in force for the cycle, with details received or missing.
 
-        version = self.session.scalar(select(ListVersion).where(ListVersion.state == PUBLISHED)
-                                      .order_by(ListVersion.published_at.desc()).limit(1))
-        if version is None:
-            return []
-        # A correlated EXISTS per listed customer uses the (cycle, current, national_cust_id) index.
-        got = (exists().where(CustomerFact.cycle == cycle, CustomerFact.current.is_(True),
-                              CustomerFact.national_cust_id == ListEntry.national_cust_id))
-        listed = (ListEntry.list_version_id == version.id, ListEntry.change_type != "D")
-        counts = self.session.execute(
-            select(ListEntry.lead_prov_id, func.count(), func.sum(case((got, 1), else_=0)))
-            .where(*listed).group_by(ListEntry.lead_prov_id).order_by(ListEntry.lead_prov_id)).all()
-        missing: dict[str, list[str]] = {}
-        for prov, cust in self.session.execute(select(ListEntry.lead_prov_id, ListEntry.national_cust_id)
-                                               .where(*listed, ~got)
-                                               .order_by(ListEntry.lead_prov_id, ListEntry.national_cust_id)):
-            if len(missing.setdefault(prov, [])) < 50:
-                missing[prov].append(cust)
-        return [{"prov_id": prov, "list_version": version.version, "listed": int(n), "received": int(got or 0),
-                 "missing": int(n) - int(got or 0), "missing_ids": missing.get(prov, [])} for prov, n, got in counts]
+        Kept per province by each acceptance; computed again here for provinces whose rows
+        were computed with other list versions (after a publication), so it is never stale.
+        """
+        aggregates = Aggregates(self.session, None, self.spec)
+        stale = aggregates.stale_coverage(cycle)
+        if stale:
+            aggregates.coverage(cycle, stale)
+            self.session.flush()
+        out = []
+        for row in self.session.scalars(select(CoverageAggregate).where(CoverageAggregate.cycle == cycle)
+                                        .order_by(CoverageAggregate.prov_id)):
+            if not row.listed and not row.received:
+                continue
+            out.append({"prov_id": row.prov_id, "list_version": row.list_version, "listed": row.listed,
+                        "received": row.received, "missing": row.listed - row.received,
+                        "missing_ids": row.missing_ids.split() if row.missing_ids else []})
+        return out
+
+    def _counted(self, cycle: str) -> list[Any]:
+        """Every (unit, network) of the cycle with the version and delivery whose rows count for it."""
+        return list(self.session.execute(
+            select(SourceAggregate.unit, SourceAggregate.latn_id, SourceAggregate.prov_id, SourceAggregate.rows,
+                   UnitVersion, DataScope, Delivery)
+            .join(UnitVersion, UnitVersion.id == SourceAggregate.version_id)
+            .join(DataScope, DataScope.id == UnitVersion.scope_id)
+            .join(Delivery, Delivery.id == UnitVersion.delivery_id)
+            .where(SourceAggregate.cycle == cycle)
+            .order_by(SourceAggregate.unit, SourceAggregate.latn_id)))
 
     def completeness(self, cycle: str) -> dict[str, Any]:
-        """Provinces x units: expected, received, accepted, late, missing; the reporting rate."""
+        """Provinces x units due: what counts, from which deliveries; what was received but not accepted; what is missing.
+
+        One definition everywhere (page, JSON, CSV, XLSX, XML): a cell is *accepted* (or
+        *late*, when a counted delivery came after the deadline) when rows of the unit count
+        for the province; *received* when the province (or one of its local networks) sent
+        the unit but nothing of it counts — the cell names the latest such delivery and its
+        status; *missing* when nothing was sent. ``accepted + received + missing = expected``.
+        """
         c = self.session.get(ReportingCycle, cycle)
         units = c.units if c else [u.code for u in self.spec.units if u.direction == "up"]
         provinces = list(self.session.scalars(select(Area).where(Area.level == PROVINCE, Area.active)
                                               .order_by(Area.code)))
-        received: set[tuple[str, str]] = set()
-        for party, unit in self.session.execute(
-                select(Delivery.party, DeliveryFile.unit).join(DeliveryFile, DeliveryFile.delivery_id == Delivery.id)
-                .where(Delivery.period == cycle, Delivery.mode == "P").distinct()):
+        parent = {a.code: a.parent_code for a in self._areas().values() if a.level == LOCAL_NETWORK}
+        sources: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+        for unit, latn, prov, rows, version, scope, delivery in self._counted(cycle):
+            src = sources.setdefault((prov, unit), {}).setdefault(version.id, {
+                "party": scope.party, "delivery_id": delivery.id, "version": version.number,
+                "late": delivery.late, "networks": [], "rows": 0})
+            src["networks"].append(latn)
+            src["rows"] += rows
+        latest: dict[tuple[str, str], tuple[int, str]] = {}
+        for did, party, status, unit in self.session.execute(
+                select(Delivery.id, Delivery.party, Delivery.status, DeliveryFile.unit)
+                .join(DeliveryFile, DeliveryFile.delivery_id == Delivery.id)
+                .where(Delivery.period == cycle, Delivery.mode == "P", DeliveryFile.unit.is_not(None))
+                .order_by(Delivery.id)):
             if party and unit:
-                received.add((self._province(party), unit))
-        accepted: dict[tuple[str, str], dict[str, Any]] = {}
-        for scope, version, delivery in self.session.execute(
-                select(DataScope, UnitVersion, Delivery).join(UnitVersion, DataScope.current_version_id == UnitVersion.id)
-                .join(Delivery, UnitVersion.delivery_id == Delivery.id).where(DataScope.cycle == cycle)):
-            prov = self._province(scope.party)
-            accepted[(prov, scope.unit)] = {"late": delivery.late, "delivery_id": delivery.id,
-                                            "version": version.number}
+                latest[(parent.get(party, party), unit)] = (did, status)
         matrix: list[dict[str, Any]] = []
+        counts = {"accepted": 0, "late": 0, "received": 0, "missing": 0}
         for p in provinces:
             cells: dict[str, dict[str, Any]] = {}
             for u in units:
-                a = accepted.get((p.code, u))
-                state = ("late" if a["late"] else "accepted") if a else (
-                    "received" if (p.code, u) in received else "missing")
-                cells[u] = {"state": state, **({"delivery_id": a["delivery_id"], "version": a["version"]} if a else {})}
+                found = sorted(sources.get((p.code, u), {}).values(),
+                               key=lambda s: (-len(s["networks"]), -s["delivery_id"]))
+                if found:
+                    main = found[0]
+                    state = "late" if any(s["late"] for s in found) else "accepted"
+                    cell: dict[str, Any] = {"state": state, "delivery_id": main["delivery_id"],
+                                            "version": main["version"], "networks": sum(len(s["networks"])
+                                                                                        for s in found),
+                                            "sources": [{k: v for k, v in s.items()} for s in found]}
+                elif (p.code, u) in latest:
+                    did, status = latest[(p.code, u)]
+                    cell = {"state": "received", "delivery_id": did, "delivery_status": status}
+                else:
+                    cell = {"state": "missing"}
+                counts["missing" if cell["state"] == "missing" else
+                       "received" if cell["state"] == "received" else "accepted"] += 1
+                if cell["state"] == "late":
+                    counts["late"] += 1
+                cells[u] = cell
             matrix.append({"prov_id": p.code, "name_zh": p.name_zh, "name_en": p.name_en, "units": cells})
         expected = len(provinces) * len(units)
-        done = sum(1 for row in matrix for cell in row["units"].values() if cell["state"] in ("accepted", "late"))
-        late = sum(1 for row in matrix for cell in row["units"].values() if cell["state"] == "late")
-        return {"cycle": cycle, "units": units, "expected": expected, "accepted": done, "late": late,
-                "missing": expected - done, "reporting_rate_pct": (Decimal(done * 100) / expected).quantize(
-                    Decimal("0.01")) if expected else None, "matrix": matrix}
-
-    def _province(self, party: str) -> str:
-        return OrgService(self.session).province_of(party) or party
+        return {"cycle": cycle, "units": units, "expected": expected, "accepted": counts["accepted"],
+                "late": counts["late"], "received": counts["received"], "missing": counts["missing"],
+                "reporting_rate_pct": _share(counts["accepted"], expected), "matrix": matrix}
 
     def lineage(self, cycle: str) -> list[dict[str, Any]]:
-        """The current versions every figure of the cycle comes from."""
-        rows = self.session.execute(
-            select(DataScope, UnitVersion, Delivery).join(UnitVersion, DataScope.current_version_id == UnitVersion.id)
-            .join(Delivery, UnitVersion.delivery_id == Delivery.id).where(DataScope.cycle == cycle)
-            .order_by(DataScope.party, DataScope.unit))
-        return [{"party": s.party, "unit": s.unit, "version": v.number, "versions": s.versions_count,
-                 "delivery_id": d.id, "check_file": f"{d.check_name}.chk", "resend": d.resend,
-                 "accepted_at": iso(v.accepted_at), "late": d.late} for s, v, d in rows]
+        """The versions whose rows the figures count, with the local networks each counts for."""
+        out: dict[int, dict[str, Any]] = {}
+        for unit, latn, _prov, rows, version, scope, delivery in self._counted(cycle):
+            row = out.get(version.id)
+            if row is None:
+                row = out[version.id] = {
+                    "party": scope.party, "unit": unit, "version": version.number, "versions": scope.versions_count,
+                    "delivery_id": delivery.id, "check_file": f"{delivery.check_name}.chk",
+                    "resend": delivery.resend, "accepted_at": iso(version.accepted_at), "late": delivery.late,
+                    "networks": [], "rows": 0}
+            row["networks"].append(latn)
+            row["rows"] += rows
+        return sorted(out.values(), key=lambda r: (r["party"], r["unit"], r["version"]))
 
     def compute(self, cycle: str) -> Rollup:
-        """Everything for one cycle, computed from the facts now (with the calendar as it stands)."""
+        """Everything for one cycle, computed from the facts and aggregates now (with the calendar as it stands)."""
         return self._with_calendar(Rollup(
             cycle, self.totals(cycle), self.by_province(cycle), self.by_network(cycle), self.by_product(cycle),
             self.by_billing_item(cycle), self.by_level(cycle), self.by_industry(cycle), self.coverage(cycle),
             self.completeness(cycle), self.lineage(cycle)))
 
-    def rollup(self, cycle: str) -> Rollup:
-        """Everything for one cycle: the cached roll-up if nothing was accepted since, else computed and cached.
+    def cache_key(self, cycle: str) -> str:
+        """What a cached roll-up of the cycle must have been built from to be served.
 
-        Completeness also moves with deliveries that were received or rejected (not only
-        accepted), so the cache key includes the cycle's latest delivery id as well.
+        The cycle's own generation (bumped by every acceptance into it) and latest delivery
+        (completeness moves with rejected deliveries too), the previous cycle's generation
+        (month on month reads it), the list versions (coverage) and the code lists (names).
         """
-        cache = self.session.get(RollupCache, cycle)
+        from ..lists.services import ListService
+
+        def generation(c: str | None) -> int:
+            if c is None:
+                return 0
+            cache = self.session.get(RollupCache, c)
+            return cache.generation if cache is not None else 0
+
         latest = self.session.scalar(select(func.max(Delivery.id)).where(Delivery.period == cycle)) or 0
-        stamp = f"{cache.generation if cache else 0}:{latest}"
-        if cache is not None and cache.payload and cache.built_key == stamp:
+        codes = hashlib.sha256((self.spec.code_additions or "").encode("utf-8")).hexdigest()[:12]
+        lists = list_stamp_text(ListService(self.session, None, self.spec).stamp())
+        lists_digest = hashlib.sha256(lists.encode("ascii")).hexdigest()[:12]
+        return f"{generation(cycle)}:{latest}|{generation(previous_cycle(cycle))}|{lists_digest}|{codes}"
+
+    def rollup(self, cycle: str) -> Rollup:
+        """Everything for one cycle: the cached roll-up if nothing it reads changed since, else computed and cached."""
+        key = self.cache_key(cycle)
+        cache = self.session.get(RollupCache, cycle)
+        if cache is not None and cache.payload and cache.built_key == key:
             return self._with_calendar(Rollup(**json.loads(cache.payload, object_hook=_undecimal)))
         result = self.compute(cycle)
         payload = json.dumps(result.as_dict(), default=_decimal, ensure_ascii=False)
         if cache is None:
             cache = RollupCache(cycle=cycle, generation=0)
             self.session.add(cache)
-        cache.payload, cache.built_key, cache.built_at = payload, stamp, utcnow()
+        cache.payload, cache.built_key, cache.built_at = payload, key, utcnow()
         try:
             self.session.commit()
         except SQLAlchemyError:  # another request cached it at the same moment: fine, ours is the same
             self.session.rollback()
         return result
+
+    def trend(self, cycle: str, length: int) -> list[dict[str, Any]]:
+        """Group revenue of the last ``length`` cycles of the same frequency (oldest first), with shares reported.
+
+        Read from the facts on every call (one query), so it is never stale.
+        """
+        ids = [cycle]
+        for _ in range(length - 1):
+            prev = previous_cycle(ids[-1])
+            if prev is None:
+                break
+            ids.append(prev)
+        got = {c: (int(n), int(fen or 0)) for c, n, fen in self.session.execute(
+            select(SummaryFact.cycle, func.count(), func.sum(SummaryFact.income_amt))
+            .where(SummaryFact.cycle.in_(ids), SummaryFact.current.is_(True)).group_by(SummaryFact.cycle))}
+        out = []
+        for cid in reversed(ids):
+            n, fen = got.get(cid, (0, 0))
+            expected = sum(self.expected_networks(cid).values())
+            out.append({"cycle": cid, "income_amt": _money(fen), "networks": n, "networks_expected": expected,
+                        "share_reported_pct": _share(n, expected)})
+        return out
 
     def _with_calendar(self, result: Rollup) -> Rollup:
         """Lay the cycle's calendar state over the completeness matrix: state, deadline, province exceptions.
@@ -358,11 +510,11 @@ class RollupService:
 TRACEABLE: dict[str, list[tuple[Any, str]]] = {
     "by_province": [(SummaryFact, "prov_id")],
     "by_network": [(SummaryFact, "latn_id")],
-    "by_product": [(ServFact, "prod_id"), (CustProdFact, "prod_id")],
+    "by_product": [(ServFact, "prod_id"), (FACTS["31203"], "prod_id")],
     "by_billing_item": [(IncomeFact, "acct_item_type_id")],
-    "by_level": [(CustomerFact, "level_id")],
-    "by_industry": [(CustomerFact, "c_type_id")],
-    "coverage": [(CustomerFact, "prov_id")],
+    "by_level": [(FACTS["31201"], "level_id")],
+    "by_industry": [(FACTS["31201"], "c_type_id")],
+    "coverage": [(FACTS["31201"], "prov_id")],
 }
 
 

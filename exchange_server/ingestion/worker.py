@@ -153,9 +153,8 @@ class IngestionWorker:
             accepted = []
             if delivery.mode == "P" and delivery.status in (ACCEPTED, ACCEPTED_WITH_WARNINGS):
                 accepted = VersionService(session).accept(delivery)
-                consolidator = Consolidator(session, rt.archive, rt.spec)
-                for a in accepted:  # facts and roll-ups move in this same transaction
-                    consolidator.apply(a.version, delivery, a.unit, a.replaced_id, a.current)
+                # Facts and aggregates move in this same transaction.
+                Consolidator(session, rt.archive, rt.spec).apply_delivery(delivery, accepted)
             queue.finish(job)
             record(session, "system", f"delivery.{delivery.status}", f"delivery:{delivery_id}",
                    errors=report.errors, warnings=report.warnings,

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..runtime import Runtime
+
+if TYPE_CHECKING:
+    from .models import ListVersion
+    from .services import ListService
 
 
 def _runtime() -> Runtime:
@@ -20,26 +25,50 @@ def list_group() -> None:
     """The national top-500 list: load a version, diff, publish, see who fetched it."""
 
 
+YES = click.option("--yes", is_flag=True,
+                   help="Publish even when accepted data of open cycles would then fail the list checks "
+                        "(the impact is shown first and kept in the audit log).")
+
+
+def _confirmed(svc: "ListService", v: "ListVersion", yes: bool) -> bool:
+    """Show the draft's impact on the open cycles; True when publishing may go ahead."""
+    from .impact import ListImpactService
+
+    impact = ListImpactService(svc.session, svc.spec).impact(v)
+    click.echo(impact.summary())
+    if not impact.failing or yes:
+        return True
+    if click.get_text_stream("stdin").isatty():
+        return click.confirm(f"publish {v.version} anyway?", default=False)
+    click.echo("not published: run again with --yes to publish knowingly", err=True)
+    return False
+
+
 @list_group.command("load")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--version", default=None, help="List version, e.g. 2026V02 (spec files carry it; CSV/XLSX may need it).")
-@click.option("--publish", "publish_now", is_flag=True, help="Publish it at once.")
-def list_load(source: Path, version: str | None, publish_now: bool) -> None:
+@click.option("--publish", "publish_now", is_flag=True, help="Publish it at once (after showing its impact).")
+@YES
+def list_load(source: Path, version: str | None, publish_now: bool, yes: bool) -> None:
     """Load a list version: spec files (a D_00_<version>_00.chk or its folder), CSV or XLSX."""
     from .services import ListService
 
     rt = _runtime()
+    published = False
     with rt.db.session() as s:
         svc = ListService(s, rt.archive, rt.spec, "cli")
         v = svc.load(source, version)
         entries = v.added + v.changed + v.removed + v.unchanged  # counted, not loaded: the rows can be many
         click.echo(f"loaded list {v.version}: {entries} entries (+{v.added} new, ~{v.changed} changed, "
                    f"-{v.removed} removed, {v.unchanged} unchanged)")
-        if publish_now:
-            slices = svc.publish(v)
+        if publish_now and _confirmed(svc, v, yes):
+            slices = svc.publish(v, confirm_impact=True)
             click.echo(f"published {v.version} to {len(slices)} province(s)")
-    if publish_now:
+            published = True
+    if published:
         _to_outboxes(rt, v.version)
+    elif publish_now:
+        raise SystemExit(1)
 
 
 @list_group.command("diff")
@@ -64,16 +93,37 @@ def list_diff(version: str) -> None:
 
 @list_group.command("publish")
 @click.argument("version")
-def list_publish(version: str) -> None:
-    """Publish a loaded version: each province gets its slice."""
+@YES
+def list_publish(version: str, yes: bool) -> None:
+    """Publish a loaded version: its impact on open cycles first, then each province gets its slice."""
     from .services import ListService
 
     rt = _runtime()
     with rt.db.session() as s:
         svc = ListService(s, rt.archive, rt.spec, "cli")
-        slices = svc.publish(svc.get(version))
+        v = svc.get(version)
+        if not _confirmed(svc, v, yes):
+            raise SystemExit(1)
+        slices = svc.publish(v, confirm_impact=True)
         click.echo(f"published {version} to {len(slices)} province(s)")
     _to_outboxes(rt, version)
+
+
+@list_group.command("impact")
+@click.argument("version")
+@click.option("--json", "as_json", is_flag=True, help="The whole impact as JSON.")
+def list_impact(version: str, as_json: bool) -> None:
+    """What publishing a draft would do to the accepted data of open cycles (nothing is changed)."""
+    import json
+
+    from .impact import ListImpactService
+    from .services import ListService
+
+    rt = _runtime()
+    with rt.db.session() as s:
+        svc = ListService(s, rt.archive, rt.spec, "cli")
+        impact = ListImpactService(s, svc.spec).impact(svc.get(version))
+        click.echo(json.dumps(impact.as_dict(), ensure_ascii=False, indent=2) if as_json else impact.summary())
 
 
 def _to_outboxes(rt: Runtime, version: str) -> None:

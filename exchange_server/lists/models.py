@@ -43,7 +43,9 @@ class ListEntry(Base):
 
     __tablename__ = "list_entry"
     __table_args__ = (UniqueConstraint("list_version_id", "national_cust_id"),
-                      Index("ix_list_entry_province", "list_version_id", "lead_prov_id"))
+                      Index("ix_list_entry_province", "list_version_id", "lead_prov_id"),
+                      # What every version said of one customer (the list in force for a cycle).
+                      Index("ix_list_entry_customer", "national_cust_id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_version_id: Mapped[int] = mapped_column(ForeignKey("list_version.id", ondelete="CASCADE"))

@@ -31,12 +31,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import Spec
+from schemas.lists import CycleList, ListHistory
+from schemas.lists import ListEntry as SharedEntry
 from schemas.validation import validate_delivery
 from schemas.writer import DeliveryWriter
 
 from ..audit.services import record
 from ..clock import BEIJING, utcnow
 from ..code_lists.services import live_spec
+from ..db import AnySelect, Reader, outside_reader
 from ..errors import BadRequest, Conflict, NotFound, Unprocessable
 from ..org.services import OrgService
 from ..storage.archive import Archive
@@ -63,9 +66,6 @@ BATCH = 10_000
 # A row of a loaded file: the values of ENTRY_COLUMNS but the change type, then the file's
 # CHANGE_TYPE. A published entry it is compared with: its COMPARED values and its row id.
 Values = tuple[Any, ...]
-AnySelect = Select[Unpack[tuple[Any, ...]]]
-# Runs a query, outside the caller's transaction or in it, and gives its rows.
-Reader = Callable[[AnySelect], Iterable[Sequence[Any]]]
 ENTRIES = cast(Table, ListEntry.__table__)  # the entries' table, for Core statements
 
 
@@ -83,12 +83,20 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def entry_fields(entry: ListEntry | Row[Any]) -> dict[str, str]:
+class _Moved:
+    """An entry of a customer another province leads now, cut into the slice of the one that led it."""
+
+    def __init__(self, *values: Any) -> None:
+        for attr, value in zip(ENTRY_COLUMNS, values):
+            setattr(self, attr, value)
+
+
+def entry_fields(entry: ListEntry | Row[Any] | _Moved) -> dict[str, str]:
     """An entry's fields, by spec field id, as the files write them."""
     return {fid: _text(getattr(entry, attr)) for fid, attr in FIELD_ATTRS.items()}
 
 
-def entry_row(entry: ListEntry | Row[Any], version: str) -> dict[str, str]:
+def entry_row(entry: ListEntry | Row[Any] | _Moved, version: str) -> dict[str, str]:
     """An entry as a 31101 record of ``version``."""
     return {"LIST_VERSION": version, **entry_fields(entry), "CHANGE_TYPE": entry.change_type}
 
@@ -96,6 +104,18 @@ def entry_row(entry: ListEntry | Row[Any], version: str) -> dict[str, str]:
 def _changes(old: dict[str, str], new: dict[str, str]) -> dict[str, list[str]]:
     """{field: [old, new]} for each compared field that differs."""
     return {f: [old[f], new[f]] for f in COMPARED if old[f] != new[f]}
+
+
+# In-process cache of list histories: (database, province, stamp) -> history. A stamp names the
+# versions that count, so a publication (a new stamp) is never answered from an old entry.
+_HISTORIES: dict[tuple[Any, ...], ListHistory] = {}
+
+
+def _as_date(value: Any) -> dt.date | None:
+    """A stored date (a ``date``, or SQLite's ``YYYY-MM-DD`` text read through Core) as a date."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
 
 
 def beijing_today() -> dt.date:
@@ -175,14 +195,21 @@ def _published() -> AnySelect:
 class ListService:
     """The national list's versions: load a draft, diff it, publish it, serve the slices."""
 
-    def __init__(self, session: Session, archive: Archive, spec: Spec, actor: str = "system") -> None:
+    def __init__(self, session: Session, archive: Archive | None, spec: Spec, actor: str = "system") -> None:
         self.session = session
-        self.archive = archive
+        self._archive = archive
         self.actor = actor
         with self._own_session() as own:
             # With the code-list versions published at run time; read without opening the
             # caller's transaction, which on SQLite would hold the writer lock from here on.
             self.spec = live_spec(own if own is not None else session, spec)
+
+    @property
+    def archive(self) -> Archive:
+        """The archive loads and publications write to (reading needs none)."""
+        if self._archive is None:
+            raise RuntimeError("this ListService was made for reading only (no archive)")
+        return self._archive
 
     # -- reading outside the caller's transaction ---------------------------------------
     def _outside(self) -> Engine | None:
@@ -209,30 +236,13 @@ class ListService:
 
     @contextmanager
     def _reader(self) -> Iterator[Reader | None]:
-        """A function running a read outside the caller's transaction, or None (read in it).
-
-        On SQLite a pooled driver connection, in autocommit mode, reads a snapshot without
-        the writer lock that every SQLAlchemy transaction here takes (``BEGIN IMMEDIATE``);
-        elsewhere a session of our own reads (READ COMMITTED takes no lock that writers wait on).
-        """
+        """A function running a read outside the caller's transaction, or None (read in it)."""
         engine = self._outside()
         if engine is None:
             yield None
-        elif engine.dialect.name == "sqlite":
-            raw = engine.raw_connection()
-            try:
-                def run(query: AnySelect) -> Iterable[Sequence[Any]]:
-                    # Our own statements, with integer ids and code literals: safe to inline.
-                    sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
-                    cursor = raw.cursor()
-                    cursor.execute(sql)
-                    return cast(Iterable[Sequence[Any]], cursor)
-                yield run
-            finally:
-                raw.close()
         else:
-            with Session(engine) as own:
-                yield own.execute
+            with outside_reader(engine) as read:
+                yield read
 
     # -- reading ----------------------------------------------------------------------
     def current(self) -> ListVersion | None:
@@ -473,14 +483,25 @@ class ListService:
         return out
 
     # -- publishing -------------------------------------------------------------------
-    def publish(self, version: ListVersion, actor: str | None = None) -> list[ListSlice]:
+    def publish(self, version: ListVersion, actor: str | None = None, *, confirm_impact: bool = False) -> list[ListSlice]:
         """Publish a draft: supersede the current version and archive one slice per province with customers.
 
         Provinces that lead no customer (not even a removed one) get no slice: the spec
         does not allow an empty data file (E112), and ``slice_ids`` reports them as
-        leading nobody.
+        leading nobody. When accepted data of an open cycle would fail the list checks
+        once the version is in force (``impact.py``), publishing needs ``confirm_impact``;
+        without it a Conflict (``list_publish_impact``) carries the impact. Either way the
+        impact is in the audit record.
         """
+        from .impact import ListImpactService
+
         who = actor or self.actor
+        impact = ListImpactService(self.session, self.spec).impact(version) if version.state == DRAFT else None
+        if impact is not None and impact.failing and not confirm_impact:
+            raise Conflict(f"publishing {version.version} makes accepted data of open cycles fail the list checks; "
+                           f"confirm to publish anyway",
+                           f"发布名单 {version.version} 将使开放周期中已采纳的数据不再通过名单校验；确认后方可发布",
+                           code="list_publish_impact", errors=impact.as_dict())
         # Read the state again under a row lock: it may have changed since it was loaded.
         version = self.session.scalars(select(ListVersion).where(ListVersion.id == version.id).with_for_update()
                                        .execution_options(populate_existing=True)).one()
@@ -499,10 +520,23 @@ class ListService:
         # The entries as plain rows (attributes named as ListEntry's): a big list's slices
         # are cut without building an ORM object per customer.
         c = ENTRIES.c
-        by_province: dict[str, list[Row[Any]]] = {}
+        by_province: dict[str, list[Row[Any] | _Moved]] = {}
         for e in self.session.execute(select(*(c[a] for a in ENTRY_COLUMNS)).where(c.list_version_id == version.id)
                                       .order_by(c.rank, c.id)):
             by_province.setdefault(e.lead_prov_id, []).append(e)
+        if version.based_on_id is not None:
+            # A customer handed to another province is also in the slice of the province that
+            # led it before, with its new entry: that province's agent sees it leave, from the
+            # day the entry takes effect (schemas.lists), instead of keeping it forever.
+            new, old = ENTRIES.alias("new"), ENTRIES.alias("old")
+            moved = (select(old.c.lead_prov_id, *(new.c[a] for a in ENTRY_COLUMNS))
+                     .join(old, and_(old.c.national_cust_id == new.c.national_cust_id,
+                                     old.c.list_version_id == version.based_on_id))
+                     .where(new.c.list_version_id == version.id, old.c.lead_prov_id != new.c.lead_prov_id,
+                            old.c.change_type != REMOVED)
+                     .order_by(new.c.rank, new.c.id))
+            for before, *values in self.session.execute(moved):
+                by_province.setdefault(before, []).append(_Moved(*values))
         provinces = [a.code for a in OrgService(self.session).provinces()]
         slices = [self._cut(version, p, by_province[p]) for p in provinces if p in by_province]
         unsliced = {p: len(es) for p, es in sorted(by_province.items()) if p not in provinces}
@@ -514,10 +548,12 @@ class ListService:
         self.session.flush()
         record(self.session, who, "list.publish", f"list:{version.version}",
                superseded=base.version if base else None, slices=len(slices),
-               rows=sum(s.rows for s in slices), unsliced=unsliced)
+               rows=sum(s.rows for s in slices), unsliced=unsliced,
+               impact=impact.as_dict()["newly_failing"] if impact is not None else [],
+               confirmed_impact=bool(impact is not None and impact.failing))
         return slices
 
-    def _cut(self, version: ListVersion, province: str, entries: Iterable[Row[Any]]) -> ListSlice:
+    def _cut(self, version: ListVersion, province: str, entries: Iterable[Row[Any] | _Moved]) -> ListSlice:
         """Write, check and archive one province's slice; the ListSlice (added to the version)."""
         with tempfile.TemporaryDirectory(prefix="list-slice-") as tmp:
             writer = DeliveryWriter(self.spec, Path(tmp), "D", province, version.version)
@@ -557,10 +593,10 @@ class ListService:
         return found
 
     def slice_ids(self, province: str) -> tuple[frozenset[str], str] | None:
-        """The ids a province reports on (its published slice, removed ones left out) and the version.
+        """The ids a province reports on under the published version as it stands (removed ones left out).
 
-        None when no list is published yet (the checks that need it are then skipped); an
-        empty set when the published list has no customer led by the province.
+        Checks of a cycle use :meth:`cycle_list` instead (the entries in force for the
+        cycle's period); this is what the province's current slice lists.
         """
         listv = self.current()
         if listv is None:
@@ -569,6 +605,50 @@ class ListService:
             ListEntry.list_version_id == listv.id, ListEntry.lead_prov_id == province,
             ListEntry.change_type != REMOVED))
         return frozenset(ids), listv.version
+
+    # -- what is in force for a cycle -------------------------------------------------
+    def stamp(self, draft: ListVersion | None = None) -> tuple[int, ...]:
+        """What the in-force answers depend on: the ids of the versions that count (published ones, a draft)."""
+        ids = tuple(self.session.scalars(select(ListVersion.id).where(ListVersion.state != DRAFT)
+                                         .order_by(ListVersion.id)))
+        return ids + ((-draft.id,) if draft is not None else ())
+
+    def history(self, province: str | None = None, draft: ListVersion | None = None) -> ListHistory:
+        """Every entry the published versions (and ``draft``, as if published) state.
+
+        With ``province``: only the customers that province led in any of them, with every
+        version's entry for each (also where another province leads it), so that a customer
+        handed to another province is seen leaving.
+        """
+        stamp = self.stamp(draft)
+        # A draft's id may be reused once it is deleted: histories with a draft are not kept.
+        key = (str(self.session.get_bind().url), province, stamp) if draft is None else None
+        found = _HISTORIES.get(key) if key else None
+        if found is not None:
+            return found
+        c = ENTRIES.c
+        counted = [i for i in stamp if i > 0] + ([draft.id] if draft is not None else [])
+        query = (select(ListVersion.version, c.national_cust_id, c.lead_prov_id, c.eff_date, c.exp_date,
+                        c.change_type)
+                 .join(ListVersion, ListVersion.id == c.list_version_id)
+                 .where(c.list_version_id.in_(counted)))
+        if province is not None:
+            led = select(c.national_cust_id).where(c.list_version_id.in_(counted), c.lead_prov_id == province)
+            query = query.where(c.national_cust_id.in_(led))
+        history = ListHistory()
+        for version, cust, lead, eff, exp, change in self.session.execute(query):
+            history.add(SharedEntry(version, cust, lead, _as_date(eff), _as_date(exp), change))
+        if key is not None:
+            if len(_HISTORIES) >= 64:
+                _HISTORIES.pop(next(iter(_HISTORIES)))
+            _HISTORIES[key] = history
+        return history
+
+    def cycle_list(self, cycle: str, province: str, draft: ListVersion | None = None) -> CycleList | None:
+        """The province's list for a cycle: the entries in force during its period; None when no list is published."""
+        if draft is None and not self.stamp():
+            return None
+        return self.history(province, draft).for_cycle(cycle, province)
 
     # -- acknowledgements -------------------------------------------------------------
     def record_download(self, slice: ListSlice, account_id: int, file_name: str, channel: str) -> ListDownload:

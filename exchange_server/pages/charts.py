@@ -142,6 +142,7 @@ class Point:
     y: float
     has_data: bool
     current: bool
+    partial_pct: Decimal | None = None  # the share of local networks reported, when not all were
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class LineItem:
     value: Decimal
     has_data: bool
     current: bool = False
+    partial_pct: Decimal | None = None  # the share of local networks reported, when not all were
 
 
 def line_chart(items: Sequence[LineItem], *, width: int = 600, height: int = 210, left: int = 70, top: int = 14,
@@ -190,7 +192,8 @@ def line_chart(items: Sequence[LineItem], *, width: int = 600, height: int = 210
         x = left + (n * step_x if len(items) > 1 else plot_w / 2)
         y = top + plot_h - (max(float(i.value), 0.0) / top_value * plot_h if i.has_data else 0.0)
         points.append(Point(i.key, i.label, i.value, compact_money(i.value) if i.has_data else "—",
-                            round(x, 1), round(y, 1), i.has_data, i.current))
+                            round(x, 1), round(y, 1), i.has_data, i.current,
+                            i.partial_pct if i.has_data else None))
     grid = [Tick(round(top + plot_h - k / ticks * plot_h, 1), _tick_text(Decimal(str(top_value * k / ticks))))
             for k in range(ticks + 1)]
     segments: list[str] = []

@@ -100,15 +100,16 @@ class DashboardService:
         return calendar[0].id if calendar else None
 
     def trend(self, cycle_id: str) -> list[LineItem]:
-        """Group revenue for the last TREND_LENGTH cycles of the same frequency, oldest first."""
-        ids = [cycle_id]
-        for _ in range(TREND_LENGTH - 1):
-            ids.append(Cycle.parse(ids[-1]).previous().id)
+        """Group revenue for the last TREND_LENGTH cycles of the same frequency, oldest first.
+
+        A cycle only partly reported is marked (its share of local networks in the label's
+        title), so a dip that is only missing provinces does not read as a fall.
+        """
         items = []
-        for cid in reversed(ids):
-            totals = self.rollups.totals(cid)
-            items.append(LineItem(cid, cycle_label(cid), totals["income_amt"], totals["networks"] > 0,
-                                  cid == cycle_id))
+        for point in self.rollups.trend(cycle_id, TREND_LENGTH):
+            cid, share = point["cycle"], point["share_reported_pct"]
+            items.append(LineItem(cid, cycle_label(cid), point["income_amt"], point["networks"] > 0,
+                                  cid == cycle_id, share if share is not None and share < 100 else None))
         return items
 
     def dashboard(self, cycle_id: str) -> Dashboard:

@@ -17,6 +17,7 @@ from ..cycles.models import ReportingCycle
 from ..org.services import OrgService
 from ..storage import Archive
 from .models import Delivery
+from .accepted import AcceptedData
 from .rows import unit_rows
 from .versions import VersionService
 
@@ -52,14 +53,23 @@ class ContextBuilder:
         ctx.last_resend = self.session.scalar(
             select(func.max(Delivery.resend)).where(Delivery.party == delivery.party, Delivery.period == delivery.period,
                                                     Delivery.mode == delivery.mode, Delivery.id < delivery.id))
-        if province == delivery.party:  # a local network's own delivery carries only part of the list
+        if province is not None and delivery.mode in ("P", "T"):
             from ..lists.services import ListService
 
-            found = ListService(self.session, self.archive, self.spec).slice_ids(province)
-            if found is not None:
-                ctx.list_ids, ctx.list_version = found
+            try:  # the entries in force during the cycle's period, across list versions
+                listed = ListService(self.session, self.archive, self.spec).cycle_list(delivery.period, province)
+            except ValueError:  # not a cycle id: E602 says so
+                listed = None
+            if listed is not None:
+                ctx.list_ids, ctx.list_version, ctx.list_explain = listed.ids, listed.label, listed.explain
+                # A local network's own delivery carries only its part: every customer it sends
+                # must be on the province's list (E604), but it need not cover the list.
+                ctx.list_complete = province == delivery.party
         if delivery.mode == "P":
             ctx.previous = self._previous(delivery.party, delivery.period)
+        if province is not None and delivery.mode in ("P", "T"):
+            ctx.accepted = AcceptedData(self.session, self.spec).for_sender(delivery.party, province,
+                                                                             delivery.period)
         return ctx
 
     def _previous(self, party: str, period: str) -> dict[str, dict[str, dict[str, str]]] | None:

@@ -431,7 +431,7 @@ class SpecLoader:
             if c.str("severity") not in SEVERITIES:
                 raise c.fail("severity must be error or warning", c.sub("severity"))
             by = c.str_list("by")
-            allowed_ph = {"left", "right", *by}
+            allowed_ph = {"left", "right", "expected", *by}
             for side in ("left", "right"):
                 sc = _Ctx(d[side], c.file, c.sub(side))
                 s = sc.mapping({"unit", "field", "key", "where"}, ["unit"])

@@ -88,8 +88,9 @@ class RunContext:
     party: str
     party_province: str | None  # the province of the sender (itself, or a network's parent)
     party_network: str | None  # set when the sender is a local network
-    list_ids: frozenset[str] | None = None  # the province's list slice (context)
+    list_ids: frozenset[str] | None = None  # the customers in force for the cycle (context)
     list_version: str | None = None
+    list_explain: Callable[[str], str] | None = None  # why a customer is not on the cycle's list
     # unit name -> key (primary key without CYCLE_ID, joined by \x1f) -> field id -> value
     previous: dict[str, dict[str, dict[str, str]]] | None = None
     outlier_ratio: Decimal = Decimal("0.5")
@@ -103,6 +104,8 @@ class Sinks:
     sums: dict[tuple[str, str], dict[tuple[str, ...], Decimal]] = dc_field(default_factory=dict)
     first_line: dict[tuple[str, str], dict[tuple[str, ...], tuple[int, int]]] = dc_field(default_factory=dict)
     networks_seen: dict[str, set[str]] = dc_field(default_factory=dict)
+    # unit name -> the local networks its rows cover (what a unit of a delivery replaces)
+    networks_by_unit: dict[str, set[str]] = dc_field(default_factory=dict)
 
 
 def key_fields(key: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -112,9 +115,48 @@ def key_fields(key: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return stripped or tuple(key)
 
 
+def network_field(unit: Unit) -> str | None:
+    """The field naming the local network a row counts for (LATN_ID), or None."""
+    for f in unit.fields:
+        if f.domain == "Domain_area_id" and f.area_level == "local_network":
+            return f.id
+    return None
+
+
+def parent_link(spec: Spec, unit: Unit) -> tuple[Unit, tuple[str, ...]] | None:
+    """For a unit without a network of its own (contacts): its parent unit and the key joining them."""
+    if network_field(unit) is not None or not unit.parent:
+        return None
+    parent = spec.unit(str(unit.parent["unit"]))
+    if network_field(parent) is None:
+        return None
+    return parent, key_fields(tuple(unit.parent["key"]))
+
+
+def child_projection(spec: Spec, unit: Unit) -> Projection | None:
+    """The parent keys of a network-less unit's rows (which customers a contacts file covers)."""
+    link = parent_link(spec, unit)
+    return Projection(unit.name, link[1]) if link else None
+
+
+def network_projection(spec: Spec, unit: Unit) -> Projection | None:
+    """Key -> local network of a unit that network-less units hang off (31201: customer -> home network)."""
+    net = network_field(unit)
+    if net is None:
+        return None
+    for child in spec.units:
+        link = parent_link(spec, child)
+        if link is not None and link[0].name == unit.name:
+            return Projection(unit.name, link[1], value=net)
+    return None
+
+
 def needed_projections(spec: Spec, unit: Unit) -> list[Projection]:
     """Projections of ``unit`` that key, uniqueness and cross-unit checks need (primary key first)."""
     out: list[Projection] = [Projection(unit.name, key_fields(unit.primary_key))]
+    for extra in (child_projection(spec, unit), network_projection(spec, unit)):
+        if extra is not None:
+            out.append(extra)
     for r in unit.rules:
         if r.scope == "file" and r.check == "unique":
             out.append(Projection(unit.name, key_fields(r.fields)))
@@ -187,8 +229,11 @@ def expected_text(spec: Spec, f: Field, day: dt.date) -> dict[str, str]:
     out = {"length": f"at most {f.length} characters / 不超过{f.length}个字符"}
     if f.type == "integer":
         out["type"] = f"an integer of at most {f.length} digits / 不超过{f.length}位的整数"
+        out["int_length"] = f"at most {f.length} digits / 不超过{f.length}位数字"
     if f.type == "decimal":
         out["type"] = f"decimal({f.precision},{f.scale}), e.g. 12345.67, no separators / 数值，如12345.67，不带分隔符"
+        whole = (f.precision or 0) - (f.scale or 0)
+        out["whole_length"] = f"at most {whole} digits before the point / 整数部分不超过{whole}位"
     if f.type == "date":
         out["type"] = "a real date YYYYMMDD / 有效日期YYYYMMDD"
     if f.type == "datetime":
@@ -298,6 +343,8 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
                 g.emit(3, "pass")
             g.emit(2, f"elif {pat}({v}):")
             g.emit(3, f"{t} = int({v})")
+            g.emit(2, f"elif DIGITS({v}):")  # an integer, but longer than the field allows
+            g.emit(3, f"bad |= {bit}; E('E305', line, rowno, {f.id!r}, {v}, {exp['int_length']!r})")
             g.emit(2, "else:")
             g.emit(3, f"bad |= {bit}; E('E302', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
             if need_t:
@@ -310,7 +357,11 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
         elif f.type == "decimal":
             pat = g.const(re.compile(_decimal_re(f)).fullmatch, "DEC")
             g.emit(2, f"if not {pat}({v}):")
-            g.emit(3, f"bad |= {bit}; E('E303', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
+            # A well-formed number with more whole digits than the field has is too long (E305);
+            # anything else (separators, exponents, too many decimals) is not a valid decimal.
+            g.emit(3, f"bad |= {bit}; E('E305', line, rowno, {f.id!r}, {v}, {exp['whole_length']!r}) "
+                      f"if WHOLE({v}, {(f.precision or 0) - (f.scale or 0)}, {f.scale or 0}) "
+                      f"else E('E303', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
             if need_t:
                 g.emit(3, f"{t} = None")
             if need_t or f.min is not None or f.max is not None:
@@ -351,7 +402,11 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
                     i = idx[f.id]
                     ids = g.const(ctx.list_ids, "LIST")
                     g.emit(1, f"if not bad & {1 << i} and v{i} not in {ids}:")
-                    g.emit(2, f"E('E604', line, rowno, {f.id!r}, v{i}, {ctx.list_version or ''!r})")
+                    if ctx.list_explain is not None:
+                        why = g.const(ctx.list_explain, "EXPLAIN")
+                        g.emit(2, f"E('E604', line, rowno, {f.id!r}, v{i}, {why}(v{i}))")
+                    else:
+                        g.emit(2, f"E('E604', line, rowno, {f.id!r}, v{i}, {ctx.list_version or ''!r})")
 
     prev_map = (ctx.previous or {}).get(unit.name)
     watched = [f for f in fields if f.opening_of or f.watch]
@@ -425,6 +480,11 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
         g.emit(2, f"k = {key}")
         g.emit(2, f"{tk}[k] = {tk}.get(k, 0) + (t{idx[s.field]} or 0)")
         g.emit(2, f"if k not in {fk}: {fk}[k] = (line, FILE)")
+    net = network_field(unit)
+    if net is not None:
+        i = idx[net]
+        nets = g.const(sinks.networks_by_unit.setdefault(unit.name, set()), "NETS")
+        g.emit(1, f"if not bad & {1 << i}: {nets}.add(v{i})")
     for r in unit.rules:
         if r.scope == "file" and r.check == "covers_sender_networks":
             assert r.field is not None
@@ -435,7 +495,7 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
     body = "\n".join("    " + line for line in g.lines)
     source = _LOOPS.format(body=body, nf=len(fields))
     env: dict[str, Any] = {"__builtins__": {"len": len, "int": int, "abs": abs, "str": str}, "Decimal": Decimal,
-                           "OUTLIER": _outlier,
+                           "OUTLIER": _outlier, "DIGITS": _DIGITS, "WHOLE": _too_many_whole_digits,
                            "WS": _WS, "DATES": valid_dates(), "TIMES": _TIMES, "PERIOD": ctx.period,
                            **expressions.RUNTIME, **g.consts}
     return source, env, projections
@@ -469,6 +529,16 @@ def run_rows(source):
             FLUSH()
     return n
 """
+
+
+_DIGITS = re.compile(r"-?[0-9]+").fullmatch
+_NUMBER = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?").fullmatch
+
+
+def _too_many_whole_digits(value: str, whole: int, scale: int) -> bool:
+    """Whether ``value`` is a plain decimal whose only fault is too many digits before the point."""
+    m = _NUMBER(value)
+    return bool(m) and len(m.group(1)) > whole and len(m.group(2) or "") <= scale
 
 
 def _outlier(value: str, previous: str, ratio: Decimal) -> bool:

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from lxml import etree
 
@@ -23,9 +23,15 @@ from ..conventions import (
 )
 from ..spec import load_spec
 from ..spec.model import Rule, Spec, Unit
-from .compiler import RunContext, Sinks, build_checker, key_fields, needed_projections
-from .readers import XmlProblem, check_prolog, line_start_at_or_after, scan_bytes, text_lines, xml_rows
-from .report import DEFAULT_CAP, FileSummary, Report
+from ..spec import expressions
+from .compiler import (
+    RunContext, Sinks, build_checker, child_projection, key_fields, needed_projections, needed_sums, network_field,
+    network_projection, parent_link,
+)
+from .readers import (
+    XmlProblem, check_prolog, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_rows,
+)
+from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
 from .store import FLUSH_EVERY, SEP, KeyStore
 
 DEFAULT_MAX_FILE_SIZE = 2 * 1024 ** 3
@@ -58,8 +64,13 @@ class ValidationContext:
     validate offline and the server adds what only it knows.
     """
 
-    list_ids: frozenset[str] | None = None  # the sender's list slice, removed entries left out
-    list_version: str | None = None
+    list_ids: frozenset[str] | None = None  # the customers in force for the cycle that the sender's province leads
+    list_version: str | None = None  # the list versions they come from (2026V01+2026V02)
+    # Why a customer is or is not on the cycle's list (the version and entry that decided it),
+    # for the findings of E604 and X-007; schemas.lists.CycleList.explain.
+    list_explain: Callable[[str], str] | None = None
+    # Whether the delivery must cover the whole list (X-007): a province's, not a local network's.
+    list_complete: bool = True
     cycle_state: str | None = None  # open | closed | planned
     known_cycles: frozenset[str] | None = None
     units_due: frozenset[str] | None = None
@@ -70,6 +81,32 @@ class ValidationContext:
     received_at: str | None = None  # YYYYMMDDHHMMSS Beijing time
     previous: dict[str, dict[str, dict[str, str]]] | None = None
     outlier_ratio: Decimal = Decimal("0.5")
+    # unit name -> the current accepted rows of that unit for the sender's area (the server's):
+    # cross-unit rules compare a delivery with the units it leaves out (and with the local
+    # networks it does not cover).
+    accepted: Mapping[str, "AcceptedUnit"] | None = None
+
+
+@dataclass(frozen=True)
+class AcceptedSource:
+    """One accepted version whose rows a delivery is compared with."""
+
+    party: str  # whose scope it is: a unit the delivery carries replaces the sender's own versions
+    file: str  # the accepted data file the rows come from (findings name it)
+    label_zh: str  # 32003 第2版（交付 #17，P_42_202610_01）
+    label_en: str  # 32003 v2 (delivery #17, P_42_202610_01)
+
+
+@dataclass
+class AcceptedUnit:
+    """The current accepted rows of one unit, and the versions they come from.
+
+    ``rows()`` yields (index into ``sources``, the local network the row counts for, the
+    row's fields as text); it is called at most once, and only when a rule needs the unit.
+    """
+
+    sources: list[AcceptedSource]
+    rows: Callable[[], Iterable[tuple[int, str, Mapping[str, str]]]]
 
 
 class _Counted:
@@ -163,6 +200,184 @@ def _structural_schema(spec_root: str, unit_code: str) -> etree.XMLSchema | None
     # A global ROW lets the reader check one record on its own to find the line of an error.
     doc.append(etree.Element(f"{xs}element", name="ROW", type="ROW_type"))
     return etree.XMLSchema(doc)
+
+
+class _AcceptedRows:
+    """Feeds the accepted rows of units a delivery leaves out (or does not fully cover) into the key store and sums.
+
+    A unit the delivery carries replaces, once accepted, the sender's own versions of it and
+    the other scopes' rows for the local networks it covers; the accepted rows that stay are
+    those of other scopes (a local network's own delivery) for the networks it does not
+    cover. A unit it leaves out stays as accepted. Rows are loaded once per unit, after the
+    delivery's own rows (and after the key checks of tier 4, which they must not touch).
+    """
+
+    def __init__(self, validator: "DeliveryValidator", store: KeyStore) -> None:
+        self.v = validator
+        self.store = store
+        self.units = dict(validator.context.accepted or {})
+        self.loaded: set[str] = set()
+        self.file_ids: dict[int, tuple[str, AcceptedSource]] = {}  # store file id -> (unit, source)
+        self.used: dict[str, set[int]] = {}  # unit -> store file ids of the sources whose rows were loaded
+        # (rule, side) -> key -> store file ids of accepted sources that added to that sum
+        self.sum_sources: dict[tuple[str, str], dict[tuple[str, ...], set[int]]] = {}
+        # (rule, side) -> keys to which the delivery itself added
+        self.sum_delivered: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        self._snapshot_delivered()
+
+    def _snapshot_delivered(self) -> None:
+        for key, table in self.v.sinks.sums.items():
+            self.sum_delivered[key] = set(table)
+
+    def available(self, unit: str) -> bool:
+        """Whether the server supplied accepted rows of ``unit``."""
+        return unit in self.units
+
+    def order(self, unit: str) -> tuple[int, str]:
+        """Parents before network-less children: a contact's network is its customer's."""
+        return (1 if parent_link(self.v.spec, self.v.spec.unit(unit)) else 0, unit)
+
+    def delivered(self, side: tuple[str, str], key: tuple[str, ...]) -> bool:
+        """Whether the delivery's own rows added to one side's sum for ``key``."""
+        return key in self.sum_delivered.get(side, set())
+
+    def is_accepted_file(self, file: str | None) -> bool:
+        """Whether a finding's file is an accepted version (not a file of this delivery)."""
+        return file is not None and any(self.store.file_name(fid) == file for fid in self.file_ids)
+
+    def labels(self, units: Iterable[str], keys: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+        """(zh, en) labels of the accepted sources loaded for ``units`` (one file's source where ``keys`` says)."""
+        out: list[tuple[str, str]] = []
+        for unit in units:
+            wanted = (keys or {}).get(unit)
+            for fid in sorted(self.used.get(unit, ())):
+                if wanted is not None and self.store.file_name(fid) != wanted:
+                    continue
+                src = self.file_ids[fid][1]
+                if (src.label_zh, src.label_en) not in out:
+                    out.append((src.label_zh, src.label_en))
+        return out
+
+    def sum_labels(self, rule: str, key: tuple[str, ...]) -> tuple[str, str] | None:
+        """The accepted sources that added to either side of a sum rule for ``key``."""
+        fids: set[int] = set()
+        for side in ("left", "right"):
+            fids |= self.sum_sources.get((rule, side), {}).get(key, set())
+        labels = []
+        for fid in sorted(fids):
+            src = self.file_ids[fid][1]
+            if (src.label_zh, src.label_en) not in labels:
+                labels.append((src.label_zh, src.label_en))
+        if not labels:
+            return None
+        return "；".join(zh for zh, _ in labels), "; ".join(en for _, en in labels)
+
+    def load(self, unit_name: str) -> None:
+        """Add the accepted rows of one unit that stay once this delivery is accepted."""
+        if unit_name in self.loaded or unit_name not in self.units:
+            return
+        self.loaded.add(unit_name)
+        v, store, spec = self.v, self.store, self.v.spec
+        unit = spec.unit(unit_name)
+        accepted = self.units[unit_name]
+        present = any(d.unit.name == unit_name for d in v.data)
+        assert v.check is not None
+        sender = v.check.party
+        covered = self._covered(unit) if present else set()
+        fids = [store.file_id(src.file) for src in accepted.sources]
+        for fid, src in zip(fids, accepted.sources):
+            self.file_ids[fid] = (unit_name, src)
+        projections = needed_projections(spec, unit)
+        net_proj = network_projection(spec, unit)
+        feeders = [_ProjectionFeeder(unit, p) for p in projections]
+        acc_net: list[tuple[str, str, int | None, int]] = []
+        sums = [(sm, spec.unit(sm.unit).field(sm.field)) for sm in needed_sums(spec, unit)]
+        used = self.used.setdefault(unit_name, set())
+        n = 0
+        for index, network, fields in accepted.rows():
+            src = accepted.sources[index]
+            if present and (src.party == sender or network in covered):
+                continue  # replaced by this delivery once it is accepted
+            fid = fids[index]
+            used.add(fid)
+            for feeder in feeders:
+                feeder.feed(fields, fid)
+            if net_proj is not None:
+                acc_net.append((SEP.join(fields.get(k, "") for k in net_proj.key), network, None, fid))
+            for sm, fld in sums:
+                key = tuple(fields.get(k, "") for k in sm.by)
+                table = v.sinks.sums.setdefault((sm.rule, sm.side), {})
+                table[key] = table.get(key, 0) + _typed(fld.type, fields.get(sm.field, "") or "") or 0
+                v.sinks.first_line.setdefault((sm.rule, sm.side), {}).setdefault(key, (None, fid))  # type: ignore[arg-type]
+                self.sum_sources.setdefault((sm.rule, sm.side), {}).setdefault(key, set()).add(fid)
+            n += 1
+            if n % FLUSH_EVERY == 0:
+                for feeder in feeders:
+                    feeder.flush(store)
+        for feeder in feeders:
+            feeder.flush(store)
+        if net_proj is not None:
+            store.flush(_accepted_network_table(unit), acc_net)
+
+    def _covered(self, unit: Unit) -> set[str]:
+        """The local networks a unit of this delivery covers (and so replaces)."""
+        if network_field(unit) is not None:
+            return set(self.v.sinks.networks_by_unit.get(unit.name, set()))
+        link = parent_link(self.v.spec, unit)
+        child = child_projection(self.v.spec, unit)
+        if link is None or child is None:
+            return set()
+        parent_proj = network_projection(self.v.spec, link[0])
+        assert parent_proj is not None
+        self.store.ensure(_accepted_network_table(link[0]))
+        return self.store.networks_through(child.name, parent_proj.name, _accepted_network_table(link[0]))
+
+
+def _accepted_network_table(unit: Unit) -> str:
+    return f"acc_net_{unit.code}"
+
+
+def _typed(ftype: str, text: str) -> Any:
+    """A field's text as the compiled checks type it (None when empty)."""
+    if text == "":
+        return None
+    if ftype == "decimal":
+        return Decimal(text)
+    if ftype == "integer":
+        return int(text)
+    return text
+
+
+class _ProjectionFeeder:
+    """Appends accepted rows to one projection's table, applying its ``where``."""
+
+    def __init__(self, unit: Unit, projection: Any) -> None:
+        self.p = projection
+        self.buffer: list[tuple[str, str, int | None, int]] = []
+        self.types = {f.id: f.type for f in unit.fields}
+        self.where = None
+        if projection.where:
+            expr = expressions.parse(projection.where, unit.has_field)
+            names = sorted(expr.names)
+            index = {n: f"v{i}" for i, n in enumerate(names)}
+            numeric = {f.id for f in unit.fields if f.type in ("integer", "decimal")}
+            src = expr.to_python(lambda n: index[n], numeric.__contains__)
+            self.where = (compile(src, "<where>", "eval"), names)
+
+    def feed(self, fields: Mapping[str, str], fid: int) -> None:
+        """Add one accepted row (if its ``where`` holds)."""
+        if self.where is not None:
+            code, names = self.where
+            env = {f"v{i}": _typed(self.types[n], fields.get(n, "") or "") for i, n in enumerate(names)}
+            if not eval(code, {"__builtins__": {}, "Decimal": Decimal, **expressions.RUNTIME}, env):  # noqa: S307 — whitelisted
+                return
+        key = SEP.join(fields.get(k, "") or "" for k in self.p.key)
+        value = (fields.get(self.p.value, "") or "") if self.p.value else ""
+        self.buffer.append((key, value, None, fid))
+
+    def flush(self, store: KeyStore) -> None:
+        """Move the buffered rows into the store."""
+        store.flush(self.p.name, self.buffer)
 
 
 class DeliveryValidator:
@@ -272,6 +487,8 @@ class DeliveryValidator:
         for p in data:
             if p.name not in listed:
                 r.add("E105", p.name)
+        if not check.entries:
+            r.add("E121", cname_text)
         if r.has_tier1_errors:
             return False
         digests: dict[str, str] = {}
@@ -301,6 +518,9 @@ class DeliveryValidator:
                 r.add("E114", fs.name, value=f"{fs.name} = {digests[scan.sha256]}")
             digests[scan.sha256] = fs.name
             if not text:
+                declared = xml_encoding_problem(df.path)
+                if declared is not None:  # only UTF-8 and GB18030 exist (CONVENTIONS.md §6)
+                    r.add("E110", fs.name, line=1, value=declared, expected="UTF-8 / GB18030")
                 continue
             if scan.encoding_error_line is not None:
                 r.add("E110", fs.name, line=scan.encoding_error_line, value=scan.encoding_error,
@@ -333,7 +553,8 @@ class DeliveryValidator:
             province, network = entry.parent, party
         return RunContext(spec=spec, day=day, period=self.check.period, party=party, party_province=province,
                           party_network=network, list_ids=self.context.list_ids,
-                          list_version=self.context.list_version, previous=self.context.previous,
+                          list_version=self.context.list_version, list_explain=self.context.list_explain,
+                          previous=self.context.previous,
                           outlier_ratio=self.context.outlier_ratio)
 
     def _reference_day(self) -> dt.date:
@@ -404,6 +625,7 @@ class DeliveryValidator:
         prolog = check_prolog(df.path)
         if prolog is not None:
             r.add("E205", fname, line=prolog[0], value=prolog[1])
+            r.structural.setdefault(fname, "E205")
             return
         schema = _structural_schema(self.spec.root, unit.code)
         rows = xml_rows(df.path, unit.name, field_ids, self.spec.namespace, schema)
@@ -413,6 +635,7 @@ class DeliveryValidator:
         except XmlProblem as exc:
             expected = {"E204": f"{{{self.spec.namespace}}}{unit.name}", "E110": self.check.encoding}.get(exc.code)
             r.add(exc.code, fname, exc.line, value=exc.message, expected=expected, unit=unit_name)
+            r.structural.setdefault(fname, exc.code)  # E110 too: the stream stopped, the unit is partial
             df.summary.rows = counter.n
             return
         df.summary.rows = counter.n
@@ -432,7 +655,8 @@ class DeliveryValidator:
             if offset < size and offset > cuts[-1][0]:
                 cuts.append((offset, line))
         ctx_fields = {k: getattr(ctx, k) for k in ("day", "period", "party", "party_province", "party_network",
-                                                    "list_ids", "list_version", "previous", "outlier_ratio")}
+                                                    "list_ids", "list_version", "list_explain", "previous",
+                                                    "outlier_ratio")}
         fid = store.file_id(df.path.name)
         jobs = [parallel.RangeJob(self.spec.root, ctx_fields, df.unit.code, str(df.path), self.check.encoding,
                                   self.check.delimiter, start, cuts[i + 1][0] if i + 1 < len(cuts) else size, line,
@@ -450,13 +674,15 @@ class DeliveryValidator:
         ctx = self._run_context()
         for unit_name, df in present.items():
             unit = df.unit
+            if unit_name in self.failed_units:
+                self._skip(unit_name, [r.id for r in unit.rules if r.scope == "file"])
             for p in needed_projections(self.spec, unit)[:1]:
                 for key, line, file, first, first_file in store.duplicates(p.name):
                     where = str(first) if first_file == file else f"{first_file}:{first}"
                     r.add("E401", file, line, "+".join(p.key), key.replace(SEP, "|"), where,
                           unit=unit_name)
             for rule in unit.rules:
-                if rule.scope != "file":
+                if rule.scope != "file" or unit_name in self.failed_units:
                     continue
                 if rule.check == "unique":
                     fields = key_fields(rule.fields)
@@ -476,37 +702,88 @@ class DeliveryValidator:
         area = self.spec.domain("Domain_area_id").version_on(ctx.day)
         return {c.code for c in area.codes.values() if c.level == "local_network" and c.parent == ctx.party_province}
 
+    @property
+    def failed_units(self) -> set[str]:
+        """Units with a file that could not be read in full (a structural, tier-2 error)."""
+        return {d.unit.name for d in self.data if d.path.name in self.report.structural}
+
+    def _skip(self, unit_name: str, rules: list[str]) -> None:
+        """Say once that ``rules`` were not run because ``unit_name`` could not be read."""
+        if not rules:
+            return
+        df = next(d for d in self.data if d.unit.name == unit_name and d.path.name in self.report.structural)
+        for s in self.report.skipped:
+            if s.unit == unit_name:
+                self.report.skipped[self.report.skipped.index(s)] = SkippedRules(
+                    s.unit, s.file, s.code, tuple(dict.fromkeys((*s.rules, *rules))))
+                return
+        self.report.skipped.append(SkippedRules(unit_name, df.path.name, self.report.structural[df.path.name],
+                                                tuple(rules)))
+
     def cross_unit(self, store: KeyStore) -> None:
-        """Tier 5: the rules of rules/cross_unit.yaml whose units are all in the delivery."""
+        """Tier 5: the rules of rules/cross_unit.yaml over the delivery's units.
+
+        A rule runs when one of its units is in the delivery; a unit it leaves out is taken
+        from the accepted rows the server supplies (``ValidationContext.accepted``), and
+        the accepted rows of networks the delivery does not cover join those it carries —
+        the data as it will stand once the delivery is accepted. Without accepted rows (the
+        agent, offline), a rule runs only when all its units are in the delivery.
+        """
         present = {d.unit.name: d for d in self.data}
+        failed = self.failed_units
+        self._accepted = _AcceptedRows(self, store)
         for rule in self.spec.cross_rules:
             assert rule.left is not None and rule.right is not None
             units = {rule.left["unit"], rule.right["unit"]}
-            if rule.requires == "list":
-                if self.context.list_ids is None or rule.right["unit"] not in present:
-                    continue
-            elif not units <= present.keys():
+            if units & failed:
+                for unit in sorted(units & failed):
+                    self._skip(unit, [rule.id])
                 continue
+            if rule.requires == "list":
+                if (self.context.list_ids is None or not self.context.list_complete
+                        or rule.right["unit"] not in present):
+                    continue
+            elif not units & present.keys():
+                continue  # nothing of this delivery: not its concern
+            elif not all(u in present or self._accepted.available(u) for u in units):
+                continue
+            for u in sorted(units, key=self._accepted.order):
+                self._accepted.load(u)
             getattr(self, f"_x_{rule.check}")(rule, store, present)
 
+    def _compared(self, units: Iterable[str], keys: Mapping[str, tuple[str, ...] | str] | None = None
+                  ) -> tuple[str, str] | None:
+        """The accepted versions of ``units`` that took part (per key when ``keys`` names it), both languages."""
+        labels = self._accepted.labels(units, keys)
+        if not labels:
+            return None
+        return "；".join(zh for zh, _ in labels), "; ".join(en for _, en in labels)
+
     def _x_sum_equals(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile], at_most: bool = False) -> None:
+        assert rule.left is not None and rule.right is not None
         left = self.sinks.sums.get((rule.id, "left"), {})
         right = self.sinks.sums.get((rule.id, "right"), {})
-        anchor = "left"
-        lines = self.sinks.first_line.get((rule.id, anchor), {})
+        acc = self._accepted
         for key, lval in left.items():
             if key not in right and at_most:
                 continue
             rval = right.get(key, Decimal(0))
             bad = lval > rval if at_most else lval != rval
-            if bad:
-                line, fid = lines.get(key, (None, None))
-                file = store.file_name(fid) if fid is not None else None
-                row: dict[str, Any] = dict(zip(rule.by, key))
-                row.update(left=lval, right=rval)
-                assert rule.left is not None
-                r_field = rule.left["field"]
-                self.report.add(rule.id, file, line, r_field, lval, rval, row=row, unit=rule.left["unit"])
+            if not bad:
+                continue
+            from_left = acc.delivered((rule.id, "left"), key)
+            from_right = acc.delivered((rule.id, "right"), key)
+            if not from_left and not from_right:
+                continue  # both sides accepted before: not this delivery's finding
+            side = "left" if from_left or not from_right else "right"
+            line, fid = self.sinks.first_line.get((rule.id, side), {}).get(key, (None, None))
+            file = store.file_name(fid) if fid is not None else None
+            row: dict[str, Any] = dict(zip(rule.by, key))
+            row.update(left=lval, right=rval)
+            anchor = rule.left if side == "left" else rule.right
+            self.report.add(rule.id, file, line, anchor["field"], lval if side == "left" else rval,
+                            rval if side == "left" else lval, row=row, unit=anchor["unit"],
+                            compared_with=acc.sum_labels(rule.id, key))
 
     def _x_sum_at_most(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
         self._x_sum_equals(rule, store, present, at_most=True)
@@ -520,14 +797,18 @@ class DeliveryValidator:
         left = self.sinks.sums.get((rule.id, "left"), {})
         lines = self.sinks.first_line.get((rule.id, "left"), {})
         keep = [i for i, k in enumerate(rule.by) if k in by]
+        right_delivered = rule.right["unit"] in present
         for key, lval in left.items():
             n = counts.get(SEP.join(key[i] for i in keep), 0)
             if lval != n:
+                if not self._accepted.delivered((rule.id, "left"), key) and not right_delivered:
+                    continue
                 line, fid = lines.get(key, (None, None))
                 file = store.file_name(fid) if fid is not None else None
                 row: dict[str, Any] = dict(zip(rule.by, key))
                 row.update(left=lval, right=n)
-                self.report.add(rule.id, file, line, rule.left["field"], lval, n, row=row, unit=rule.left["unit"])
+                self.report.add(rule.id, file, line, rule.left["field"], lval, n, row=row, unit=rule.left["unit"],
+                                compared_with=self._compared([rule.left["unit"], rule.right["unit"]]))
 
     def _proj(self, side: Any) -> str:
         unit = self.spec.unit(side["unit"])
@@ -538,29 +819,42 @@ class DeliveryValidator:
     def _x_exists(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
         assert rule.left is not None and rule.right is not None
         keys = key_fields(rule.left["key"])
+        right_delivered = rule.right["unit"] in present
         for key, line, file in store.missing(self._proj(rule.left), self._proj(rule.right)):
+            accepted_row = self._accepted.is_accepted_file(file)
+            if accepted_row and not right_delivered:
+                continue
             row = dict(zip(keys, key.split(SEP)))
-            self.report.add(rule.id, file, line, keys[-1], key.replace(SEP, "|"), row=row, unit=rule.left["unit"])
+            units = [rule.right["unit"]] + ([rule.left["unit"]] if accepted_row else [])
+            self.report.add(rule.id, file, line, keys[-1], key.replace(SEP, "|"), row=row, unit=rule.left["unit"],
+                            compared_with=self._compared(units, {rule.left["unit"]: file}))
 
     def _x_exactly_one(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
         assert rule.left is not None and rule.right is not None
         keys = key_fields(rule.left["key"])
+        right_delivered = rule.right["unit"] in present
         for key, line, file, n in store.count_by_key(self._proj(rule.left), self._proj(rule.right)):
             if n != 1:
+                accepted_row = self._accepted.is_accepted_file(file)
+                if accepted_row and not right_delivered:
+                    continue
                 row: dict[str, Any] = dict(zip(keys, key.split(SEP)))
                 row.update(right=n)
+                units = [rule.right["unit"]] + ([rule.left["unit"]] if accepted_row else [])
                 self.report.add(rule.id, file, line, keys[-1], key.replace(SEP, "|"), 1, row=row,
-                                unit=rule.left["unit"])
+                                unit=rule.left["unit"], compared_with=self._compared(units, {rule.left["unit"]: file}))
 
     def _x_list_covered(self, rule: Rule, store: KeyStore, present: dict[str, _DataFile]) -> None:
         assert rule.right is not None and self.context.list_ids is not None
         right = self._proj(rule.right)
         df = present[rule.right["unit"]]
         keys = key_fields(rule.right["key"])
+        explain = self.context.list_explain
         for cust in sorted(self.context.list_ids):
             if not store.has_key(right, cust):
-                self.report.add(rule.id, df.path.name, None, keys[-1], cust, self.context.list_version,
-                                row={keys[-1]: cust}, unit=rule.right["unit"])
+                expected = explain(cust) if explain is not None else self.context.list_version
+                self.report.add(rule.id, df.path.name, None, keys[-1], cust, expected,
+                                row={keys[-1]: cust, "expected": expected}, unit=rule.right["unit"])
 
     # -- tier 6 -------------------------------------------------------------------------
     def context_checks(self) -> None:

@@ -28,6 +28,8 @@ def render_text(report: Report, max_findings: int | None = 200) -> str:
                    f"resend {report.resend:02d}, spec {report.spec.version}" if report.resend is not None else "")
     if report.stopped_at_tier == 1:
         out.append("  delivery checks failed: later checks were not run / 交付检查未通过，后续检查未执行")
+    for skipped in report.skipped:
+        out.append(f"  not run / 未执行: {skipped.message_zh} / {skipped.message_en}")
     if report.files:
         out.append("  files / 文件:")
         for fs in report.files.values():
@@ -99,6 +101,7 @@ def file_feedback_xml(report: Report, delivery_id: str | None = None) -> bytes:
                 listed=c["listed"])
         _el(e, ns, "Title", c["title_zh"], lang="zh")
         _el(e, ns, "Title", c["title_en"], lang="en")
+    _skipped(root, ns, report)
     return _bytes(root)
 
 
@@ -113,9 +116,18 @@ def record_feedback_xml(report: Report, delivery_id: str | None = None) -> bytes
     for f in report.sorted_findings():
         e = _el(fs, ns, "Finding", code=f.code, severity=f.severity, tier=f.tier)
         for tag, val in (("File", f.file), ("Line", f.line), ("XPath", f.xpath), ("Field", f.field),
-                         ("Value", f.value), ("Expected", f.expected)):
+                         ("Value", f.value), ("Expected", f.expected), ("ComparedWith", f.compared_with)):
             if val is not None:
                 _el(e, ns, tag, val)
         _el(e, ns, "Message", f.message_zh, lang="zh")
         _el(e, ns, "Message", f.message_en, lang="en")
+    _skipped(root, ns, report)
     return _bytes(root)
+
+
+def _skipped(root: etree._Element, ns: str, report: Report) -> None:
+    """The rules not run because a unit they need could not be read, once each."""
+    for s in report.skipped:
+        e = _el(root, ns, "Skipped", unit=s.unit, file=s.file, code=s.code, rules=" ".join(s.rules))
+        _el(e, ns, "Message", s.message_zh, lang="zh")
+        _el(e, ns, "Message", s.message_en, lang="en")

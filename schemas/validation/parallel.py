@@ -56,6 +56,7 @@ class RangeResult:
     sums: dict[tuple[str, str], dict[tuple[str, ...], Decimal]]
     first_line: dict[tuple[str, str], dict[tuple[str, ...], tuple[int, int]]]
     networks_seen: dict[str, set[str]]
+    networks_by_unit: dict[str, set[str]]
     keys_db: str
     tables: list[str] = dc_field(default_factory=list)
 
@@ -98,7 +99,8 @@ def run_range(job: RangeJob) -> RangeResult:
     fs = report.files[job.file_name]
     return RangeResult(rows=rows, counts=dict(report.counts), findings=report.findings, errors=fs.errors,
                        warnings=fs.warnings, sums=sinks.sums, first_line=sinks.first_line,
-                       networks_seen=sinks.networks_seen, keys_db=str(store.path), tables=sorted(store.tables))
+                       networks_seen=sinks.networks_seen, networks_by_unit=sinks.networks_by_unit,
+                       keys_db=str(store.path), tables=sorted(store.tables))
 
 
 def _start_method() -> str:
@@ -133,6 +135,8 @@ def merge(report: Report, file_name: str, results: list[RangeResult], sinks: Sin
                 listed[f.code] = listed.get(f.code, 0) + 1
         for code, n in res.counts.items():
             report.counts[code] += n
+            if report.tier_of(code) == 2:
+                report.structural.setdefault(file_name, code)
         for key, table in res.sums.items():
             sums = sinks.sums.setdefault(key, {})
             for k, amount in table.items():
@@ -143,5 +147,7 @@ def merge(report: Report, file_name: str, results: list[RangeResult], sinks: Sin
                 target_lines.setdefault(k, where)
         for rule, seen in res.networks_seen.items():
             sinks.networks_seen.setdefault(rule, set()).update(seen)
+        for unit, nets in res.networks_by_unit.items():
+            sinks.networks_by_unit.setdefault(unit, set()).update(nets)
         store.absorb(res.keys_db, res.tables)
     return rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -190,6 +191,30 @@ def check_prolog(path: Path) -> tuple[int, str] | None:
     return None
 
 
+XML_ENCODINGS = ("UTF-8", "GB18030")
+_DECLARED = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def xml_encoding_problem(path: Path) -> str | None:
+    """What is wrong with an XML file's encoding (UTF-16 and the like), or None for UTF-8 / GB18030.
+
+    A byte-order mark of UTF-16 or UTF-32, or a declaration of another encoding, is refused
+    before parsing: libxml2 would read such a file happily, but the standard has two encodings.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(256)
+    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32LE BOM"), (b"\x00\x00\xfe\xff", "UTF-32BE BOM"),
+                      (b"\xff\xfe", "UTF-16LE BOM"), (b"\xfe\xff", "UTF-16BE BOM")):
+        if head.startswith(bom):
+            return name
+    if head[:4] in (b"<\x00?\x00", b"\x00<\x00?"):
+        return "UTF-16 (no BOM)"
+    m = _DECLARED.match(head.removeprefix(b"\xef\xbb\xbf"))
+    if m is not None and m.group(1).decode("ascii").upper() not in XML_ENCODINGS:
+        return f'encoding="{m.group(1).decode("ascii")}"'
+    return None
+
+
 def _first_element(text: str) -> int:
     i = 0
     while True:
@@ -295,8 +320,11 @@ def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: 
         raise XmlProblem("E202", line, msg) from None
 
 
+XINCLUDE = "{http://www.w3.org/2001/XInclude}"
+
+
 def _xml_shape_problem(path: Path, root_tag: str) -> XmlProblem | None:
-    """E204 for a wrong root or namespace, E205 for nesting deeper than the format needs, else None."""
+    """E204 for a wrong root or namespace, E205 for XInclude or nesting deeper than the format needs, else None."""
     depth = 0
     try:
         for event, elem in etree.iterparse(str(path), events=("start", "end"), resolve_entities=False,
@@ -306,6 +334,8 @@ def _xml_shape_problem(path: Path, root_tag: str) -> XmlProblem | None:
                 elem.clear()
                 continue
             depth += 1
+            if str(elem.tag).startswith(XINCLUDE):  # refused, never resolved (CONVENTIONS.md §6)
+                return XmlProblem("E205", elem.sourceline or 0, f"XInclude element {elem.tag}")
             if depth == 1 and elem.tag != root_tag:
                 return XmlProblem("E204", elem.sourceline or 1, str(elem.tag))
             if depth > MAX_XML_DEPTH:

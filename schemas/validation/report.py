@@ -29,10 +29,39 @@ class Finding:
     expected: str | None = None
     xpath: str | None = None
     unit: str | None = None
+    # The accepted version(s) a cross-unit finding compared the delivery with, both languages.
+    compared_with: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The finding as a JSON-ready mapping (None values left out)."""
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SkippedRules:
+    """Rules not run because a unit they need could not be read: said once, not per row."""
+
+    unit: str
+    file: str
+    code: str  # the structural error that made the file unreadable
+    rules: tuple[str, ...]
+
+    @property
+    def message_zh(self) -> str:
+        """Why, in Chinese."""
+        return (f"{self.file} 存在结构错误（{self.code}），其数据无法完整读取；依赖 {self.unit} 的规则 "
+                f"{'、'.join(self.rules)} 未执行")
+
+    @property
+    def message_en(self) -> str:
+        """Why, in English."""
+        return (f"{self.file} has a structural error ({self.code}) and could not be read in full; the rules that "
+                f"need {self.unit} were not run: {', '.join(self.rules)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return {"unit": self.unit, "file": self.file, "code": self.code, "rules": list(self.rules),
+                "message_zh": self.message_zh, "message_en": self.message_en}
 
 
 @dataclass
@@ -69,6 +98,9 @@ class Report:
     findings: list[Finding] = dc_field(default_factory=list)
     files: dict[str, FileSummary] = dc_field(default_factory=dict)
     stopped_at_tier: int | None = None
+    # file -> the first structural (tier 2) error met in it: its unit cannot be trusted whole
+    structural: dict[str, str] = dc_field(default_factory=dict)
+    skipped: list[SkippedRules] = dc_field(default_factory=list)
     _rules: dict[str, Rule] = dc_field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,22 +121,35 @@ class Report:
 
     def add(self, code: str, file: str | None = None, line: int | None = None, field: str | None = None,
             value: Any = None, expected: Any = None, *, row: Mapping[str, Any] | None = None,
-            xpath: str | None = None, unit: str | None = None) -> None:
-        """Record one occurrence of ``code``; the details are kept only under the cap."""
+            xpath: str | None = None, unit: str | None = None,
+            compared_with: tuple[str, str] | None = None) -> None:
+        """Record one occurrence of ``code``; the details are kept only under the cap.
+
+        ``compared_with`` names (Chinese, English) the accepted version(s) a cross-unit
+        finding compared the delivery with; the messages say it too.
+        """
         self.counts[code] += 1
+        tier = self.tier_of(code)
         if file is not None and file in self.files:
             fs = self.files[file]
             if self.severity_of(code) == "error":
                 fs.errors += 1
             else:
                 fs.warnings += 1
+            if tier == 2:
+                self.structural.setdefault(file, code)
         if self.counts[code] > self.cap:
             return
         value_s = None if value is None else str(value)
         expected_s = None if expected is None else str(expected)
         zh, en = self._messages(code, file, line, field, value_s, expected_s, row)
-        self.findings.append(Finding(code, self.severity_of(code), self.tier_of(code), zh, en, file, line, field,
-                                     value_s, expected_s, xpath, unit))
+        compared = None
+        if compared_with is not None:
+            zh += f"（对照已采纳的 {compared_with[0]}）"
+            en += f" (compared with accepted {compared_with[1]})"
+            compared = f"{compared_with[0]} / {compared_with[1]}"
+        self.findings.append(Finding(code, self.severity_of(code), tier, zh, en, file, line, field,
+                                     value_s, expected_s, xpath, unit, compared))
 
     def _messages(self, code: str, file: str | None, line: int | None, field: str | None, value: str | None,
                   expected: str | None, row: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -151,8 +196,8 @@ class Report:
         return [f for f in self.findings if f.code == code]
 
     def sorted_findings(self) -> list[Finding]:
-        """Findings ordered by file, line, code."""
-        return sorted(self.findings, key=lambda f: (f.file or "", f.line or 0, _code_order(f.code)))
+        """Findings ordered: what makes a file unreadable (tiers 1 and 2) first, then by file, line, code."""
+        return sorted(self.findings, key=lambda f: (f.tier > 2, f.file or "", f.line or 0, _code_order(f.code)))
 
     def code_summary(self) -> list[dict[str, Any]]:
         """One entry per code: count, listed, severity, tier, titles."""
@@ -189,6 +234,7 @@ class Report:
             "occurrence_cap": self.cap,
             "files": [f.as_dict() for f in self.files.values()],
             "counts": self.code_summary(),
+            "skipped": [s.as_dict() for s in self.skipped],
             "findings": [f.as_dict() for f in self.sorted_findings()],
         }
 

@@ -48,8 +48,11 @@ class KeyStore:
         """The file name a file id stands for."""
         return self._names.get(file_id, "")
 
-    def flush(self, name: str, rows: list[tuple[str, str, int, int]]) -> None:
-        """Move buffered (key, value, line, file id) rows into table ``name``; empty the buffer."""
+    def flush(self, name: str, rows: list[tuple[str, str, int | None, int]]) -> None:
+        """Move buffered (key, value, line, file id) rows into table ``name``; empty the buffer.
+
+        The line is None for accepted rows (they come from the server's facts, not a file).
+        """
         self._table(name)
         if rows:
             self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
@@ -112,6 +115,20 @@ class KeyStore:
         """Number of distinct values per key (keys here are few: local networks)."""
         self._table(name)
         return dict(self.db.execute(f'SELECT k, COUNT(DISTINCT v) FROM "{name}" GROUP BY k'))
+
+    def networks_through(self, child: str, parent: str, accepted_parent: str) -> set[str]:
+        """The networks of the parent rows ``child``'s keys point at: the delivery's parent rows, else accepted ones.
+
+        ``parent`` and ``accepted_parent`` are key -> network tables (31201: customer -> home
+        network); ``child`` holds the keys a network-less unit's rows carry (31202's customers).
+        """
+        for name in (child, parent, accepted_parent):
+            self._table(name)
+        self._index(parent)
+        self._index(accepted_parent)
+        q = (f'SELECT DISTINCT COALESCE((SELECT d.v FROM "{parent}" d WHERE d.k = c.k LIMIT 1), '
+             f'(SELECT a.v FROM "{accepted_parent}" a WHERE a.k = c.k LIMIT 1)) FROM "{child}" c')
+        return {n for (n,) in self.db.execute(q) if n is not None}
 
     def keys(self, name: str) -> Iterator[str]:
         """Every distinct key of a table."""

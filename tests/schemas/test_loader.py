@@ -143,5 +143,5 @@ def test_missing_unit_file(copy: Path) -> None:
 def test_spec_dir_override(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAM_SPEC_DIR", str(copy))
     assert default_spec_dir() == copy
-    (copy / "spec.yaml").write_text((copy / "spec.yaml").read_text("utf-8").replace('"1.0.1"', '"1.0.9"'), "utf-8")
+    (copy / "spec.yaml").write_text((copy / "spec.yaml").read_text("utf-8").replace('"1.0.2"', '"1.0.9"'), "utf-8")
     assert load_spec().version == "1.0.9"

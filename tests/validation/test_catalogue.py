@@ -480,3 +480,99 @@ def test_xml_value_nested_in_a_field_is_E203_at_its_line(rows: DeliveryRows, out
     _xml_edit(out, "32002", lambda t: t.replace("<SERV_CNT>", "<SERV_CNT><B>", 2).replace("</SERV_CNT>",
                                                                                           "</B></SERV_CNT>", 2))
     expect(run(out), "E203", line=3, file_contains="32002")
+
+
+# -- issue 13: smaller validator points -----------------------------------------------------
+def test_E121_check_file_listing_no_data_files(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out)
+    for f in out.iterdir():
+        if not f.name.endswith(".chk"):
+            f.unlink()
+    rewrite_check(out, lambda c: c.with_entries([]))
+    r = run(out)
+    expect(r, "E121", file_contains=".chk")
+    assert r.stopped_at_tier == 1 and r.status == REJECTED
+
+
+@pytest.mark.parametrize("where", ["header", "file line"])
+def test_E103_check_file_stamp_must_be_a_real_date_time(rows: DeliveryRows, out: Path, where: str) -> None:
+    rows.write(out)
+    if where == "header":
+        rewrite_check(out, lambda c: replace(c, generated_at="20261345999999"))
+    else:
+        rewrite_check(out, lambda c: c.with_entries([replace(e, generated_at="20260230120000") for e in c.entries]))
+    r = run(out)
+    expect(r, "E103", line=1 if where == "header" else 2)
+    f = r.of_code("E103")[0]
+    assert f.value in ("20261345999999", "20260230120000") and "YYYYMMDDHHMMSS" in (f.expected or "")
+
+
+def test_E103_check_file_counts_take_ascii_digits_only(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out)
+    chk = next(out.glob("*.chk"))
+    lines = chk.read_text("utf-8").split("\n")
+    parts = lines[1].split("|")
+    parts[3] = "²"  # str.isdigit() says yes; int() says no
+    lines[1] = "|".join(parts)
+    chk.write_text("\n".join(lines), "utf-8")
+    expect(run(out), "E103", line=2)
+
+
+@pytest.mark.parametrize("unit,field,value", [("VIP_SUMMARY", "CUST_CNT", "12345678901"),
+                                              ("VIP_SUMMARY", "INCOME_AMT", "12345678901234567.00")])
+def test_E305_number_with_too_many_digits(rows: DeliveryRows, out: Path, unit: str, field: str, value: str) -> None:
+    rows.rows[unit][1][field] = value
+    r = run(rows.write(out))
+    expect(r, "E305", line=2, field=field)
+    assert not r.of_code("E302") and not r.of_code("E303")
+    assert "digits" in (r.of_code("E305")[0].expected or "")
+
+
+def test_E205_xinclude_is_refused_not_resolved(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out, fmt="xml")
+    _xml_edit(out, "32002", lambda t: t.replace(
+        "<ROW>", '<ROW><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="/etc/passwd" parse="text"/>', 1))
+    r = run(out)
+    expect(r, "E205", file_contains="32002")
+    assert not r.of_code("E203") and "root:" not in str(r.as_dict())
+
+
+@pytest.mark.parametrize("codec,declared", [("utf-16", "UTF-16"), ("utf-8", "ISO-8859-1")])
+def test_E110_xml_in_an_encoding_the_standard_does_not_have(rows: DeliveryRows, out: Path, codec: str,
+                                                            declared: str) -> None:
+    rows.write(out, fmt="xml")
+    f = data_file(out, "32002")
+    text = f.read_text("utf-8").replace('encoding="UTF-8"', f'encoding="{declared}"', 1)
+    f.write_bytes(text.encode(codec))
+    refresh_check(out)
+    r = run(out)
+    expect(r, "E110", line=1, file_contains="32002")
+    assert r.stopped_at_tier == 1
+
+
+# -- issue 13: a file that cannot be read does not bury its one real error ------------------
+def test_unreadable_unit_skips_the_rules_that_need_it(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out, fmt="xml")
+    _xml_edit(out, "32001", lambda t: t.replace("urn:chinatelecom:kam:interface:1.0", "urn:other", 1))
+    r = run(out)
+    assert set(r.counts) == {"E204"}, dict(r.counts)  # no R32001-07, X-001..X-011 about unread rows
+    assert r.sorted_findings()[0].code == "E204"
+    [skipped] = r.skipped
+    assert skipped.unit == "VIP_SUMMARY" and skipped.code == "E204"
+    assert {"R32001-07", "X-001", "X-009", "X-010", "X-011"} <= set(skipped.rules)
+    assert "X-004" not in skipped.rules  # rules that do not need 32001 still run
+    assert r.as_dict()["skipped"][0]["rules"] == list(skipped.rules)
+
+
+def test_invalid_byte_in_an_xml_file_gives_one_finding_first(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out, fmt="xml")
+    f = data_file(out, "31201")
+    data = f.read_bytes()
+    at = data.index("湖北".encode("utf-8"))
+    f.write_bytes(data[:at] + b"\xff" + data[at + 1:])
+    refresh_check(out)
+    r = run(out)
+    first = r.sorted_findings()[0]
+    assert first.code in ("E202", "E110") and "31201" in (first.file or "")
+    assert not any(c.startswith("X-") for c in r.counts), dict(r.counts)
+    assert r.skipped and r.skipped[0].unit == "VIP_CUST_INFO"
