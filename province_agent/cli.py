@@ -19,8 +19,10 @@ from typing import Any, Callable
 import click
 
 from schemas import SchemasError, load_spec
+from schemas.conventions import CheckFile, CheckFileName, DataFileName
 from schemas.validation import (
-    REJECTED, ValidationOptions, file_feedback_xml, record_feedback_xml, render_text, validate_paths,
+    REJECTED, Report, ValidationOptions, file_feedback_xml, group_deliveries, record_feedback_xml, render_text,
+    validate_delivery,
 )
 
 from ._exceptions import AgentError
@@ -133,19 +135,21 @@ def init(ctx: click.Context, path: Path | None, party: str, transport: str, url:
 @click.option("--max-file-size", type=click.IntRange(min=1), default=None,
               help="Largest data file accepted, in bytes (default 2 GiB).")
 @click.option("--with-list/--no-list", default=None,
-              help="Check against the list slice last fetched (X-007, E604). Default: when a config is found.")
+              help="Check against the list as it counts for each delivery's cycle, from the list versions "
+                   "fetched (X-007, E604). Default: when a config is found.")
 @click.pass_context
 def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, max_per_code: int, max_file_size: int | None,
              with_list: bool | None) -> None:
     """Validate deliveries offline: a check file with its data files, several, or a directory.
 
     Exit status 0 when every delivery would be accepted (warnings allowed), 1 when any
-    would be rejected, 2 on usage errors.
+    would be rejected, 2 on usage errors. Each delivery is checked against the list as it
+    counts for its own cycle (the one its check file names).
     """
     options = ValidationOptions(cap=max_per_code)
     if max_file_size:
         options.max_file_size = max_file_size
-    context = None
+    agent = None
     spec = None
     config_path: Path = ctx.obj["config_path"]
     if with_list or (with_list is None and config_path.exists()):
@@ -153,19 +157,24 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, max_per_code
             from .runner import Agent
 
             agent = Agent(load_config(config_path))
-            context = agent.list_context()
             spec = agent.spec  # with the code-list versions last fetched from HQ
-            agent.close()
         except AgentError as exc:
             if with_list:
                 click.echo(f"error: {exc}", err=True)
                 sys.exit(EXIT_USAGE)
     try:
         spec = spec or load_spec()
-        reports = validate_paths(list(paths), spec, context, options)
+        reports: list[Report] = []
+        for group in group_deliveries(list(paths)):
+            sender = _sender(group)
+            context = agent.list_context(*sender) if agent is not None and sender is not None else None
+            reports.append(validate_delivery(group, spec, context, options))
     except SchemasError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    finally:
+        if agent is not None:
+            agent.close()
     if not reports:
         click.echo("error: no files to validate / 没有可校验的文件", err=True)
         sys.exit(EXIT_USAGE)
@@ -182,10 +191,34 @@ def validate(ctx: click.Context, paths: tuple[Path, ...], fmt: str, max_per_code
     sys.exit(EXIT_REJECTED if any(r.status == REJECTED for r in reports) else EXIT_OK)
 
 
+def _sender(files: list[Path]) -> tuple[str, str] | None:
+    """(cycle, party) of a delivery: from its check file's name, else its contents, else a data file's name."""
+    for p in files:
+        if p.name.endswith(".chk"):
+            try:
+                name = CheckFileName.parse(p.name)
+                return name.period, name.party
+            except SchemasError:
+                pass
+            try:
+                check = CheckFile.parse(p.read_bytes())
+                return check.period, check.party
+            except (SchemasError, OSError):
+                pass
+    for p in files:
+        try:
+            data = DataFileName.parse(p.name)
+            return data.period, data.party
+        except SchemasError:
+            continue
+    return None
+
+
 @main.command("fetch-list")
 @click.pass_context
 def fetch_list(ctx: click.Context) -> None:
-    """Download HQ's published code lists and this province's current list slice; verify, keep, show what changed."""
+    """Download HQ's published code lists and every list version's slice for this province not kept yet;
+    verify, keep, show what is new."""
     from .runner import Outcome
 
     def go() -> None:
@@ -198,7 +231,8 @@ def fetch_list(ctx: click.Context) -> None:
             agent.close()
         if not ctx.obj["json"]:
             for ev in out.events:
-                head = f"list {version or '-'}" if ev.get("event") == "list" else str(ev.get("event"))
+                head = f"list {ev.get('version') or version or '-'}" if ev.get("event") == "list" \
+                    else str(ev.get("event"))
                 click.echo(f"{head}: " + ", ".join(f"{k} {v}" for k, v in ev.items() if k != "event"))
         _finish(ctx, out)
 
@@ -313,8 +347,8 @@ def status(ctx: click.Context) -> None:
                        f"{'  HQ #' + str(r.server_id) if r.server_id else ''}"
                        f"{'  last error: ' + r.last_error if r.last_error and not r.status else ''}")
             _print_comments(comments.get(r.id))
-        if lists:
-            click.echo(f"list: {lists[0]['version']} ({lists[0]['rows']} rows, fetched {lists[0]['fetched_at']})")
+        for v in lists:  # newest first; each cycle counts the entries in force during its period
+            click.echo(f"list: {v['version']} ({v['rows']} rows, fetched {v['fetched_at']})")
 
     _guarded(ctx, go)
 

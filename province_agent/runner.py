@@ -7,8 +7,8 @@ short anywhere (network, HQ, the machine, ``kill -9``) is finished by the next r
     sent    -> the verdict is collected
     judged  -> done; ``run`` does not touch the cycle again
 
-A delivery HQ would reject is never sent: it is validated locally first, with the list
-slice fetched from HQ.
+A delivery HQ would reject is never sent: it is validated locally first, with the list as
+it counts for the delivery's cycle, from every list version fetched from HQ.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from schemas import Spec, SpecError, load_spec, with_code_versions
-from schemas.conventions import CheckFile, DataFileName
+from schemas.conventions import CheckFile, Cycle, DataFileName
+from schemas.lists import ListHistory, entry_from_row
 from schemas.validation import REJECTED, ValidationContext, render_text, validate_delivery
 from schemas.validation.readers import text_lines
 
@@ -117,6 +118,8 @@ class Agent:
         self.progress = progress
         self.today = today or dt.date.today()
         self.sleep = sleep
+        # The kept list versions' history, with what it was read from (see _list_history).
+        self._history: tuple[tuple[tuple[str, str], ...], ListHistory | None] | None = None
 
     @property
     def transport(self) -> Transport:
@@ -163,32 +166,45 @@ class Agent:
 
     # -- the list -------------------------------------------------------------------------------
     def fetch_list(self, out: Outcome) -> str | None:
-        """Download the current list slice, verify it, keep the version, report what changed."""
+        """Download every list version's slice not kept yet, verify each, keep it, report what is new.
+
+        Every version is kept, not only the newest: a cycle is checked against the entries in
+        force during its period (``list_context``), which an older version may decide — a
+        cycle delivered late must not be judged by a version published after it. Returns the
+        newest version kept, None when HQ has published none.
+        """
         tmp = self.config.state_dir / ".fetching"
         shutil.rmtree(tmp, ignore_errors=True)
-        got = self._retry("fetch-list", lambda: self.transport.fetch_list(tmp))
-        if got is None:
+        kept = {v["version"]: v for v in self.state.list_versions() if Path(v["folder"]).is_dir()}
+        got = self._retry("fetch-list", lambda: self.transport.fetch_lists(tmp, frozenset(kept)))
+        new: list[str] = []
+        try:
+            for version, files in got:
+                if version in kept:
+                    continue
+                report = validate_delivery(files, self.spec)
+                if report.errors:
+                    raise TransportError(f"the list slice {version} from HQ does not validate "
+                                         f"({report.errors} error(s)): {render_text(report, 5)}")
+                changes = self._changes(files)
+                folder = self.config.lists_dir / version
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                files[0].parent.rename(folder)
+                self.state.add_list_version(version, folder, sum(changes.values()))
+                kept[version] = {"version": version, "rows": sum(changes.values())}
+                new.append(version)
+                out.add(event="list", version=version, result="new", **changes)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not kept:
             out.add(event="list", result="none published yet")
             return None
-        version, files = got
-        report = validate_delivery(files, self.spec)
-        if report.errors:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise TransportError(f"the list slice {version} from HQ does not validate "
-                                 f"({report.errors} error(s)): {render_text(report, 5)}")
-        known = {v["version"] for v in self.state.list_versions()}
-        folder = self.config.lists_dir / version
-        changes = self._changes(files)
-        if version in known and folder.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-            out.add(event="list", version=version, result="unchanged", rows=sum(changes.values()))
-            return version
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(folder)
-        self.state.add_list_version(version, folder, sum(changes.values()))
-        out.add(event="list", version=version, result="new", **{k: v for k, v in changes.items()})
-        return version
+        newest = max(kept)
+        if not new:
+            out.add(event="list", version=newest, result="unchanged", rows=kept[newest]["rows"],
+                    versions=len(kept))
+        return newest
 
     def _changes(self, files: list[Path]) -> dict[str, int]:
         unit = self.spec.unit("TOP500_LIST")
@@ -209,19 +225,59 @@ class Agent:
                                                                                       parsed.encoding)]
         return rows
 
-    def list_context(self) -> ValidationContext | None:
-        """The fetched list slice as validation context (rules X-007 and E604), if the party is a province."""
-        versions = self.state.list_versions()
-        if not versions or len(self.config.party) != 2:
+    def _list_history(self) -> ListHistory | None:
+        """Every kept version's entries as one history (None when no version is kept)."""
+        versions = [v for v in self.state.list_versions() if Path(v["folder"]).is_dir()]
+        key = tuple((v["version"], v["folder"]) for v in versions)
+        if self._history is not None and self._history[0] == key:
+            return self._history[1]
+        field_ids = self.spec.unit("TOP500_LIST").field_ids
+        history = ListHistory()
+        for v in versions:
+            files = sorted(p for p in Path(v["folder"]).iterdir() if p.is_file())
+            if any(p.name.endswith(".chk") for p in files):
+                for row in self._list_rows(files):
+                    history.add(entry_from_row(dict(zip(field_ids, row))))
+        found = history if len(history) else None
+        self._history = (key, found)
+        return found
+
+    def list_context(self, cycle: str, party: str | None = None) -> ValidationContext | None:
+        """The list as it counts for ``cycle`` as validation context (rules E604 and X-007).
+
+        One history of every kept version's entries (``schemas.lists``) decides: a customer
+        is on the cycle's list when an entry keeps it on the list on at least one day of the
+        cycle's period, and it is the party's province's when that entry names the province
+        as lead. A province's delivery must cover that list (X-007); a local network's
+        carries only its part, so every customer it sends must be on the list (E604) but it
+        need not cover it. ``party`` is the delivery's sender, this agent's party by default.
+        None when no version is kept, the cycle is not a cycle id, or the sender is not of
+        this agent's province (the agent keeps only its own province's slices).
+        """
+        history = self._list_history()
+        if history is None:
             return None
-        folder = Path(versions[0]["folder"])
-        files = sorted(folder.iterdir()) if folder.exists() else []
-        if not files:
+        try:
+            day = Cycle.parse(cycle).begin
+        except ValueError:
+            return None  # not a cycle: the file name checks say so
+        areas = self.spec.domain("Domain_area_id").version_on(day).codes
+
+        def province_of(code: str) -> str | None:
+            entry = areas.get(code)
+            if entry is None:
+                return None
+            if entry.level == "province":
+                return code
+            return entry.parent if entry.level == "local_network" else None
+
+        sender = party or self.config.party
+        province = province_of(sender)
+        if province is None or province != province_of(self.config.party):
             return None
-        unit = self.spec.unit("TOP500_LIST")
-        idx, ch = unit.field_ids.index("NATIONAL_CUST_ID"), unit.field_ids.index("CHANGE_TYPE")
-        ids = frozenset(r[idx] for r in self._list_rows(files) if r[ch] != "D")
-        return ValidationContext(list_ids=ids, list_version=versions[0]["version"])
+        cl = history.for_cycle(cycle, province)
+        return ValidationContext(list_ids=cl.ids, list_version=cl.label, list_explain=cl.explain,
+                                 list_complete=sender == province)
 
     # -- building and sending ---------------------------------------------------------------------
     def build(self, cycle: str, out: Outcome, mode: str = "P", units: list[str] | None = None) -> Record | None:
@@ -245,7 +301,7 @@ class Agent:
             out.add(event="submit", cycle=cycle, result="unchanged since accepted", resend=f"{done.resend:02d}",
                     delivery=done.server_id)
             return None
-        report = validate_delivery(files, self.spec, self.list_context())
+        report = validate_delivery(files, self.spec, self.list_context(cycle))
         unit_codes = sorted({DataFileName.parse(p.name).unit for p in files if p != check})
         if report.status == REJECTED:
             self.state.add(cycle, mode, resend, check.name[:-4], spool, unit_codes, content, LOCAL_REJECTED)

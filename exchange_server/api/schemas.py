@@ -161,6 +161,16 @@ class ListSliceSchema(Schema):
     files = fields.List(fields.Nested(SliceFileSchema))
 
 
+class ListVersionSliceSchema(Schema):
+    """The province's slice of one published or superseded list version (``GET /api/v1/list/versions``)."""
+
+    version = fields.String(metadata={"description": "e.g. 2026V02; versions order by name, oldest first"})
+    state = fields.String(metadata={"description": "published (the version in force) or superseded"})
+    published_at = fields.String()
+    rows = fields.Integer()
+    files = fields.List(fields.Nested(SliceFileSchema))
+
+
 class CodeAdditionSchema(Schema):
     """One published version and the domain it belongs to."""
 

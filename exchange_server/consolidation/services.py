@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from schemas import Spec
 
 from ..org.services import OrgService
 from ..storage import Archive
-from ..submissions.models import Delivery, UnitVersion
+from ..submissions.models import DataScope, Delivery, UnitVersion
 from ..submissions.rows import unit_rows
 from ..submissions.versions import Accepted
 from .aggregates import Aggregates
@@ -111,8 +111,31 @@ class Consolidator:
         if batch:
             self.session.execute(insert(table), batch)
             n += len(batch)
+        if current and replaced_id is not None:
+            self._restore_uncovered(table, unit_code, str(delivery.period), replaced_id, networks)
         self.bump(str(delivery.period))
         return n
+
+    def _restore_uncovered(self, table: Any, unit_code: str, cycle: str, replaced_id: int, covered: set[str]) -> None:
+        """Networks the replaced version counted for and the new one does not cover: the newest other version counts.
+
+        A province's earlier version may have stepped a local network's own rows back; once
+        that version is replaced by one leaving the network out, the network's own (still
+        current in its scope) is again the most recently accepted data for it.
+        """
+        dropped = set(self.session.scalars(select(table.c.latn_id).where(table.c.version_id == replaced_id)
+                                           .distinct())) - covered
+        if not dropped:
+            return
+        scopes = select(DataScope.current_version_id).where(DataScope.cycle == cycle, DataScope.unit == unit_code,
+                                                            DataScope.current_version_id.is_not(None))
+        for latn in sorted(dropped):
+            newest = self.session.scalar(select(func.max(table.c.version_id)).where(
+                table.c.cycle == cycle, table.c.latn_id == latn, table.c.version_id.in_(scopes),
+                table.c.version_id != replaced_id))
+            if newest is not None:
+                self.session.execute(update(table).where(table.c.version_id == newest, table.c.latn_id == latn)
+                                     .values(current=True))
 
     def _home_networks(self, cycle: str, province: str, customers_version: int | None) -> dict[str, str]:
         """Customer id -> home network: from the same delivery's 31201, else the customers counted now."""

@@ -1,6 +1,7 @@
 """``exchange-server list ...``: load, diff, publish and follow the top-500 list."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ def _confirmed(svc: "ListService", v: "ListVersion", yes: bool) -> bool:
     click.echo(impact.summary())
     if not impact.failing or yes:
         return True
-    if click.get_text_stream("stdin").isatty():
+    if sys.stdin.isatty():
         return click.confirm(f"publish {v.version} anyway?", default=False)
     click.echo("not published: run again with --yes to publish knowingly", err=True)
     return False

@@ -1,11 +1,11 @@
-"""The one interface both transports implement: send, receipt, verdict, list, calendar."""
+"""The one interface both transports implement: send, receipt, verdict, list versions, calendar."""
 from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 Progress = Callable[[int, int], None]  # (bytes sent so far, total bytes)
 
@@ -59,6 +59,21 @@ class Transport(ABC):
     @abstractmethod
     def fetch_list(self, dest: Path) -> tuple[str, list[Path]] | None:
         """Download the province's current list slice into ``dest``: (version, files), or None if none."""
+
+    def fetch_lists(self, dest: Path, known: Collection[str] = ()) -> list[tuple[str, list[Path]]]:
+        """Download the province's slice of every list version HQ has published into ``dest/<version>/``.
+
+        Returns (version, files) per version, oldest first; versions in ``known`` (kept
+        already) are not downloaded again and left out. This default, for a transport that
+        can only reach the current slice, gives that one.
+        """
+        got = self.fetch_list(dest / "current")
+        if got is None or got[0] in known:
+            return []
+        version, files = got
+        folder = dest / version
+        (dest / "current").rename(folder)
+        return [(version, [folder / p.name for p in files])]
 
     @abstractmethod
     def calendar(self) -> list[CycleInfo]:

@@ -8,15 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import re
 import ssl
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Collection, Iterator, Sequence
 from urllib.parse import urlencode, urlsplit
 
+from .._exceptions import TransportError
 from .base import CycleInfo, Progress, Receipt, Transport, Verdict
 
 CHUNK = 1 << 20
+VERSION_RE = re.compile(r"^[0-9]{4}V[0-9]{2}$")  # a list version, e.g. 2026V02 (a folder name here)
 
 
 class HttpError(Exception):
@@ -190,6 +193,34 @@ class HttpTransport(Transport):
             target.write_bytes(self.get_bytes(f["url"]))
             out.append(target)
         return meta["version"], out
+
+    def fetch_lists(self, dest: Path, known: Collection[str] = ()) -> list[tuple[str, list[Path]]]:
+        """Every published version's slice (``GET /api/v1/list/versions``), oldest first, into ``dest/<version>/``.
+
+        An HQ from before that route answers 404: the current slice then, as ``fetch_list``.
+        """
+        try:
+            versions = self.get_json("/api/v1/list/versions")
+        except HttpError as exc:
+            if exc.status == 404:
+                return super().fetch_lists(dest, known)
+            raise
+        out: list[tuple[str, list[Path]]] = []
+        for meta in versions:
+            if meta["version"] in known:
+                continue
+            names = [f["name"] for f in meta["files"]]
+            if not VERSION_RE.match(meta["version"]) or any(Path(n).name != n or n.startswith(".") for n in names):
+                raise TransportError(f"HQ listed a list version with unusable names: {meta['version']!r} {names!r}")
+            folder = dest / meta["version"]
+            folder.mkdir(parents=True, exist_ok=True)
+            files = []
+            for f in meta["files"]:
+                target = folder / f["name"]
+                target.write_bytes(self.get_bytes(f["url"]))
+                files.append(target)
+            out.append((meta["version"], files))
+        return out
 
     def code_lists(self) -> dict[str, Any] | None:
         """The code-list versions HQ has published beyond the standard (``GET /api/v1/code-lists``)."""

@@ -3,8 +3,8 @@
 HQ's host key is checked against a known_hosts file and never accepted blindly. Each file
 goes to ``inbox/<name>.part`` and is renamed when complete, the check file last
 (CONVENTIONS.md §7), so HQ never takes half a delivery. Receipts and verdicts are read from
-``outbox/`` (``<check>.rct.xml``, ``<check>.fbf.xml``); the list slice and the reporting
-calendar are the ``D_`` files HQ leaves there.
+``outbox/`` (``<check>.rct.xml``, ``<check>.fbf.xml``); the list slices (one per list
+version, all kept there) and the reporting calendar are the ``D_`` files HQ leaves there.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import socket
 import stat
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import paramiko
 from lxml import etree
@@ -27,6 +27,8 @@ from .._exceptions import TransportError
 from .base import CycleInfo, Progress, Receipt, Transport, Verdict
 
 _SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+# A province's slice of a list version in its outbox: D_<province>_<yyyy>Vnn_<resend>.chk
+LIST_CHECK = re.compile(r"^D_[0-9]{2}_([0-9]{4}V[0-9]{2})_[0-9]{2}\.chk$")
 
 
 class SftpTransport(Transport):
@@ -152,13 +154,28 @@ class SftpTransport(Transport):
     def _outbox(self) -> list[str]:
         return [a.filename for a in self._open().listdir_attr("outbox") if stat.S_ISREG(a.st_mode or 0)]
 
+    def _list_checks(self) -> list[tuple[str, str]]:
+        """(version, check file name) of every list slice in the outbox, oldest version first; the
+        latest resend of each version."""
+        found = sorted((m.group(1), n) for n in self._outbox() if (m := LIST_CHECK.match(n)))
+        return list({version: (version, name) for version, name in found}.values())
+
     def fetch_list(self, dest: Path) -> tuple[str, list[Path]] | None:
         """The newest list slice in the outbox (``D_<province>_<yyyy>Vnn_00.chk`` and its data file)."""
-        pattern = re.compile(r"^D_[0-9]{2}_([0-9]{4}V[0-9]{2})_[0-9]{2}\.chk$")
-        versions = sorted((m.group(1), n) for n in self._outbox() if (m := pattern.match(n)))
+        versions = self._list_checks()
         if not versions:
             return None
         version, check_name = versions[-1]
+        return version, self._fetch_slice(check_name, dest)
+
+    def fetch_lists(self, dest: Path, known: Collection[str] = ()) -> list[tuple[str, list[Path]]]:
+        """Every list slice in the outbox (each ``D_<province>_<yyyy>Vnn_<rr>.chk`` with its data files),
+        oldest version first, into ``dest/<version>/``."""
+        return [(version, self._fetch_slice(check_name, dest / version))
+                for version, check_name in self._list_checks() if version not in known]
+
+    def _fetch_slice(self, check_name: str, dest: Path) -> list[Path]:
+        """Download one slice's check file and the data files it names into ``dest``."""
         dest.mkdir(parents=True, exist_ok=True)
         check_bytes = self._read(f"outbox/{check_name}") or b""
         (dest / check_name).write_bytes(check_bytes)
@@ -168,12 +185,14 @@ class SftpTransport(Transport):
         except CheckFileError as exc:
             raise TransportError(f"HQ's list check file {check_name} is malformed: {exc}") from None
         for e in entries:
+            if Path(e.name).name != e.name or e.name.startswith("."):
+                raise TransportError(f"HQ's list check file {check_name} names an unusable file {e.name!r}")
             data = self._read(f"outbox/{e.name}")
             if data is None:
                 raise TransportError(f"list file {e.name} named by {check_name} is not in the outbox yet")
             (dest / e.name).write_bytes(data)
             out.append(dest / e.name)
-        return version, out
+        return out
 
     def code_lists(self) -> dict[str, Any] | None:
         """The code-list versions HQ has published beyond the standard (``outbox/code_lists.json``)."""
