@@ -24,6 +24,14 @@ are used (over HTTP with a live ``Server`` when the route exists); otherwise the
 ``RollupService(session, spec).rollup(cycle)`` + ``json.dumps`` in process, one fresh session
 per request. The references are plain ``GROUP BY`` queries over the same rows in the same
 database, timed the same way. Each breakdown of the roll-up is also timed on its own.
+
+The first download after an acceptance (issue 13): with every province accepted, a small
+delivery is accepted again and again — a province's 32001 and 32003 with one network's
+revenue moved, a new resend each time, checked against its accepted 31203 like any partial
+correction — either into the cycle itself or into the cycle before it (which the cycle's
+month on month reads). Right after each acceptance one download of the cycle is timed (the
+first, which the acceptance has made stale), then the same download again (cached). JSON,
+CSV and XLSX take turns; the plain GROUP BY references are timed beside them.
 """
 from __future__ import annotations
 
@@ -48,6 +56,7 @@ from typing import Any, Callable, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 CYCLE = "202610"
+PREVIOUS_CYCLE = "202609"
 SCRATCH_CYCLE = "202611"
 DETAIL_UNITS = ("31201", "31202", "31203")
 UNITS = ("31201", "31202", "31203", "32001", "32002", "32003")
@@ -157,8 +166,9 @@ def prepare(rt: Any, data: Path, provinces: list[str]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     with rt.db.session() as s:
-        CycleService(s, rt.spec, "bench").create(CYCLE, state="open",
-                                                 deadline=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
+        for cycle in (PREVIOUS_CYCLE, CYCLE):
+            CycleService(s, rt.spec, "bench").create(cycle, state="open",
+                                                     deadline=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
         svc = AccountService(s, "bench")
         for p in provinces:
             svc.create(f"prov{p}", "province", p)
@@ -250,7 +260,7 @@ def fact_counts(rt: Any) -> dict[str, int]:
 
     with rt.db.engine.connect() as c:
         return {tb: int(c.execute(text(f"SELECT count(*) FROM {tb}")).scalar()) for tb in
-                ("fact_summary", "fact_serv", "fact_income", "fact_customer", "fact_cust_prod")}
+                ("fact_summary", "fact_serv", "fact_income", "fact_customer", "fact_contact", "fact_cust_prod")}
 
 
 # -- downloads -----------------------------------------------------------------------------------
@@ -360,13 +370,99 @@ def time_calls(fn: Callable[[], Any], n: int, budget: float) -> dict[str, Any]:
             "size": size}
 
 
+# -- the first download after an acceptance ------------------------------------------------------
+def correction(data: Path, party: str, cycle: str, resend: int, out: Path) -> Path:
+    """A province's 32001 and 32003 of ``data``, for ``cycle``, one network's revenue moved by ``resend`` fen."""
+    from decimal import Decimal
+
+    from schemas import load_spec
+    from schemas.conventions import CheckFile
+    from schemas.writer import DeliveryWriter
+
+    spec = load_spec()
+    folder = data / party
+    check = CheckFile.parse(next(folder.glob("*.chk")).read_bytes())
+    rows: dict[str, list[dict[str, str]]] = {}
+    for e in check.entries:
+        unit = e.name.split("_")[3]
+        if unit in ("32001", "32003"):
+            ids = spec.unit(unit).field_ids
+            text = (folder / e.name).read_bytes().decode("gb18030" if check.encoding == "GB18030" else "utf-8-sig")
+            rows[unit] = [dict(zip(ids, line.rstrip("\r").split(check.delimiter))) for line in text.split("\n")[:-1]]
+    net = rows["32001"][0]["LATN_ID"]
+    delta = Decimal(resend).scaleb(-2)
+    for unit in ("32001", "32003"):
+        row = next(r for r in rows[unit] if r["LATN_ID"] == net)
+        for f in ("INCOME_AMT", "INCOME_YTD_AMT"):
+            row[f] = str(Decimal(row[f]) + delta)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    w = DeliveryWriter(spec, out, "P", party, cycle, resend=resend)
+    for unit in ("32001", "32003"):
+        with w.unit(unit) as u:
+            for r in rows[unit]:
+                u.write(dict(r, CYCLE_ID=cycle))
+    w.close()
+    return out
+
+
+def first_downloads(rt: Any, data: Path, party: str, token: str, work: Path, n: int) -> dict[str, Any]:
+    """Accept a small correction, then time the first (stale) and the second (cached) download; n times each."""
+    import urllib.request
+
+    from exchange_server.ingestion.worker import IngestionWorker
+    from exchange_server.runtime.serve import Server
+
+    server = Server(rt, "127.0.0.1", 0, sftp_port=0).start(workers=0)
+    worker = IngestionWorker(rt, "bench")
+    formats = {"JSON (rollup.json)": "rollup.json", "CSV (by_province.csv)": "by_province.csv",
+               "XLSX (rollup.xlsx)": "rollup.xlsx"}
+    resend = {CYCLE: 1, PREVIOUS_CYCLE: 0}
+    out: dict[str, Any] = {}
+
+    def get(path: str) -> float:
+        req = urllib.request.Request(f"{server.url}/api/v1/reports/{CYCLE}/{path}",
+                                     headers={"Authorization": f"Bearer {token}"})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=600) as r:
+            r.read()
+        return time.perf_counter() - t0
+
+    try:
+        for target, label in ((CYCLE, "this cycle"), (PREVIOUS_CYCLE, "the previous cycle")):
+            for name, path in formats.items():
+                first, cached, accept = [], [], []
+                for _ in range(n):
+                    folder = correction(data, party, target, resend[target], work / "correction")
+                    resend[target] += 1
+                    receive(rt, party, folder)
+                    t0 = time.perf_counter()
+                    assert worker.run_once()
+                    accept.append(time.perf_counter() - t0)
+                    first.append(get(path))
+                    cached.append(get(path))
+                out[f"{name}|{label}"] = {"first": first, "cached": cached, "accept": accept}
+                print(f"  first {name} after an acceptance into {label}: p95 {ms(percentile(first, 95))} ms, "
+                      f"cached p95 {ms(percentile(cached, 95))} ms", file=sys.stderr, flush=True)
+    finally:
+        server.shutdown()
+    from sqlalchemy import select
+
+    from exchange_server.submissions.models import Delivery
+
+    with rt.db.session() as s:
+        statuses = sorted(set(s.scalars(select(Delivery.status).where(Delivery.party == party))))
+    out["statuses"] = statuses
+    return out
+
+
 # -- report --------------------------------------------------------------------------------------
 def ms(s: float) -> str:
     return f"{s * 1000:,.1f}"
 
 
 def run_db(label: str, database_url: str | None, data: Path, order: list[str], work: Path, requests: int,
-           budget: float, t: Timings) -> dict[str, Any]:
+           budget: float, t: Timings, first_after: int) -> dict[str, Any]:
     rt = open_instance(work / label, database_url)
     prep = prepare(rt, data, order)
     print(f"[{label}] list published in {prep['list_seconds']:.1f} s", file=sys.stderr, flush=True)
@@ -392,9 +488,13 @@ def run_db(label: str, database_url: str | None, data: Path, order: list[str], w
         print(f"[{label}] {name}: p95 {ms(downloads[name]['p95'])} ms", file=sys.stderr, flush=True)
     refs = {name: time_calls(fn, requests, budget) for name, fn in reference_fns(rt).items()}
     parts = {name: time_calls(fn, max(5, requests // 5), budget / 2) for name, fn in breakdown_fns(rt).items()}
+    accepted = [x["party"] for x in deliveries if x["status"] in ("accepted", "accepted_with_warnings")]
+    firsts = first_downloads(rt, data, accepted[len(accepted) // 2], prep["analyst_token"], work / label,
+                             first_after) if first_after and accepted else {}
     rt.db.dispose()
     return {"label": label, "prep": prep, "deliveries": deliveries, "accept_wall": accept_wall, "replay": replay,
-            "counts": counts, "downloads": downloads, "refs": refs, "parts": parts, "notes": notes}
+            "counts": counts, "downloads": downloads, "refs": refs, "parts": parts, "notes": notes,
+            "firsts": firsts}
 
 
 def report(scale: int, gen_seconds: float, rows: dict[str, dict[str, int]], order: list[str],
@@ -406,7 +506,7 @@ def report(scale: int, gen_seconds: float, rows: dict[str, dict[str, int]], orde
     first, last = order[0], order[-1]
     print("| unit | fact table | rows, all 31 | rows, 1st (" + first + ") | rows, 31st (" + last + ") |")
     print("|---|---|---:|---:|---:|")
-    tables = {"31201": "fact_customer", "31202": "— (not consolidated)", "31203": "fact_cust_prod",
+    tables = {"31201": "fact_customer", "31202": "fact_contact", "31203": "fact_cust_prod",
               "32001": "fact_summary", "32002": "fact_serv", "32003": "fact_income"}
     for u in UNITS:
         print(f"| {u} | {tables[u]} | {tot[u]:,} | {rows[first].get(u, 0):,} | {rows[last].get(u, 0):,} |")
@@ -470,6 +570,23 @@ def report(scale: int, gen_seconds: float, rows: dict[str, dict[str, int]], orde
         for name, m in res["parts"].items():
             print(f"| {name} | {m['n']} | {ms(m['p50'])} | {ms(m['p95'])} | {m['p50'] / total_parts * 100:.0f}% |")
         print()
+        firsts = res.get("firsts") or {}
+        if firsts:
+            detail = res["refs"]["GROUP BY prov_id over fact_cust_prod (detail)"]
+            print(f"First download after an acceptance (a correction of one province's 32001+32003, accepted "
+                  f"before each download; verdicts {', '.join(firsts['statuses'])}):\n")
+            print("| download | after an acceptance into | n | acceptance p50 s | first p50 ms | first p95 ms "
+                  "| cached p50 ms | cached p95 ms | first p95 × cached p95 | first p95 × GROUP BY detail p95 |")
+            print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for key, m in firsts.items():
+                if key == "statuses":
+                    continue
+                name, target = key.split("|")
+                f95, c95 = percentile(m["first"], 95), percentile(m["cached"], 95)
+                print(f"| {name} | {target} | {len(m['first'])} | {statistics.median(m['accept']):.2f} | "
+                      f"{ms(statistics.median(m['first']))} | {ms(f95)} | {ms(statistics.median(m['cached']))} | "
+                      f"{ms(c95)} | {f95 / c95:.2f} | {f95 / detail['p95']:.2f} |")
+            print()
         for n in res["notes"]:
             print(f"- {n}")
         print()
@@ -483,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="scale 20, 10 requests per download")
     ap.add_argument("--requests", type=int, default=None, help="requests per download (default 50)")
     ap.add_argument("--budget", type=float, default=180.0, help="stop a download's series after this many seconds")
+    ap.add_argument("--first-after", type=int, default=20,
+                    help="acceptances per format and target before a timed first download (0: skip)")
     ap.add_argument("--data", type=Path, help="where the sample data is (kept); default a temp dir (deleted)")
     ap.add_argument("--work", type=Path, help="where data directories go (default a temp dir)")
     args = ap.parse_args(argv)
@@ -502,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     pg = None
     try:
         if not args.no_sqlite:
-            results.append(run_db("SQLite", None, data, order, work, requests, args.budget, t))
+            results.append(run_db("SQLite", None, data, order, work, requests, args.budget, t, args.first_after))
         if args.postgres:
             from tests.support.postgres import PostgresServer, find_bindir
 
@@ -512,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 pg = PostgresServer(bindir).start()
                 url = pg.create_database("kam_cons_bench")
-                results.append(run_db("PostgreSQL", url, data, order, work, requests, args.budget, t))
+                results.append(run_db("PostgreSQL", url, data, order, work, requests, args.budget, t,
+                                      args.first_after))
     finally:
         if pg is not None:
             pg.stop()

@@ -29,7 +29,7 @@ CHANGE_NAMES = {"A": ("新增", "added"), "M": ("变更", "changed"), "D": ("删
                 "U": ("未变", "unchanged")}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListEntry:
     """One customer's entry in one list version: what decides whether it is in force."""
 

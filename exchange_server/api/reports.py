@@ -12,7 +12,9 @@ from flask import Response
 from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
-from ..consolidation.exports import CSV_BREAKDOWNS, json_bytes, rollup_csv, rollup_json, rollup_xlsx, rollup_xml
+from ..consolidation.exports import (
+    CSV_BREAKDOWNS, RENDERED, json_bytes, rollup_csv, rollup_json, rollup_xlsx, rollup_xml,
+)
 from ..consolidation.rollups import Rollup, RollupService
 from ..cycles.services import CycleService
 from ..db import get_session
@@ -37,6 +39,11 @@ def _rollup(cycle_id: str) -> Rollup:
     return RollupService(session, runtime().spec).rollup(cycle_id)
 
 
+def _rendered(rollup: Rollup, kind: str, render: Callable[[], bytes]) -> bytes:
+    """A download's bytes, rendered once per roll-up key in this process."""
+    return RENDERED.get(str(get_session().get_bind().engine.url), rollup, kind, render)
+
+
 def _download(data: bytes, mimetype: str, filename: str) -> Response:
     return Response(data, mimetype=mimetype, headers={"Content-Disposition": f"attachment; filename={filename}"})
 
@@ -57,7 +64,8 @@ def _errors(f: Callable[..., Any]) -> Callable[..., Any]:
 @_errors
 def report(cycle_id: str) -> Response:
     """The roll-up of a cycle as JSON."""
-    return Response(rollup_json(_rollup(cycle_id)), mimetype="application/json")
+    roll = _rollup(cycle_id)
+    return Response(_rendered(roll, "json", lambda: rollup_json(roll)), mimetype="application/json")
 
 
 @blp.route("/<cycle_id>/rollup.json")
@@ -66,7 +74,9 @@ def report(cycle_id: str) -> Response:
 @_errors
 def report_json(cycle_id: str) -> Response:
     """The roll-up as a JSON file."""
-    return _download(rollup_json(_rollup(cycle_id)), "application/json", f"kam-rollup-{cycle_id}.json")
+    roll = _rollup(cycle_id)
+    return _download(_rendered(roll, "json", lambda: rollup_json(roll)), "application/json",
+                     f"kam-rollup-{cycle_id}.json")
 
 
 @blp.route("/<cycle_id>/rollup.xlsx")
@@ -76,7 +86,8 @@ def report_json(cycle_id: str) -> Response:
 @_errors
 def report_xlsx(cycle_id: str) -> Response:
     """The roll-up as an XLSX workbook."""
-    return _download(rollup_xlsx(_rollup(cycle_id)), XLSX_TYPE, f"kam-rollup-{cycle_id}.xlsx")
+    roll = _rollup(cycle_id)
+    return _download(_rendered(roll, "xlsx", lambda: rollup_xlsx(roll)), XLSX_TYPE, f"kam-rollup-{cycle_id}.xlsx")
 
 
 @blp.route("/<cycle_id>/rollup.xml")
@@ -85,7 +96,8 @@ def report_xlsx(cycle_id: str) -> Response:
 @_errors
 def report_xml(cycle_id: str) -> Response:
     """The roll-up as XML."""
-    data = rollup_xml(_rollup(cycle_id), runtime().spec.namespace)
+    roll = _rollup(cycle_id)
+    data = _rendered(roll, "xml", lambda: rollup_xml(roll, runtime().spec.namespace))
     return _download(data, "application/xml", f"kam-rollup-{cycle_id}.xml")
 
 
@@ -100,7 +112,8 @@ def report_csv(cycle_id: str, breakdown: str) -> Response:
         authenticate(*ROLES)  # an unknown name must not tell a province anything either
         raise NotFound(f"no breakdown {breakdown}; one of {', '.join(CSV_BREAKDOWNS)}",
                        f"没有汇总维度 {breakdown}；可选：{', '.join(CSV_BREAKDOWNS)}", code="breakdown_not_found")
-    data = rollup_csv(_rollup(cycle_id), breakdown)
+    roll = _rollup(cycle_id)
+    data = _rendered(roll, f"csv:{breakdown}", lambda: rollup_csv(roll, breakdown))
     return _download(data, "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
 
 

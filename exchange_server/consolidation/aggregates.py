@@ -16,9 +16,9 @@ was computed with and is computed again when that no longer matches).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import Table, delete, func, insert, literal, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,11 @@ from .models import (
 log = logging.getLogger(__name__)
 MISSING_LISTED = 50  # missing customer ids kept per province (the counts are always exact)
 CUSTOMER_DIMENSIONS = ("level_id", "c_type_id")
+
+
+def _table(model: Any) -> Table:
+    """A model's table, for Core statements."""
+    return cast(Table, model.__table__)
 
 
 def list_stamp_text(stamp: tuple[int, ...]) -> str:
@@ -69,7 +74,7 @@ class Aggregates:
     def sources(self, cycle: str, province: str, unit: str) -> None:
         """Which version counts for each of the province's networks in one unit, and how many rows."""
         table = sa_inspect(FACTS[unit]).local_table
-        t = SourceAggregate.__table__
+        t = _table(SourceAggregate)
         self.session.execute(delete(t).where(t.c.cycle == cycle, t.c.unit == unit, t.c.prov_id == province))
         counted = (select(literal(cycle), literal(unit), table.c.latn_id, literal(province), table.c.version_id,
                           func.count())
@@ -90,7 +95,7 @@ class Aggregates:
 
     def products(self, cycle: str, province: str) -> None:
         """Top-500 customers' revenue and distinct customers per product, in one province."""
-        t = ProductAggregate.__table__
+        t = _table(ProductAggregate)
         f = CustProdFact
         self.session.execute(delete(t).where(t.c.cycle == cycle, t.c.prov_id == province))
         self.session.execute(insert(t).from_select(
@@ -101,15 +106,16 @@ class Aggregates:
 
     def customers(self, cycle: str, province: str) -> None:
         """Customers with details and their top-500 revenue per level and per industry, in one province."""
-        t = CustomerAggregate.__table__
+        t = _table(CustomerAggregate)
         self.session.execute(delete(t).where(t.c.cycle == cycle, t.c.prov_id == province))
         c, p = CustomerFact, CustProdFact
         current = (c.cycle == cycle, c.prov_id == province, c.current.is_(True))
         rows: list[dict[str, Any]] = []
         for dim in CUSTOMER_DIMENSIONS:
             col = getattr(c, dim)
-            counts = dict(self.session.execute(select(col, func.count()).where(*current).group_by(col)).all())
-            revenue = dict(self.session.execute(
+            counts: dict[str, int] = dict(self.session.execute(
+                select(col, func.count()).where(*current).group_by(col)).all())
+            revenue: dict[str, Any] = dict(self.session.execute(
                 select(col, func.sum(p.income_amt))
                 .join(c, (c.national_cust_id == p.national_cust_id) & (c.cycle == p.cycle) & (c.prov_id == p.prov_id)
                       & c.current.is_(True))
@@ -126,7 +132,7 @@ class Aggregates:
 
         lists = ListService(self.session, self.archive, self.spec)
         stamp = lists.stamp()
-        t = CoverageAggregate.__table__
+        t = _table(CoverageAggregate)
         self.session.execute(delete(t).where(t.c.cycle == cycle, t.c.prov_id.in_(provinces)))
         if not stamp:
             return  # no list published: nothing to cover

@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import unicodedata
+from collections import OrderedDict
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lxml import etree
 from openpyxl import Workbook
@@ -207,6 +209,42 @@ def table(rollup: Rollup, breakdown: str) -> tuple[list[str], list[dict[str, Any
         raise KeyError(breakdown)
     rows = list(getattr(rollup, breakdown))
     return columns(rows, breakdown), rows
+
+
+# -- rendered downloads, kept -----------------------------------------------------------------
+class RenderedDownloads:
+    """The bytes of recent downloads, per roll-up key and format, in this process.
+
+    A roll-up's key names everything it was built from (facts, the previous cycle, lists,
+    code lists, the calendar): the same key renders to the same bytes, so a repeated
+    download is served without rendering again — an XLSX in milliseconds. A roll-up
+    without a key (computed outside the cache) is always rendered.
+    """
+
+    def __init__(self, size: int = 48) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, scope: str, rollup: Rollup, kind: str, render: Callable[[], bytes]) -> bytes:
+        """The download's bytes: kept ones when ``rollup`` is keyed and was rendered before, else ``render()``."""
+        if not rollup.key:
+            return render()
+        key = (scope, rollup.cycle, rollup.key, kind)
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        data = render()
+        with self._lock:
+            self._items[key] = data
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return data
+
+
+RENDERED = RenderedDownloads()
 
 
 # -- JSON --------------------------------------------------------------------------------------
@@ -437,8 +475,7 @@ def rollup_xml(rollup: Rollup, namespace: str) -> bytes:
         for unit, cell in p["units"].items():
             ue = _el(pe, ns, "Unit", code=unit, **{k: v for k, v in cell.items() if k != "sources"})
             for src in cell.get("sources", []):
-                _el(ue, ns, "Source", **{k: v for k, v in src.items() if k != "networks"},
-                    networks=" ".join(src["networks"]))
+                _el(ue, ns, "Source", **src)
     le = _el(root, ns, "Lineage", sources=len(rollup.lineage))
     for src in rollup.lineage:
         _el(le, ns, "Source", **{k: v for k, v in src.items() if k != "networks"}, networks=" ".join(src["networks"]))

@@ -14,11 +14,12 @@ like-for-like figure over the local networks reported in both is given beside it
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -81,6 +82,24 @@ def previous_cycle(cycle: str) -> str | None:
         return None
 
 
+class Counted(NamedTuple):
+    """One unit and local network of a cycle, and the version (and delivery) whose rows count for it."""
+
+    unit: str
+    latn_id: str
+    prov_id: str
+    rows: int
+    version_id: int
+    number: int
+    accepted_at: dt.datetime
+    party: str
+    versions_count: int
+    delivery_id: int
+    check_name: str | None
+    resend: int
+    late: bool
+
+
 @dataclass
 class Rollup:
     """One cycle's group picture."""
@@ -96,13 +115,16 @@ class Rollup:
     coverage: list[dict[str, Any]]
     completeness: dict[str, Any]
     lineage: list[dict[str, Any]] = field(default_factory=list)
+    # What this roll-up was built from, calendar included ("" when computed outside the cache):
+    # two roll-ups with the same non-empty key render to the same bytes.
+    key: str = field(default="", compare=False)
 
     BREAKDOWNS = ("by_province", "by_network", "by_product", "by_billing_item", "by_level", "by_industry",
                   "coverage")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (decimals stay exact: they are rendered as strings by the JSON layer)."""
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "key"}
 
 
 class RollupService:
@@ -113,6 +135,7 @@ class RollupService:
         self.spec = live_spec(session, spec)  # with the code-list versions published at run time
         self._area_cache: dict[str, Area] | None = None
         self._incomes: dict[str | None, dict[str, tuple[str, int]]] = {}
+        self._counted_rows: dict[str, list[Counted]] = {}
         self._expected: dict[str | None, dict[str, int]] = {}
 
     def _names(self, domain: str) -> dict[str, tuple[str, str]]:
@@ -214,11 +237,7 @@ class RollupService:
     def by_network(self, cycle: str) -> list[dict[str, Any]]:
         """Key accounts and revenue per local network, with the delivery its figures come from."""
         areas = self._areas()
-        counted = {latn: (party, did, num) for latn, party, did, num in self.session.execute(
-            select(SourceAggregate.latn_id, Delivery.party, Delivery.id, UnitVersion.number)
-            .join(UnitVersion, UnitVersion.id == SourceAggregate.version_id)
-            .join(Delivery, Delivery.id == UnitVersion.delivery_id)
-            .where(SourceAggregate.cycle == cycle, SourceAggregate.unit == "32001"))}
+        counted = {c.latn_id: (c.party, c.delivery_id, c.number) for c in self._counted(cycle) if c.unit == "32001"}
         rows = []
         for r in self._summary(cycle, [SummaryFact.prov_id, SummaryFact.latn_id]):
             a = areas.get(r.latn_id)
@@ -317,16 +336,16 @@ class RollupService:
                         "missing_ids": row.missing_ids.split() if row.missing_ids else []})
         return out
 
-    def _counted(self, cycle: str) -> list[Any]:
-        """Every (unit, network) of the cycle with the version and delivery whose rows count for it."""
-        return list(self.session.execute(
-            select(SourceAggregate.unit, SourceAggregate.latn_id, SourceAggregate.prov_id, SourceAggregate.rows,
-                   UnitVersion, DataScope, Delivery)
-            .join(UnitVersion, UnitVersion.id == SourceAggregate.version_id)
-            .join(DataScope, DataScope.id == UnitVersion.scope_id)
-            .join(Delivery, Delivery.id == UnitVersion.delivery_id)
-            .where(SourceAggregate.cycle == cycle)
-            .order_by(SourceAggregate.unit, SourceAggregate.latn_id)))
+    def _counted(self, cycle: str) -> list[Counted]:
+        """Every (unit, network) of the cycle with the version and delivery whose rows count for it (one query)."""
+        if cycle not in self._counted_rows:
+            v, sc, d, a = UnitVersion, DataScope, Delivery, SourceAggregate
+            self._counted_rows[cycle] = [Counted(*row) for row in self.session.execute(
+                select(a.unit, a.latn_id, a.prov_id, a.rows, v.id, v.number, v.accepted_at, sc.party,
+                       sc.versions_count, d.id, d.check_name, d.resend, d.late)
+                .join(v, v.id == a.version_id).join(sc, sc.id == v.scope_id).join(d, d.id == v.delivery_id)
+                .where(a.cycle == cycle).order_by(a.unit, a.latn_id))]
+        return self._counted_rows[cycle]
 
     def completeness(self, cycle: str) -> dict[str, Any]:
         """Provinces x units due: what counts, from which deliveries; what was received but not accepted; what is missing.
@@ -343,34 +362,33 @@ class RollupService:
                                               .order_by(Area.code)))
         parent = {a.code: a.parent_code for a in self._areas().values() if a.level == LOCAL_NETWORK}
         sources: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-        for unit, latn, prov, rows, version, scope, delivery in self._counted(cycle):
-            src = sources.setdefault((prov, unit), {}).setdefault(version.id, {
-                "party": scope.party, "delivery_id": delivery.id, "version": version.number,
-                "late": delivery.late, "networks": [], "rows": 0})
-            src["networks"].append(latn)
-            src["rows"] += rows
+        for c in self._counted(cycle):
+            src = sources.setdefault((c.prov_id, c.unit), {}).setdefault(c.version_id, {
+                "party": c.party, "delivery_id": c.delivery_id, "version": c.number, "late": c.late,
+                "networks": 0, "rows": 0})
+            src["networks"] += 1
+            src["rows"] += c.rows
         latest: dict[tuple[str, str], tuple[int, str]] = {}
         for did, party, status, unit in self.session.execute(
                 select(Delivery.id, Delivery.party, Delivery.status, DeliveryFile.unit)
                 .join(DeliveryFile, DeliveryFile.delivery_id == Delivery.id)
                 .where(Delivery.period == cycle, Delivery.mode == "P", DeliveryFile.unit.is_not(None))
                 .order_by(Delivery.id)):
-            if party and unit:
-                latest[(parent.get(party, party), unit)] = (did, status)
+            if party is not None and unit is not None:
+                latest[(parent.get(party) or party, unit)] = (did, status)
         matrix: list[dict[str, Any]] = []
         counts = {"accepted": 0, "late": 0, "received": 0, "missing": 0}
         for p in provinces:
             cells: dict[str, dict[str, Any]] = {}
             for u in units:
                 found = sorted(sources.get((p.code, u), {}).values(),
-                               key=lambda s: (-len(s["networks"]), -s["delivery_id"]))
+                               key=lambda s: (-s["networks"], -s["delivery_id"]))
                 if found:
                     main = found[0]
                     state = "late" if any(s["late"] for s in found) else "accepted"
                     cell: dict[str, Any] = {"state": state, "delivery_id": main["delivery_id"],
-                                            "version": main["version"], "networks": sum(len(s["networks"])
-                                                                                        for s in found),
-                                            "sources": [{k: v for k, v in s.items()} for s in found]}
+                                            "version": main["version"], "networks": sum(s["networks"] for s in found),
+                                            "sources": found}
                 elif (p.code, u) in latest:
                     did, status = latest[(p.code, u)]
                     cell = {"state": "received", "delivery_id": did, "delivery_status": status}
@@ -390,16 +408,15 @@ class RollupService:
     def lineage(self, cycle: str) -> list[dict[str, Any]]:
         """The versions whose rows the figures count, with the local networks each counts for."""
         out: dict[int, dict[str, Any]] = {}
-        for unit, latn, _prov, rows, version, scope, delivery in self._counted(cycle):
-            row = out.get(version.id)
+        for c in self._counted(cycle):
+            row = out.get(c.version_id)
             if row is None:
-                row = out[version.id] = {
-                    "party": scope.party, "unit": unit, "version": version.number, "versions": scope.versions_count,
-                    "delivery_id": delivery.id, "check_file": f"{delivery.check_name}.chk",
-                    "resend": delivery.resend, "accepted_at": iso(version.accepted_at), "late": delivery.late,
-                    "networks": [], "rows": 0}
-            row["networks"].append(latn)
-            row["rows"] += rows
+                row = out[c.version_id] = {
+                    "party": c.party, "unit": c.unit, "version": c.number, "versions": c.versions_count,
+                    "delivery_id": c.delivery_id, "check_file": f"{c.check_name}.chk", "resend": c.resend,
+                    "accepted_at": iso(as_utc(c.accepted_at)), "late": c.late, "networks": [], "rows": 0}
+            row["networks"].append(c.latn_id)
+            row["rows"] += c.rows
         return sorted(out.values(), key=lambda r: (r["party"], r["unit"], r["version"]))
 
     def compute(self, cycle: str) -> Rollup:
@@ -435,8 +452,8 @@ class RollupService:
         key = self.cache_key(cycle)
         cache = self.session.get(RollupCache, cycle)
         if cache is not None and cache.payload and cache.built_key == key:
-            return self._with_calendar(Rollup(**json.loads(cache.payload, object_hook=_undecimal)))
-        result = self.compute(cycle)
+            return self._keyed(self._with_calendar(Rollup(**json.loads(cache.payload, object_hook=_undecimal))), key)
+        result = self._keyed(self.compute(cycle), key)
         payload = json.dumps(result.as_dict(), default=_decimal, ensure_ascii=False)
         if cache is None:
             cache = RollupCache(cycle=cycle, generation=0)
@@ -446,6 +463,15 @@ class RollupService:
             self.session.commit()
         except SQLAlchemyError:  # another request cached it at the same moment: fine, ours is the same
             self.session.rollback()
+        return result
+
+    @staticmethod
+    def _keyed(result: Rollup, key: str) -> Rollup:
+        """Name what the roll-up was built from: the cache key and the calendar as laid over it."""
+        calendar = {k: result.completeness.get(k) for k in ("cycle_state", "deadline", "deadline_passed")}
+        calendar["exceptions"] = [row.get("exception") for row in result.completeness.get("matrix", [])]
+        digest = hashlib.sha256(json.dumps(calendar, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:12]
+        result.key = f"{key}|{digest}"
         return result
 
     def trend(self, cycle: str, length: int) -> list[dict[str, Any]]:

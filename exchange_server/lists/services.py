@@ -83,12 +83,26 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
 class _Moved:
-    """An entry of a customer another province leads now, cut into the slice of the one that led it."""
+    """An entry of a customer another province leads now, cut into the slice of the one that led it.
 
-    def __init__(self, *values: Any) -> None:
-        for attr, value in zip(ENTRY_COLUMNS, values):
-            setattr(self, attr, value)
+    Its attributes are ENTRY_COLUMNS, in that order (what a slice's rows are read as).
+    """
+
+    national_cust_id: str
+    rank: int
+    cust_name: str
+    group_parent_name: str
+    c_type_id: str
+    level_id: str
+    lead_prov_id: str
+    lead_latn_id: str
+    hq_manager_name: str
+    hq_manager_phone: str
+    eff_date: Any
+    exp_date: Any
+    change_type: str
 
 
 def entry_fields(entry: ListEntry | Row[Any] | _Moved) -> dict[str, str]:
@@ -109,6 +123,7 @@ def _changes(old: dict[str, str], new: dict[str, str]) -> dict[str, list[str]]:
 # In-process cache of list histories: (database, province, stamp) -> history. A stamp names the
 # versions that count, so a publication (a new stamp) is never answered from an old entry.
 _HISTORIES: dict[tuple[Any, ...], ListHistory] = {}
+HISTORY_BUDGET = 1_200_000  # customers kept across the cached histories (about 150 MB at most)
 
 
 def _as_date(value: Any) -> dt.date | None:
@@ -622,7 +637,7 @@ class ListService:
         """
         stamp = self.stamp(draft)
         # A draft's id may be reused once it is deleted: histories with a draft are not kept.
-        key = (str(self.session.get_bind().url), province, stamp) if draft is None else None
+        key = (str(self.session.get_bind().engine.url), province, stamp) if draft is None else None
         found = _HISTORIES.get(key) if key else None
         if found is not None:
             return found
@@ -637,9 +652,10 @@ class ListService:
             query = query.where(c.national_cust_id.in_(led))
         history = ListHistory()
         for version, cust, lead, eff, exp, change in self.session.execute(query):
-            history.add(SharedEntry(version, cust, lead, _as_date(eff), _as_date(exp), change))
+            history.add(SharedEntry(version, cust, lead, _as_date(eff) or dt.date.min, _as_date(exp), change))
         if key is not None:
-            if len(_HISTORIES) >= 64:
+            # Bounded by entries, not histories: a national list at scale is a million of them.
+            while _HISTORIES and sum(len(h) for h in _HISTORIES.values()) + len(history) > HISTORY_BUDGET:
                 _HISTORIES.pop(next(iter(_HISTORIES)))
             _HISTORIES[key] = history
         return history

@@ -142,12 +142,15 @@ class DashboardService:
         from ..consolidation import exports
 
         rollup = self.rollups.rollup(cycle_id)
+        scope = str(self.session.get_bind().engine.url)
         if name == "rollup.xlsx":
-            return Export(exports.rollup_xlsx(rollup), XLSX, f"kam-rollup-{cycle_id}.xlsx")
+            return Export(exports.RENDERED.get(scope, rollup, "xlsx", lambda: exports.rollup_xlsx(rollup)), XLSX,
+                          f"kam-rollup-{cycle_id}.xlsx")
         if name == "rollup.json":
-            return Export(exports.rollup_json(rollup), "application/json", f"kam-rollup-{cycle_id}.json")
-        return Export(exports.rollup_csv(rollup, breakdown), "text/csv; charset=utf-8",
-                      f"kam-rollup-{cycle_id}-{breakdown}.csv")
+            return Export(exports.RENDERED.get(scope, rollup, "json", lambda: exports.rollup_json(rollup)),
+                          "application/json", f"kam-rollup-{cycle_id}.json")
+        return Export(exports.RENDERED.get(scope, rollup, f"csv:{breakdown}", lambda: exports.rollup_csv(rollup, breakdown)),
+                      "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
 
 
 def stamp_text(stamp: str | None) -> str:

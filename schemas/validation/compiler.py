@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..spec import expressions
 from ..spec.model import Field, Spec, Unit
+from .store import KeyRow
 
 _WS = " \t\u3000"
 
@@ -100,7 +101,7 @@ class RunContext:
 class Sinks:
     """Where compiled checks put facts for file-level and cross-unit checks."""
 
-    projections: dict[str, list[tuple[str, str, int, int]]] = dc_field(default_factory=dict)
+    projections: dict[str, list[KeyRow]] = dc_field(default_factory=dict)
     sums: dict[tuple[str, str], dict[tuple[str, ...], Decimal]] = dc_field(default_factory=dict)
     first_line: dict[tuple[str, str], dict[tuple[str, ...], tuple[int, int]]] = dc_field(default_factory=dict)
     networks_seen: dict[str, set[str]] = dc_field(default_factory=dict)
@@ -538,7 +539,9 @@ _NUMBER = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?").fullmatch
 def _too_many_whole_digits(value: str, whole: int, scale: int) -> bool:
     """Whether ``value`` is a plain decimal whose only fault is too many digits before the point."""
     m = _NUMBER(value)
-    return bool(m) and len(m.group(1)) > whole and len(m.group(2) or "") <= scale
+    if m is None:
+        return False
+    return len(m.group(1)) > whole and len(m.group(2) or "") <= scale
 
 
 def _outlier(value: str, previous: str, ratio: Decimal) -> bool:

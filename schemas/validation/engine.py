@@ -32,7 +32,7 @@ from .readers import (
     XmlProblem, check_prolog, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_rows,
 )
 from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
-from .store import FLUSH_EVERY, SEP, KeyStore
+from .store import FLUSH_EVERY, SEP, KeyRow, KeyStore
 
 DEFAULT_MAX_FILE_SIZE = 2 * 1024 ** 3
 
@@ -290,7 +290,7 @@ class _AcceptedRows:
         projections = needed_projections(spec, unit)
         net_proj = network_projection(spec, unit)
         feeders = [_ProjectionFeeder(unit, p) for p in projections]
-        acc_net: list[tuple[str, str, int | None, int]] = []
+        acc_net: list[KeyRow] = []
         sums = [(sm, spec.unit(sm.unit).field(sm.field)) for sm in needed_sums(spec, unit)]
         used = self.used.setdefault(unit_name, set())
         n = 0
@@ -307,7 +307,8 @@ class _AcceptedRows:
             for sm, fld in sums:
                 key = tuple(fields.get(k, "") for k in sm.by)
                 table = v.sinks.sums.setdefault((sm.rule, sm.side), {})
-                table[key] = table.get(key, 0) + _typed(fld.type, fields.get(sm.field, "") or "") or 0
+                amount = _typed(fld.type, fields.get(sm.field, "") or "") or 0
+                table[key] = table.get(key, Decimal(0)) + amount
                 v.sinks.first_line.setdefault((sm.rule, sm.side), {}).setdefault(key, (None, fid))  # type: ignore[arg-type]
                 self.sum_sources.setdefault((sm.rule, sm.side), {}).setdefault(key, set()).add(fid)
             n += 1
@@ -353,7 +354,7 @@ class _ProjectionFeeder:
 
     def __init__(self, unit: Unit, projection: Any) -> None:
         self.p = projection
-        self.buffer: list[tuple[str, str, int | None, int]] = []
+        self.buffer: list[KeyRow] = []
         self.types = {f.id: f.type for f in unit.fields}
         self.where = None
         if projection.where:

@@ -14,6 +14,8 @@ from typing import Iterator
 
 FLUSH_EVERY = 50_000
 SEP = "\x1f"
+# (key, value, line, file id); the line is None for accepted rows (they come from the server's facts).
+KeyRow = tuple[str, str, int | None, int]
 
 
 class KeyStore:
@@ -48,7 +50,7 @@ class KeyStore:
         """The file name a file id stands for."""
         return self._names.get(file_id, "")
 
-    def flush(self, name: str, rows: list[tuple[str, str, int | None, int]]) -> None:
+    def flush(self, name: str, rows: list[KeyRow]) -> None:
         """Move buffered (key, value, line, file id) rows into table ``name``; empty the buffer.
 
         The line is None for accepted rows (they come from the server's facts, not a file).

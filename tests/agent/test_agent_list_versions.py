@@ -302,7 +302,7 @@ def old_hq(spec: Spec, tmp_path: Path, shelf: SliceShelf) -> Iterator[str]:
     seen: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        def do_GET(self) -> None:  # the http.server API names it
             seen.append(self.path)
             if self.path == "/api/v1/list":
                 body = json.dumps({"version": "2026V02", "files": [

@@ -1,8 +1,9 @@
 """The admin pages (``/admin/``, admin accounts only): the review queue, and the management pages.
 
 This package creates the one ``admin`` blueprint; each view module registers its routes on
-it with ``from . import bp``: :mod:`.review` (the review queue) and :mod:`.manage` (cycles,
-lists, code lists, accounts, the audit log). Templates live in ``templates/admin/`` and
+it with ``from . import bp``: :mod:`.review` (the review queue), :mod:`.lists` (the top-500
+list) and :mod:`.manage` (cycles, code lists, accounts, the audit log); :mod:`.actions` holds
+what their views share. Templates live in ``templates/admin/`` and
 extend ``admin/base_admin.html``, whose navigation is :data:`NAV`.
 """
 from __future__ import annotations
@@ -32,4 +33,4 @@ def admin_nav() -> list[tuple[str, str, str, str]]:
 
 bp.add_app_template_global(admin_nav)
 
-from . import manage, review  # noqa: E402,F401  (they register their routes on bp)
+from . import lists, manage, review  # noqa: E402,F401  (they register their routes on bp)

@@ -1,4 +1,4 @@
-"""The admin console's management pages: cycles (and exceptions), the top-500 list, code lists, accounts, audit.
+"""The admin console's management pages: cycles (and exceptions), code lists, accounts, audit (the list: lists.py).
 
 Views parse the form, ask a service, commit once and redirect (a change and its audit
 event commit together); a refused action shows the same page again with the reason and
@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tempfile
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import select
+from flask import abort, render_template, request
 from werkzeug.wrappers import Response
 
-from ...accounts.models import ADMIN, ANALYST, PROVINCE, ROLES, Account, ApiToken
+from ...accounts.models import ADMIN, ANALYST, PROVINCE, ROLES, ApiToken
 from ...accounts.services import AccountService
 from ...admin.services import AuditQuery, AuditSearch, CycleExceptionService
 from ...clock import BEIJING, utcnow
@@ -26,51 +23,17 @@ from ...code_lists.services import ORG_DOMAINS, CodeListService
 from ...cycles.models import STATES as CYCLE_STATES
 from ...cycles.services import CycleService
 from ...db import get_session
-from ...errors import BadRequest, ExchangeError, Forbidden, Unauthorized
-from ...lists.models import DRAFT
-from ...lists.services import ListService
+from ...errors import BadRequest, ExchangeError
 from ...org.services import OrgService
 from ...runtime.flask import runtime
 from ...sftp import outbox
-from ..auth import current_account, login_required
+from ..auth import login_required
 from . import bp, forms
+from .actions import actor, after_commit, done, refused
 
 log = logging.getLogger(__name__)
 
-LIST_SUFFIXES = (".csv", ".xlsx")
 AUDIT_PAGE = 50
-SEP = "\x1f"  # between the Chinese and the English of a flashed message (the templates split on it)
-
-
-def _actor() -> str:
-    account = current_account()
-    assert account is not None  # login_required ran first
-    return account.name
-
-
-def _done(zh: str, en: str, endpoint: str, **values: Any) -> Response:
-    """Commit, say what happened and go back to the page (POST/redirect/GET)."""
-    get_session().commit()
-    flash(f"{zh}{SEP}{en}", "ok")
-    return redirect(url_for(endpoint, **values), code=303)
-
-
-def _refused(exc: ExchangeError, page: Callable[..., Any], **values: Any) -> Any:
-    """Roll back and show the page again with the reason; server faults and access errors go to the error page."""
-    get_session().rollback()
-    if exc.status >= 500 or isinstance(exc, (Forbidden, Unauthorized)):
-        raise exc
-    html = page(error=exc, **values)
-    return html, exc.status
-
-
-def _after_commit(zh: str, en: str, action: Callable[[], Any]) -> None:
-    """Post-commit delivery to the SFTP outboxes: a failure there is reported, the change stands."""
-    try:
-        action()
-    except (OSError, ExchangeError):
-        log.exception("admin: %s failed after commit", en)
-        flash(f"{zh}失败，请查看服务器日志后重试{SEP}{en} failed; see the server log", "warn")
 
 
 # -- cycles -----------------------------------------------------------------------------------
@@ -89,7 +52,7 @@ def _cycles(error: ExchangeError | None = None, form: dict[str, str] | None = No
 
 
 def _calendar_changed() -> None:
-    _after_commit("日历同步到SFTP发件箱", "placing the calendar in the SFTP outboxes",
+    after_commit("日历同步到SFTP发件箱", "placing the calendar in the SFTP outboxes",
                   lambda: outbox.place_calendar(runtime()))
 
 
@@ -107,13 +70,13 @@ def cycle_create() -> Any:
     f = request.form
     try:
         deadline = forms.beijing_datetime(f["deadline"], "deadline 截止时间") if f.get("deadline", "").strip() else None
-        cycle = CycleService(get_session(), runtime().spec, _actor()).create(
+        cycle = CycleService(get_session(), runtime().spec, actor()).create(
             f.get("cycle_id", "").strip(), deadline, f.get("units_due", "").strip() or None,
             f.get("name", "").strip() or None, f.get("remark", "").strip(),
             state="open" if f.get("open") else "planned")
     except ExchangeError as exc:
-        return _refused(exc, _cycles, form=dict(f))
-    response = _done(f"已创建周期 {cycle.id}", f"cycle {cycle.id} created", "admin.cycles")
+        return refused(exc, _cycles, form=dict(f))
+    response = done(f"已创建周期 {cycle.id}", f"cycle {cycle.id} created", "admin.cycles")
     _calendar_changed()
     return response
 
@@ -122,14 +85,14 @@ def cycle_create() -> Any:
 @login_required(ADMIN)
 def cycle_move(cycle_id: str, action: str) -> Any:
     """Open, close or reopen a cycle."""
-    svc = CycleService(get_session(), runtime().spec, _actor())
+    svc = CycleService(get_session(), runtime().spec, actor())
     try:
         {"open": svc.open, "close": svc.close, "reopen": svc.reopen}[action](cycle_id)
     except ExchangeError as exc:
-        return _refused(exc, _cycles)
+        return refused(exc, _cycles)
     zh = {"open": "已开放", "close": "已关闭", "reopen": "已重新开放"}[action]
     en = {"open": "opened", "close": "closed", "reopen": "reopened"}[action]
-    response = _done(f"周期 {cycle_id} {zh}", f"cycle {cycle_id} {en}", "admin.cycles")
+    response = done(f"周期 {cycle_id} {zh}", f"cycle {cycle_id} {en}", "admin.cycles")
     _calendar_changed()
     return response
 
@@ -140,11 +103,11 @@ def cycle_deadline(cycle_id: str) -> Any:
     """Move a cycle's deadline (entered in Beijing time)."""
     try:
         deadline = forms.beijing_datetime(request.form.get("deadline", ""), "deadline 截止时间")
-        CycleService(get_session(), runtime().spec, _actor()).set_deadline(cycle_id, deadline)
+        CycleService(get_session(), runtime().spec, actor()).set_deadline(cycle_id, deadline)
     except ExchangeError as exc:
-        return _refused(exc, _cycles)
+        return refused(exc, _cycles)
     stamp = deadline.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
-    response = _done(f"周期 {cycle_id} 截止时间改为 {stamp}（北京时间）",
+    response = done(f"周期 {cycle_id} 截止时间改为 {stamp}（北京时间）",
                      f"cycle {cycle_id} deadline moved to {stamp} Beijing time", "admin.cycles")
     _calendar_changed()
     return response
@@ -158,12 +121,12 @@ def exception_grant() -> Any:
     cycle_id = f.get("cycle_id", "")
     try:
         until = forms.beijing_datetime(f.get("until", ""), "until 截止时间")
-        exc = CycleExceptionService(get_session(), _actor()).grant(cycle_id, f.get("province", ""), until,
+        exc = CycleExceptionService(get_session(), actor()).grant(cycle_id, f.get("province", ""), until,
                                                                    f.get("reason", ""))
     except ExchangeError as error:
-        return _refused(error, _cycles, form=dict(f))
+        return refused(error, _cycles, form=dict(f))
     stamp = until.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
-    response = _done(f"已准许 {exc.province} 在北京时间 {stamp} 前向周期 {cycle_id} 报送",
+    response = done(f"已准许 {exc.province} 在北京时间 {stamp} 前向周期 {cycle_id} 报送",
                      f"province {exc.province} may deliver to cycle {cycle_id} until {stamp} Beijing time",
                      "admin.cycles")
     _calendar_changed()  # SFTP agents learn of the exception from their outbox's calendar.json
@@ -175,97 +138,12 @@ def exception_grant() -> Any:
 def exception_revoke(exception_id: int) -> Any:
     """End an exception at once."""
     try:
-        exc = CycleExceptionService(get_session(), _actor()).revoke(exception_id)
+        exc = CycleExceptionService(get_session(), actor()).revoke(exception_id)
     except ExchangeError as error:
-        return _refused(error, _cycles)
-    response = _done(f"已撤销 {exc.province} 对周期 {exc.cycle_id} 的例外",
+        return refused(error, _cycles)
+    response = done(f"已撤销 {exc.province} 对周期 {exc.cycle_id} 的例外",
                      f"exception for {exc.province} on cycle {exc.cycle_id} revoked", "admin.cycles")
     _calendar_changed()
-    return response
-
-
-# -- the top-500 list -------------------------------------------------------------------------
-
-
-def _list_service(actor: str = "system") -> ListService:
-    rt = runtime()
-    return ListService(get_session(), rt.archive, rt.spec, actor)
-
-
-def _lists(error: ExchangeError | None = None, form: dict[str, str] | None = None) -> str:
-    svc = _list_service()
-    return render_template("admin/lists.html", versions=svc.versions(), current=svc.current(), error=error,
-                           form=form or {})
-
-
-@bp.get("/lists")
-@login_required(ADMIN)
-def lists() -> str:
-    """Every version of the national list, and the upload form."""
-    return _lists()
-
-
-@bp.post("/lists")
-@login_required(ADMIN)
-def list_upload() -> Any:
-    """Load a CSV or XLSX upload as a draft version (archived first, validated like the spec's files)."""
-    upload = request.files.get("file")
-    version = request.form.get("version", "").strip() or None
-    name = Path((upload.filename or "") if upload else "").name
-    try:
-        if upload is None or not name:
-            raise BadRequest("choose a CSV or XLSX file to upload", "请选择要上传的 CSV 或 XLSX 文件", code="no_file")
-        if not name.lower().endswith(LIST_SUFFIXES) or name.startswith(".") or any(ord(c) < 32 for c in name):
-            raise BadRequest(f"{name}: only .csv or .xlsx files can be uploaded here",
-                             f"{name}：此处只能上传 .csv 或 .xlsx 文件", code="bad_file_name")
-        with tempfile.TemporaryDirectory(prefix="admin-list-") as tmp:
-            path = Path(tmp) / ("upload" + Path(name).suffix.lower())
-            upload.save(path)
-            actor = _actor()
-            # End the transaction the sign-in check opened (on SQLite it holds the single writer):
-            # load reads and validates outside any write transaction and writes in one short one.
-            get_session().commit()
-            loaded = _list_service(actor).load(path, version, source_name=name)
-    except ExchangeError as exc:
-        return _refused(exc, _lists, form={"version": version or ""})
-    return _done(f"已导入名单 {loaded.version}（草稿），请核对差异后发布",
-                 f"list {loaded.version} loaded as a draft; check the differences, then publish",
-                 "admin.list_version", version=loaded.version)
-
-
-def _list_version(version: str, error: ExchangeError | None = None) -> str:
-    svc = _list_service()
-    listv = svc.get(version)
-    downloads = svc.downloads(listv)
-    ids = {d.account_id for d in downloads}
-    accounts = {a.id: a for a in get_session().scalars(select(Account).where(Account.id.in_(ids)))} if ids else {}
-    return render_template("admin/lists_version.html", v=listv, diff=svc.diff(listv), downloads=downloads,
-                           accounts=accounts, slices=sorted(listv.slices, key=lambda s: s.province),
-                           fetched={accounts[d.account_id].party for d in downloads if d.account_id in accounts},
-                           draft=listv.state == DRAFT, error=error)
-
-
-@bp.get("/lists/<version>")
-@login_required(ADMIN)
-def list_version(version: str) -> str:
-    """A version: its differences from the version it is based on, its slices and who fetched them."""
-    return _list_version(version)
-
-
-@bp.post("/lists/<version>/publish")
-@login_required(ADMIN)
-def list_publish(version: str) -> Any:
-    """Publish a draft: each province's slice is cut, archived and placed in its outbox."""
-    svc = _list_service(_actor())
-    try:
-        slices = svc.publish(svc.get(version))
-    except ExchangeError as exc:
-        return _refused(exc, _list_version, version=version)
-    response = _done(f"已发布名单 {version}，共 {len(slices)} 个省份切片",
-                     f"list {version} published: {len(slices)} province slice(s)", "admin.list_version",
-                     version=version)
-    _after_commit("名单切片放入SFTP发件箱", "placing the list slices in the SFTP outboxes",
-                  lambda: outbox.place_list_slices(runtime(), version))
     return response
 
 
@@ -310,14 +188,14 @@ def code_propose(name: str) -> Any:
     """Record a proposed effective-dated version (nothing changes until it is published)."""
     f = request.form
     try:
-        draft = CodeListService(get_session(), runtime().spec, _actor()).propose(
+        draft = CodeListService(get_session(), runtime().spec, actor()).propose(
             name, f.get("version", ""), forms.date(f.get("effective_from", ""), "effective_from 生效日期"),
             f.get("based_on", ""), forms.code_changes(f.get("add", ""), "add 新增"),
             forms.code_changes(f.get("update", ""), "update 修改"), forms.code_list(f.get("remove", "")),
             f.get("note_zh", ""), f.get("note_en", ""))
     except ExchangeError as exc:
-        return _refused(exc, _domain, name=name, form=dict(f))
-    return _done(f"已记录 {name} 的拟议版本 {draft.version}：发布后才生效",
+        return refused(exc, _domain, name=name, form=dict(f))
+    return done(f"已记录 {name} 的拟议版本 {draft.version}：发布后才生效",
                  f"proposed version {draft.version} of {name} recorded: it takes effect once published",
                  "admin.code_domain", name=name)
 
@@ -327,15 +205,15 @@ def code_propose(name: str) -> Any:
 def code_publish(name: str, draft_id: int) -> Any:
     """Publish a proposed version: in force from its date for validation, roll-ups and the provinces' agents."""
     try:
-        draft = CodeListService(get_session(), runtime().spec, _actor()).publish(draft_id)
+        draft = CodeListService(get_session(), runtime().spec, actor()).publish(draft_id)
         if draft.domain != name:
             abort(404)
     except ExchangeError as exc:
-        return _refused(exc, _domain, name=name)
-    response = _done(f"已发布 {name} 的版本 {draft.version}，自 {draft.effective_from} 起开始的周期适用",
+        return refused(exc, _domain, name=name)
+    response = done(f"已发布 {name} 的版本 {draft.version}，自 {draft.effective_from} 起开始的周期适用",
                      f"version {draft.version} of {name} published: in force for cycles beginning on or after "
                      f"{draft.effective_from}", "admin.code_domain", name=name)
-    _after_commit("代码表放入SFTP发件箱", "placing the code lists in the SFTP outboxes",
+    after_commit("代码表放入SFTP发件箱", "placing the code lists in the SFTP outboxes",
                   lambda: outbox.place_code_lists(runtime()))
     return response
 
@@ -356,10 +234,10 @@ def code_snippet(name: str, draft_id: int) -> Response:
 def code_withdraw(name: str, draft_id: int) -> Any:
     """Withdraw a proposal (it stays on record)."""
     try:
-        draft = CodeListService(get_session(), runtime().spec, _actor()).withdraw(draft_id)
+        draft = CodeListService(get_session(), runtime().spec, actor()).withdraw(draft_id)
     except ExchangeError as exc:
-        return _refused(exc, _domain, name=name)
-    return _done(f"已撤回拟议版本 {draft.version}", f"proposal {draft.version} withdrawn", "admin.code_domain",
+        return refused(exc, _domain, name=name)
+    return done(f"已撤回拟议版本 {draft.version}", f"proposal {draft.version} withdrawn", "admin.code_domain",
                  name=name)
 
 
@@ -391,14 +269,14 @@ def account_create() -> Any:
         if role in (ANALYST, ADMIN) and not password:
             raise BadRequest("analyst and admin accounts sign in with a password: set one",
                              "分析员和管理员账户需要密码登录，请设置密码", code="password_missing")
-        svc = AccountService(get_session(), _actor())
+        svc = AccountService(get_session(), actor())
         if password is not None and len(password) < 8:
             raise BadRequest("a password needs at least 8 characters", "密码至少8个字符", code="weak_password")
         account = svc.create(f.get("name", "").strip(), role, f.get("party", "").strip() or None if role == PROVINCE
                              else None, f.get("display_name", "").strip(), password)
     except ExchangeError as exc:
-        return _refused(exc, _accounts, form={k: v for k, v in f.items() if k != "password"})
-    return _done(f"已创建账户 {account.name}", f"account {account.name} created", "admin.account", name=account.name)
+        return refused(exc, _accounts, form={k: v for k, v in f.items() if k != "password"})
+    return done(f"已创建账户 {account.name}", f"account {account.name} created", "admin.account", name=account.name)
 
 
 def _account_page(name: str, error: ExchangeError | None = None, secret: str | None = None,
@@ -408,7 +286,7 @@ def _account_page(name: str, error: ExchangeError | None = None, secret: str | N
     keys = sorted(account.ssh_keys, key=lambda k: k.created_at, reverse=True)
     return render_template("admin/accounts_detail.html", a=account, tokens=tokens, keys=keys, error=error,
                            secret=secret, new_token=new_token, revoked=revoked, now=utcnow(),
-                           is_self=account.name == _actor())
+                           is_self=account.name == actor())
 
 
 @bp.get("/accounts/<name>")
@@ -424,14 +302,14 @@ def account_active(name: str) -> Any:
     """Enable or disable an account (a disabled account stops authenticating at once)."""
     active = request.form.get("active") == "1"
     try:
-        if not active and name == _actor():
+        if not active and name == actor():
             raise BadRequest("you cannot disable the account you are signed in with",
                              "不能停用当前登录的账户", code="disable_self")
-        svc = AccountService(get_session(), _actor())
+        svc = AccountService(get_session(), actor())
         svc.set_active(svc.get(name), active)
     except ExchangeError as exc:
-        return _refused(exc, _account_page, name=name)
-    return _done(f"账户 {name} 已{'启用' if active else '停用'}", f"account {name} {'enabled' if active else 'disabled'}",
+        return refused(exc, _account_page, name=name)
+    return done(f"账户 {name} 已{'启用' if active else '停用'}", f"account {name} {'enabled' if active else 'disabled'}",
                  "admin.account", name=name)
 
 
@@ -441,14 +319,14 @@ def account_role(name: str) -> Any:
     """Change an account's role (and a province account's party)."""
     role, party = request.form.get("role", ""), request.form.get("party", "").strip()
     try:
-        if name == _actor():
+        if name == actor():
             raise BadRequest("you cannot change the role of the account you are signed in with",
                              "不能修改当前登录账户的角色", code="role_self")
-        svc = AccountService(get_session(), _actor())
+        svc = AccountService(get_session(), actor())
         svc.set_role(svc.get(name), role, party if role == PROVINCE else None)
     except ExchangeError as exc:
-        return _refused(exc, _account_page, name=name)
-    return _done(f"账户 {name} 的角色已改为 {role}", f"account {name} is now {role}", "admin.account", name=name)
+        return refused(exc, _account_page, name=name)
+    return done(f"账户 {name} 的角色已改为 {role}", f"account {name} is now {role}", "admin.account", name=name)
 
 
 @bp.post("/accounts/<name>/password")
@@ -456,11 +334,11 @@ def account_role(name: str) -> Any:
 def account_password(name: str) -> Any:
     """Set an account's password."""
     try:
-        svc = AccountService(get_session(), _actor())
+        svc = AccountService(get_session(), actor())
         svc.set_password(svc.get(name), request.form.get("password", ""))
     except ExchangeError as exc:
-        return _refused(exc, _account_page, name=name)
-    return _done(f"已为 {name} 设置新密码", f"new password set for {name}", "admin.account", name=name)
+        return refused(exc, _account_page, name=name)
+    return done(f"已为 {name} 设置新密码", f"new password set for {name}", "admin.account", name=name)
 
 
 def _ttl(text: str) -> int | None:
@@ -472,12 +350,12 @@ def _ttl(text: str) -> int | None:
 def token_create(name: str) -> Any:
     """Create an API token; its secret is shown on this answer only (only its hash is kept)."""
     try:
-        svc = AccountService(get_session(), _actor())
+        svc = AccountService(get_session(), actor())
         secret, token = svc.create_token(svc.get(name), request.form.get("label", "").strip()[:100],
                                          _ttl(request.form.get("ttl_days", "365")))
         get_session().commit()
     except ExchangeError as exc:
-        return _refused(exc, _account_page, name=name)
+        return refused(exc, _account_page, name=name)
     return _account_page(name, secret=secret, new_token=token), 201
 
 
@@ -492,20 +370,20 @@ def _token_of(svc: AccountService, name: str, token_id: int) -> ApiToken:
 @login_required(ADMIN)
 def token_revoke(name: str, token_id: int) -> Any:
     """Revoke a token at once."""
-    svc = AccountService(get_session(), _actor())
+    svc = AccountService(get_session(), actor())
     token = _token_of(svc, name, token_id)
     svc.revoke_token(token.id)
-    return _done(f"已吊销令牌 {token.prefix}…", f"token {token.prefix}… revoked", "admin.account", name=name)
+    return done(f"已吊销令牌 {token.prefix}…", f"token {token.prefix}… revoked", "admin.account", name=name)
 
 
 @bp.post("/accounts/<name>/tokens/<int:token_id>/rotate")
 @login_required(ADMIN)
 def token_rotate(name: str, token_id: int) -> Any:
     """Replace a token: a new one with the same label and lifetime, the old one revoked, in one transaction."""
-    svc = AccountService(get_session(), _actor())
+    svc = AccountService(get_session(), actor())
     old = _token_of(svc, name, token_id)
     if old.revoked_at is not None:
-        return _refused(BadRequest("this token is already revoked; create a new one instead",
+        return refused(BadRequest("this token is already revoked; create a new one instead",
                                    "该令牌已吊销，请直接新建令牌", code="token_revoked"), _account_page, name=name)
     ttl = None
     if old.expires_at is not None:
@@ -522,7 +400,7 @@ def key_add(name: str) -> Any:
     """Register an OpenSSH public key for the SFTP channel; with ``replaces``, rotate that key to it."""
     replaces = request.form.get("replaces", "")
     try:
-        svc = AccountService(get_session(), _actor())
+        svc = AccountService(get_session(), actor())
         account = svc.get(name)
         line = request.form.get("public_key", "")
         if replaces:
@@ -530,23 +408,23 @@ def key_add(name: str) -> Any:
         else:
             key = svc.add_ssh_key(account, line, request.form.get("label", "").strip()[:100])
     except ExchangeError as exc:
-        return _refused(exc, _account_page, name=name)
+        return refused(exc, _account_page, name=name)
     if replaces:
-        return _done(f"公钥 {replaces} 已由 {key.fingerprint} 替换", f"key {replaces} replaced by {key.fingerprint}",
+        return done(f"公钥 {replaces} 已由 {key.fingerprint} 替换", f"key {replaces} replaced by {key.fingerprint}",
                      "admin.account", name=name)
-    return _done(f"已登记公钥 {key.fingerprint}", f"key {key.fingerprint} registered", "admin.account", name=name)
+    return done(f"已登记公钥 {key.fingerprint}", f"key {key.fingerprint} registered", "admin.account", name=name)
 
 
 @bp.post("/accounts/<name>/keys/revoke")
 @login_required(ADMIN)
 def key_revoke(name: str) -> Any:
     """Revoke a public key."""
-    svc = AccountService(get_session(), _actor())
+    svc = AccountService(get_session(), actor())
     fingerprint = request.form.get("fingerprint", "")
     if not any(k.fingerprint == fingerprint for k in svc.get(name).ssh_keys):
         abort(404)
     svc.revoke_ssh_key(fingerprint)
-    return _done(f"已吊销公钥 {fingerprint}", f"key {fingerprint} revoked", "admin.account", name=name)
+    return done(f"已吊销公钥 {fingerprint}", f"key {fingerprint} revoked", "admin.account", name=name)
 
 
 # -- the audit log ----------------------------------------------------------------------------
