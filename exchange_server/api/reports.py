@@ -31,17 +31,23 @@ ROLES = ("analyst", "admin")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _rollup(cycle_id: str) -> Rollup:
-    """The caller must be an analyst or admin and the cycle in the calendar; then its roll-up."""
+def _rendered(cycle_id: str, kind: str, render: Callable[[Rollup], bytes]) -> bytes:
+    """The caller must be an analyst or admin and the cycle in the calendar; then the download's bytes.
+
+    Kept per roll-up key in this process: a repeated download is neither computed nor rendered again.
+    """
     authenticate(*ROLES)
     session: Session = get_session()
     CycleService(session, runtime().spec).get(cycle_id)  # 404 cycle_not_found before any work
-    return RollupService(session, runtime().spec).rollup(cycle_id)
+    service = RollupService(session, runtime().spec)
+    key = service.key(cycle_id)
 
+    def make() -> bytes:
+        roll = service.compute(cycle_id)
+        roll.key = key
+        return render(roll)
 
-def _rendered(rollup: Rollup, kind: str, render: Callable[[], bytes]) -> bytes:
-    """A download's bytes, rendered once per roll-up key in this process."""
-    return RENDERED.get(str(get_session().get_bind().engine.url), rollup, kind, render)
+    return RENDERED.get(str(session.get_bind().engine.url), cycle_id, key, kind, make)
 
 
 def _download(data: bytes, mimetype: str, filename: str) -> Response:
@@ -64,8 +70,7 @@ def _errors(f: Callable[..., Any]) -> Callable[..., Any]:
 @_errors
 def report(cycle_id: str) -> Response:
     """The roll-up of a cycle as JSON."""
-    roll = _rollup(cycle_id)
-    return Response(_rendered(roll, "json", lambda: rollup_json(roll)), mimetype="application/json")
+    return Response(_rendered(cycle_id, "json", rollup_json), mimetype="application/json")
 
 
 @blp.route("/<cycle_id>/rollup.json")
@@ -74,9 +79,7 @@ def report(cycle_id: str) -> Response:
 @_errors
 def report_json(cycle_id: str) -> Response:
     """The roll-up as a JSON file."""
-    roll = _rollup(cycle_id)
-    return _download(_rendered(roll, "json", lambda: rollup_json(roll)), "application/json",
-                     f"kam-rollup-{cycle_id}.json")
+    return _download(_rendered(cycle_id, "json", rollup_json), "application/json", f"kam-rollup-{cycle_id}.json")
 
 
 @blp.route("/<cycle_id>/rollup.xlsx")
@@ -86,8 +89,7 @@ def report_json(cycle_id: str) -> Response:
 @_errors
 def report_xlsx(cycle_id: str) -> Response:
     """The roll-up as an XLSX workbook."""
-    roll = _rollup(cycle_id)
-    return _download(_rendered(roll, "xlsx", lambda: rollup_xlsx(roll)), XLSX_TYPE, f"kam-rollup-{cycle_id}.xlsx")
+    return _download(_rendered(cycle_id, "xlsx", rollup_xlsx), XLSX_TYPE, f"kam-rollup-{cycle_id}.xlsx")
 
 
 @blp.route("/<cycle_id>/rollup.xml")
@@ -96,8 +98,7 @@ def report_xlsx(cycle_id: str) -> Response:
 @_errors
 def report_xml(cycle_id: str) -> Response:
     """The roll-up as XML."""
-    roll = _rollup(cycle_id)
-    data = _rendered(roll, "xml", lambda: rollup_xml(roll, runtime().spec.namespace))
+    data = _rendered(cycle_id, "xml", lambda roll: rollup_xml(roll, runtime().spec.namespace))
     return _download(data, "application/xml", f"kam-rollup-{cycle_id}.xml")
 
 
@@ -112,8 +113,7 @@ def report_csv(cycle_id: str, breakdown: str) -> Response:
         authenticate(*ROLES)  # an unknown name must not tell a province anything either
         raise NotFound(f"no breakdown {breakdown}; one of {', '.join(CSV_BREAKDOWNS)}",
                        f"没有汇总维度 {breakdown}；可选：{', '.join(CSV_BREAKDOWNS)}", code="breakdown_not_found")
-    roll = _rollup(cycle_id)
-    data = _rendered(roll, f"csv:{breakdown}", lambda: rollup_csv(roll, breakdown))
+    data = _rendered(cycle_id, f"csv:{breakdown}", lambda roll: rollup_csv(roll, breakdown))
     return _download(data, "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
 
 

@@ -215,10 +215,10 @@ def table(rollup: Rollup, breakdown: str) -> tuple[list[str], list[dict[str, Any
 class RenderedDownloads:
     """The bytes of recent downloads, per roll-up key and format, in this process.
 
-    A roll-up's key names everything it was built from (facts, the previous cycle, lists,
+    A roll-up's key names everything it is built from (facts, the previous cycle, lists,
     code lists, the calendar): the same key renders to the same bytes, so a repeated
-    download is served without rendering again — an XLSX in milliseconds. A roll-up
-    without a key (computed outside the cache) is always rendered.
+    download is served without computing or rendering again — an XLSX in milliseconds.
+    Any acceptance, delivery, publication or calendar change gives a new key.
     """
 
     def __init__(self, size: int = 48) -> None:
@@ -226,11 +226,15 @@ class RenderedDownloads:
         self._items: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, scope: str, rollup: Rollup, kind: str, render: Callable[[], bytes]) -> bytes:
-        """The download's bytes: kept ones when ``rollup`` is keyed and was rendered before, else ``render()``."""
-        if not rollup.key:
+    def get(self, scope: str, cycle: str, rollup_key: str, kind: str, render: Callable[[], bytes]) -> bytes:
+        """The download's bytes: kept ones when this key was rendered before, else ``render()`` (then kept).
+
+        ``scope`` names the database (one process may serve several in tests); ``rollup_key``
+        is ``RollupService.key(cycle)``: an empty key is never kept.
+        """
+        if not rollup_key:
             return render()
-        key = (scope, rollup.cycle, rollup.key, kind)
+        key = (scope, cycle, rollup_key, kind)
         with self._lock:
             found = self._items.get(key)
             if found is not None:

@@ -11,12 +11,11 @@ never the millions of detail facts.
 """
 from __future__ import annotations
 
-import datetime as dt
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, UTCDateTime
+from ..db import Base
 
 # Money is stored as integer fen (yuan x 100) and bandwidth as integer thousandths: SQLite has
 # no decimal type (NUMERIC is kept as a binary float), and integer sums are exact everywhere.
@@ -143,21 +142,17 @@ class ContactFact(_Fact, Base):
 # covers (the rows it replaces) without visiting the rest of the cycle; the (cycle, prov_id,
 # current) ones let it re-sum one province's aggregates without visiting the others.
 
-class RollupCache(Base):
-    """A cycle's computed roll-up, valid while its key equals what it was built from.
+class CycleGeneration(Base):
+    """A cycle's generation: bumped by every acceptance into the cycle, in the acceptance's transaction.
 
-    The key names every input that can move a figure of the cycle: its own generation
-    (bumped by every acceptance in the cycle) and latest delivery, the previous cycle's
-    (month on month compares with it), the list versions (coverage) and the code lists (names).
+    A roll-up's key names the generations of the cycles it reads (``rollups.RollupService.key``),
+    so a download kept under an older key is never served again.
     """
 
-    __tablename__ = "rollup_cache"
+    __tablename__ = "cycle_generation"
 
     cycle: Mapped[str] = mapped_column(String(7), primary_key=True)
-    generation: Mapped[int] = mapped_column(default=0)  # bumped by every acceptance in the cycle
-    built_key: Mapped[str | None] = mapped_column(String(200), default=None)  # what the payload was built from
-    payload: Mapped[str | None] = mapped_column(Text, default=None)  # JSON, decimals tagged
-    built_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    generation: Mapped[int] = mapped_column(default=0)
 
 
 # -- aggregates, per (cycle, province), kept in step with the facts by aggregates.py ----------

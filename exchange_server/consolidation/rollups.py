@@ -22,7 +22,6 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from schemas.conventions import Cycle
@@ -35,7 +34,7 @@ from ..org.models import LOCAL_NETWORK, PROVINCE, Area
 from ..submissions.models import DataScope, Delivery, DeliveryFile, UnitVersion
 from .aggregates import Aggregates, list_stamp_text
 from .models import (
-    FACTS, MONEY_SCALE, CoverageAggregate, CustomerAggregate, IncomeFact, ProductAggregate, RollupCache, ServFact,
+    FACTS, MONEY_SCALE, CoverageAggregate, CustomerAggregate, CycleGeneration, IncomeFact, ProductAggregate, ServFact,
     SourceAggregate, SummaryFact,
 )
 
@@ -48,16 +47,6 @@ SUMMARY_MEASURES = ("cust_cnt", "cust_cnt_group", "cust_cnt_prov", "cust_cnt_la"
 def _money(fen: Any) -> Decimal:
     """Integer fen (as stored and summed) to yuan, exactly."""
     return (Decimal(int(fen)).scaleb(-2) if fen is not None else ZERO).quantize(Decimal("0.01"))
-
-
-def _decimal(o: Any) -> Any:
-    if isinstance(o, Decimal):
-        return {"$decimal": str(o)}
-    raise TypeError(f"cannot cache {type(o).__name__}")
-
-
-def _undecimal(d: dict[str, Any]) -> Any:
-    return Decimal(d["$decimal"]) if len(d) == 1 and "$decimal" in d else d
 
 
 def _pct(part: Decimal, whole: Decimal) -> Decimal | None:
@@ -133,8 +122,8 @@ class RollupService:
     def __init__(self, session: Session, spec: Any) -> None:
         self.session = session
         self.spec = live_spec(session, spec)  # with the code-list versions published at run time
-        self._area_cache: dict[str, Area] | None = None
-        self._incomes: dict[str | None, dict[str, tuple[str, int]]] = {}
+        self._area_cache: dict[str, tuple[str, str, str | None]] | None = None
+        self._network_rows: dict[str, list[dict[str, Any]]] = {}
         self._counted_rows: dict[str, list[Counted]] = {}
         self._expected: dict[str | None, dict[str, int]] = {}
 
@@ -142,9 +131,12 @@ class RollupService:
         codes = self.spec.domain(domain).current.codes
         return {c.code: (c.name_zh, c.name_en) for c in codes.values()}
 
-    def _areas(self) -> dict[str, Area]:
+    def _areas(self) -> dict[str, tuple[str, str, str | None]]:
+        """Area code -> (Chinese name, English name, parent code for a local network)."""
         if self._area_cache is None:
-            self._area_cache = {a.code: a for a in self.session.scalars(select(Area))}
+            self._area_cache = {code: (zh, en, parent if level == LOCAL_NETWORK else None) for code, zh, en, level, parent
+                                in self.session.execute(select(Area.code, Area.name_zh, Area.name_en, Area.level,
+                                                               Area.parent_code))}
         return self._area_cache
 
     def expected_networks(self, cycle: str | None) -> dict[str, int]:
@@ -165,29 +157,27 @@ class RollupService:
         return out
 
     # -- summary-based ---------------------------------------------------------------------
-    def _summary(self, cycle: str, group: list[Any]) -> list[Any]:
-        cols = [func.coalesce(func.sum(getattr(SummaryFact, m)), 0).label(m) for m in SUMMARY_MEASURES]
-        q = (select(*group, *cols, func.count().label("networks"))
-             .where(SummaryFact.cycle == cycle, SummaryFact.current.is_(True)))
-        if group:
-            q = q.group_by(*group).order_by(*group)
-        return list(self.session.execute(q))
-
-    def _network_income(self, cycle: str | None) -> dict[str, tuple[str, int]]:
-        """Local network -> (province, revenue in fen) of a cycle's counted 32001 rows."""
+    def _networks(self, cycle: str | None) -> list[dict[str, Any]]:
+        """A cycle's counted 32001 rows (one per local network, a few hundred at most), read once."""
         if cycle is None:
-            return {}
-        if cycle not in self._incomes:
-            q = (select(SummaryFact.latn_id, SummaryFact.prov_id, SummaryFact.income_amt)
-                 .where(SummaryFact.cycle == cycle, SummaryFact.current.is_(True)))
-            self._incomes[cycle] = {latn: (prov, int(fen)) for latn, prov, fen in self.session.execute(q)}
-        return self._incomes[cycle]
+            return []
+        if cycle not in self._network_rows:
+            f = SummaryFact
+            q = (select(f.prov_id, f.latn_id, *(getattr(f, m) for m in SUMMARY_MEASURES))
+                 .where(f.cycle == cycle, f.current.is_(True)).order_by(f.prov_id, f.latn_id))
+            self._network_rows[cycle] = [dict(zip(("prov_id", "latn_id", *SUMMARY_MEASURES), row))
+                                         for row in self.session.execute(q)]
+        return self._network_rows[cycle]
+
+    @staticmethod
+    def _measures(rows: list[dict[str, Any]], measures: tuple[str, ...] = SUMMARY_MEASURES) -> dict[str, Any]:
+        """The measures summed over rows: counts as int, money (integer fen) as exact yuan."""
+        return {m: (_money(sum(int(r[m]) for r in rows)) if m.endswith("_amt") else sum(int(r[m]) for r in rows))
+                for m in measures}
 
     def totals(self, cycle: str) -> dict[str, Any]:
         """Group totals, year to date, year on year, and month on month with how much of each month was reported."""
-        [row] = self._summary(cycle, [])
-        out: dict[str, Any] = {m: (_money(getattr(row, m)) if m.endswith("_amt") else int(getattr(row, m)))
-                               for m in SUMMARY_MEASURES}
+        out = self._measures(self._networks(cycle))
         out.update(self._comparison(cycle, None))
         out["yoy_pct"] = _pct(out["income_amt"], out["income_ly_amt"])
         return out
@@ -195,22 +185,21 @@ class RollupService:
     def _comparison(self, cycle: str, province: str | None) -> dict[str, Any]:
         """This period against the previous one: reporting shares, revenues, % (all, and like for like)."""
         prev = previous_cycle(cycle)
-        now = {k: v for k, v in self._network_income(cycle).items() if province is None or v[0] == province}
-        before = {k: v for k, v in self._network_income(prev).items() if province is None or v[0] == province}
+        now = {r["latn_id"]: int(r["income_amt"]) for r in self._networks(cycle)
+               if province is None or r["prov_id"] == province}
+        before = {r["latn_id"]: int(r["income_amt"]) for r in self._networks(prev)
+                  if province is None or r["prov_id"] == province}
         expected_now = self.expected_networks(cycle)
         expected_before = self.expected_networks(prev)
         n_now = sum(expected_now.values()) if province is None else expected_now.get(province, 0)
         n_before = sum(expected_before.values()) if province is None else expected_before.get(province, 0)
-        income = _money(sum(f for _, f in now.values()))
-        income_prev = _money(sum(f for _, f in before.values()))
+        income, income_prev = _money(sum(now.values())), _money(sum(before.values()))
         both = set(now) & set(before)
-        like_now = _money(sum(now[k][1] for k in both))
-        like_before = _money(sum(before[k][1] for k in both))
-        share, prev_share = _share(len(now), n_now), _share(len(before), n_before)
+        like_now, like_before = _money(sum(now[k] for k in both)), _money(sum(before[k] for k in both))
         return {
-            "networks": len(now), "networks_expected": n_now, "share_reported_pct": share,
+            "networks": len(now), "networks_expected": n_now, "share_reported_pct": _share(len(now), n_now),
             "prev_cycle": prev, "income_prev_amt": income_prev, "prev_networks": len(before),
-            "prev_networks_expected": n_before, "prev_share_reported_pct": prev_share,
+            "prev_networks_expected": n_before, "prev_share_reported_pct": _share(len(before), n_before),
             "mom_pct": _pct(income, income_prev),
             # A comparison is partial when either period is not fully reported: the percentage
             # then mixes reporting with growth, so the like-for-like one is given beside it.
@@ -222,15 +211,16 @@ class RollupService:
     def by_province(self, cycle: str) -> list[dict[str, Any]]:
         """Key accounts and revenue per province, year on year and month on month with the shares reported."""
         areas = self._areas()
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for r in self._networks(cycle):
+            grouped.setdefault(r["prov_id"], []).append(r)
         rows = []
-        for r in self._summary(cycle, [SummaryFact.prov_id]):
-            a = areas.get(r.prov_id)
-            d: dict[str, Any] = {"prov_id": r.prov_id, "name_zh": a.name_zh if a else "",
-                                 "name_en": a.name_en if a else ""}
-            d.update({m: (_money(getattr(r, m)) if m.endswith("_amt") else int(getattr(r, m)))
-                      for m in SUMMARY_MEASURES})
+        for prov, nets in sorted(grouped.items()):
+            zh, en = areas.get(prov, ("", "", None))[:2]
+            d: dict[str, Any] = {"prov_id": prov, "name_zh": zh, "name_en": en}
+            d.update(self._measures(nets))
             d["yoy_pct"] = _pct(d["income_amt"], d["income_ly_amt"])
-            d.update(self._comparison(cycle, r.prov_id))
+            d.update(self._comparison(cycle, prov))
             rows.append(d)
         return rows
 
@@ -239,14 +229,12 @@ class RollupService:
         areas = self._areas()
         counted = {c.latn_id: (c.party, c.delivery_id, c.number) for c in self._counted(cycle) if c.unit == "32001"}
         rows = []
-        for r in self._summary(cycle, [SummaryFact.prov_id, SummaryFact.latn_id]):
-            a = areas.get(r.latn_id)
-            d: dict[str, Any] = {"prov_id": r.prov_id, "latn_id": r.latn_id, "name_zh": a.name_zh if a else "",
-                                 "name_en": a.name_en if a else ""}
-            d.update({m: (_money(getattr(r, m)) if m.endswith("_amt") else int(getattr(r, m)))
-                      for m in ("cust_cnt", "new_cust_cnt", "lost_cust_cnt", "income_amt", "income_ytd_amt",
-                                "income_ly_amt")})
-            party, did, num = counted.get(r.latn_id, (None, None, None))
+        for r in self._networks(cycle):
+            zh, en = areas.get(r["latn_id"], ("", "", None))[:2]
+            d: dict[str, Any] = {"prov_id": r["prov_id"], "latn_id": r["latn_id"], "name_zh": zh, "name_en": en}
+            d.update(self._measures([r], ("cust_cnt", "new_cust_cnt", "lost_cust_cnt", "income_amt", "income_ytd_amt",
+                                          "income_ly_amt")))
+            party, did, num = counted.get(r["latn_id"], (None, None, None))
             d.update(party=party, delivery_id=did, version=num)
             rows.append(d)
         return rows
@@ -340,7 +328,7 @@ class RollupService:
         """Every (unit, network) of the cycle with the version and delivery whose rows count for it (one query)."""
         if cycle not in self._counted_rows:
             v, sc, d, a = UnitVersion, DataScope, Delivery, SourceAggregate
-            self._counted_rows[cycle] = [Counted(*row) for row in self.session.execute(
+            self._counted_rows[cycle] = [Counted._make(row) for row in self.session.execute(
                 select(a.unit, a.latn_id, a.prov_id, a.rows, v.id, v.number, v.accepted_at, sc.party,
                        sc.versions_count, d.id, d.check_name, d.resend, d.late)
                 .join(v, v.id == a.version_id).join(sc, sc.id == v.scope_id).join(d, d.id == v.delivery_id)
@@ -360,14 +348,14 @@ class RollupService:
         units = c.units if c else [u.code for u in self.spec.units if u.direction == "up"]
         provinces = list(self.session.scalars(select(Area).where(Area.level == PROVINCE, Area.active)
                                               .order_by(Area.code)))
-        parent = {a.code: a.parent_code for a in self._areas().values() if a.level == LOCAL_NETWORK}
+        parent = {code: a[2] for code, a in self._areas().items() if a[2]}
         sources: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
-        for c in self._counted(cycle):
-            src = sources.setdefault((c.prov_id, c.unit), {}).setdefault(c.version_id, {
-                "party": c.party, "delivery_id": c.delivery_id, "version": c.number, "late": c.late,
-                "networks": 0, "rows": 0})
+        for counted in self._counted(cycle):
+            src = sources.setdefault((counted.prov_id, counted.unit), {}).setdefault(counted.version_id, {
+                "party": counted.party, "delivery_id": counted.delivery_id, "version": counted.number,
+                "late": counted.late, "networks": 0, "rows": 0})
             src["networks"] += 1
-            src["rows"] += c.rows
+            src["rows"] += counted.rows
         latest: dict[tuple[str, str], tuple[int, str]] = {}
         for did, party, status, unit in self.session.execute(
                 select(Delivery.id, Delivery.party, Delivery.status, DeliveryFile.unit)
@@ -426,8 +414,8 @@ class RollupService:
             self.by_billing_item(cycle), self.by_level(cycle), self.by_industry(cycle), self.coverage(cycle),
             self.completeness(cycle), self.lineage(cycle)))
 
-    def cache_key(self, cycle: str) -> str:
-        """What a cached roll-up of the cycle must have been built from to be served.
+    def inputs_key(self, cycle: str) -> str:
+        """What the cycle's figures are built from: change any of it and every figure may move.
 
         The cycle's own generation (bumped by every acceptance into it) and latest delivery
         (completeness moves with rejected deliveries too), the previous cycle's generation
@@ -436,10 +424,8 @@ class RollupService:
         from ..lists.services import ListService
 
         def generation(c: str | None) -> int:
-            if c is None:
-                return 0
-            cache = self.session.get(RollupCache, c)
-            return cache.generation if cache is not None else 0
+            found = self.session.get(CycleGeneration, c) if c is not None else None
+            return found.generation if found is not None else 0
 
         latest = self.session.scalar(select(func.max(Delivery.id)).where(Delivery.period == cycle)) or 0
         codes = hashlib.sha256((self.spec.code_additions or "").encode("utf-8")).hexdigest()[:12]
@@ -447,31 +433,25 @@ class RollupService:
         lists_digest = hashlib.sha256(lists.encode("ascii")).hexdigest()[:12]
         return f"{generation(cycle)}:{latest}|{generation(previous_cycle(cycle))}|{lists_digest}|{codes}"
 
-    def rollup(self, cycle: str) -> Rollup:
-        """Everything for one cycle: the cached roll-up if nothing it reads changed since, else computed and cached."""
-        key = self.cache_key(cycle)
-        cache = self.session.get(RollupCache, cycle)
-        if cache is not None and cache.payload and cache.built_key == key:
-            return self._keyed(self._with_calendar(Rollup(**json.loads(cache.payload, object_hook=_undecimal))), key)
-        result = self._keyed(self.compute(cycle), key)
-        payload = json.dumps(result.as_dict(), default=_decimal, ensure_ascii=False)
-        if cache is None:
-            cache = RollupCache(cycle=cycle, generation=0)
-            self.session.add(cache)
-        cache.payload, cache.built_key, cache.built_at = payload, key, utcnow()
-        try:
-            self.session.commit()
-        except SQLAlchemyError:  # another request cached it at the same moment: fine, ours is the same
-            self.session.rollback()
-        return result
+    def key(self, cycle: str) -> str:
+        """The roll-up's key, calendar included: two roll-ups with the same key render to the same bytes.
 
-    @staticmethod
-    def _keyed(result: Rollup, key: str) -> Rollup:
-        """Name what the roll-up was built from: the cache key and the calendar as laid over it."""
-        calendar = {k: result.completeness.get(k) for k in ("cycle_state", "deadline", "deadline_passed")}
-        calendar["exceptions"] = [row.get("exception") for row in result.completeness.get("matrix", [])]
+        A few small queries, no figure computed: a download kept under this key can be served
+        without computing the roll-up at all.
+        """
+        calendar = self._calendar(cycle)
         digest = hashlib.sha256(json.dumps(calendar, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:12]
-        result.key = f"{key}|{digest}"
+        return f"{self.inputs_key(cycle)}|{digest}"
+
+    def rollup(self, cycle: str) -> Rollup:
+        """Everything for one cycle, from the facts and aggregates as they stand, with its key.
+
+        Nothing is cached in the database: the aggregates make the computation a few hundred
+        rows' work, and the serving process keeps rendered downloads per key (exports.RENDERED).
+        """
+        key = self.key(cycle)
+        result = self.compute(cycle)
+        result.key = key
         return result
 
     def trend(self, cycle: str, length: int) -> list[dict[str, Any]]:
@@ -496,26 +476,31 @@ class RollupService:
                         "share_reported_pct": _share(n, expected)})
         return out
 
-    def _with_calendar(self, result: Rollup) -> Rollup:
-        """Lay the cycle's calendar state over the completeness matrix: state, deadline, province exceptions.
-
-        Read fresh on every call, never cached: closing a cycle or granting an exception
-        changes no fact, so it moves no cache generation, yet the matrix must show it at once.
-        """
-        comp = result.completeness
-        c = self.session.get(ReportingCycle, result.cycle)
+    def _calendar(self, cycle: str) -> dict[str, Any]:
+        """The cycle's calendar as it stands: state, deadline, and each province's latest exception."""
+        c = self.session.get(ReportingCycle, cycle)
         now = utcnow()
-        comp["cycle_state"] = c.state if c else None
-        comp["deadline"] = iso(c.deadline) if c else None
-        comp["deadline_beijing"] = beijing_stamp(c.deadline) if c else None
-        comp["deadline_passed"] = bool(c and as_utc(c.deadline) < now)
         granted: dict[str, dict[str, Any]] = {}
-        for e in self.session.scalars(select(CycleException).where(CycleException.cycle_id == result.cycle,
+        for e in self.session.scalars(select(CycleException).where(CycleException.cycle_id == cycle,
                                                                    CycleException.revoked_at.is_(None))
                                       .order_by(CycleException.until)):
             # The latest-ending exception of a province is the one that matters (as for validation).
             granted[e.province] = {"id": e.id, "until": iso(e.until), "until_beijing": beijing_stamp(e.until),
                                    "reason": e.reason, "granted_by": e.granted_by, "valid": e.valid_at(now)}
+        return {"cycle_state": c.state if c else None, "deadline": iso(c.deadline) if c else None,
+                "deadline_beijing": beijing_stamp(c.deadline) if c else None,
+                "deadline_passed": bool(c and as_utc(c.deadline) < now), "granted": granted}
+
+    def _with_calendar(self, result: Rollup) -> Rollup:
+        """Lay the cycle's calendar state over the completeness matrix: state, deadline, province exceptions.
+
+        Closing a cycle or granting an exception changes no fact, yet the matrix must show
+        it at once: the calendar is part of the roll-up's key (``key``), not of its inputs.
+        """
+        comp = result.completeness
+        calendar = self._calendar(result.cycle)
+        granted = calendar.pop("granted")
+        comp.update(calendar)
         for row in comp.get("matrix", []):
             row["exception"] = granted.get(row["prov_id"])
         comp["exceptions"] = sum(1 for e in granted.values() if e["valid"])

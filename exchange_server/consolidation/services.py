@@ -25,7 +25,7 @@ from ..submissions.models import DataScope, Delivery, UnitVersion
 from ..submissions.rows import unit_rows
 from ..submissions.versions import Accepted
 from .aggregates import Aggregates
-from .models import FACTS, MONEY_SCALE, CustomerFact, RollupCache
+from .models import FACTS, MONEY_SCALE, CustomerFact, CycleGeneration
 
 BATCH = 5000
 CONTACTS = "31202"  # no network of its own: a contact counts for its customer's home network
@@ -147,10 +147,10 @@ class Consolidator:
         return {c: n for c, n in self.session.execute(q)}
 
     def bump(self, cycle: str) -> None:
-        """Invalidate the cycle's cached roll-up (same transaction as the change)."""
-        cache = self.session.get(RollupCache, cycle, with_for_update=True)
-        if cache is None:
-            self.session.add(RollupCache(cycle=cycle, generation=1))
+        """Move the cycle's generation on (same transaction as the change): kept downloads of it are stale."""
+        found = self.session.get(CycleGeneration, cycle, with_for_update=True)
+        if found is None:
+            self.session.add(CycleGeneration(cycle=cycle, generation=1))
             self.session.flush()
         else:
-            cache.generation += 1
+            found.generation += 1

@@ -141,15 +141,22 @@ class DashboardService:
         # Imported here: the exports module is written alongside the API and is only needed for downloads.
         from ..consolidation import exports
 
-        rollup = self.rollups.rollup(cycle_id)
+        key = self.rollups.key(cycle_id)
         scope = str(self.session.get_bind().engine.url)
+
+        def rendered(kind: str, render: Any) -> bytes:
+            def make() -> bytes:
+                roll = self.rollups.compute(cycle_id)
+                roll.key = key
+                data: bytes = render(roll)
+                return data
+            return exports.RENDERED.get(scope, cycle_id, key, kind, make)
+
         if name == "rollup.xlsx":
-            return Export(exports.RENDERED.get(scope, rollup, "xlsx", lambda: exports.rollup_xlsx(rollup)), XLSX,
-                          f"kam-rollup-{cycle_id}.xlsx")
+            return Export(rendered("xlsx", exports.rollup_xlsx), XLSX, f"kam-rollup-{cycle_id}.xlsx")
         if name == "rollup.json":
-            return Export(exports.RENDERED.get(scope, rollup, "json", lambda: exports.rollup_json(rollup)),
-                          "application/json", f"kam-rollup-{cycle_id}.json")
-        return Export(exports.RENDERED.get(scope, rollup, f"csv:{breakdown}", lambda: exports.rollup_csv(rollup, breakdown)),
+            return Export(rendered("json", exports.rollup_json), "application/json", f"kam-rollup-{cycle_id}.json")
+        return Export(rendered(f"csv:{breakdown}", lambda roll: exports.rollup_csv(roll, breakdown)),
                       "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
 
 

@@ -186,13 +186,17 @@ class HttpTransport(Transport):
             if exc.status == 404:
                 return None
             raise
-        dest.mkdir(parents=True, exist_ok=True)
+        return meta["version"], self._save(meta["files"], dest)
+
+    def _save(self, files: list[dict[str, Any]], folder: Path) -> list[Path]:
+        """Download a slice's files (as the list routes describe them) into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
         out = []
-        for f in meta["files"]:
-            target = dest / f["name"]
+        for f in files:
+            target = folder / f["name"]
             target.write_bytes(self.get_bytes(f["url"]))
             out.append(target)
-        return meta["version"], out
+        return out
 
     def fetch_lists(self, dest: Path, known: Collection[str] = ()) -> list[tuple[str, list[Path]]]:
         """Every published version's slice (``GET /api/v1/list/versions``), oldest first, into ``dest/<version>/``.
@@ -212,14 +216,7 @@ class HttpTransport(Transport):
             names = [f["name"] for f in meta["files"]]
             if not VERSION_RE.match(meta["version"]) or any(Path(n).name != n or n.startswith(".") for n in names):
                 raise TransportError(f"HQ listed a list version with unusable names: {meta['version']!r} {names!r}")
-            folder = dest / meta["version"]
-            folder.mkdir(parents=True, exist_ok=True)
-            files = []
-            for f in meta["files"]:
-                target = folder / f["name"]
-                target.write_bytes(self.get_bytes(f["url"]))
-                files.append(target)
-            out.append((meta["version"], files))
+            out.append((meta["version"], self._save(meta["files"], dest / meta["version"])))
         return out
 
     def code_lists(self) -> dict[str, Any] | None:

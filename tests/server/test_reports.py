@@ -258,3 +258,22 @@ def test_any_cell_can_be_traced_to_its_rows(national: Any, runtime: Any, client:
     assert sum(Decimal(row["income_amt"]) for row in r.json["sources"][0]["rows"]) == item["income_amt"]
     assert client.get("/api/v1/reports/202610/trace/totals/x",
                       headers={"Authorization": f"Bearer {token}"}).json["code"] == "breakdown_not_found"
+
+
+def test_every_money_cell_of_the_workbook_holds_its_exact_digits() -> None:
+    """openpyxl would write 69909524.24 as 69909524.23999999 (via a float): the cells carry the decimal's text."""
+    from tests.support.recompute import xlsx_money_texts
+
+    amounts = [Decimal("69909524.24"), Decimal("0.10"), Decimal("12345678901234.56"), Decimal("-0.01")]
+    rows = [{"prod_id": f"{i:04d}", "name_zh": "", "name_en": "", "top500_income_amt": a, "top500_customers": i}
+            for i, a in enumerate(amounts)]
+    roll = Rollup("202610", {"income_amt": amounts[0]}, [], [], rows, [], [], [], [], {"units": [], "matrix": []})
+    data = rollup_xlsx(roll)
+    texts = xlsx_money_texts(data)
+    for a in amounts:
+        assert format(a, "f") in texts
+    assert not [t for t in texts if len(t.split(".")[-1]) > 2 and "." in t and not t.endswith("0")], texts
+    ws = openpyxl.load_workbook(io.BytesIO(data))["产品 By product"]
+    at = [c.value for c in ws[2]].index("Top-500 revenue (yuan)")
+    read = [r[at] for r in ws.iter_rows(min_row=3, values_only=True)]
+    assert [Decimal(str(v)).quantize(CENT) for v in read] == amounts

@@ -15,7 +15,6 @@ from openpyxl import load_workbook
 from exchange_server.admin.services import CycleExceptionService
 from exchange_server.consolidation import exports
 from exchange_server.consolidation.exports import rollup_csv, rollup_xlsx
-from exchange_server.consolidation.models import RollupCache
 from exchange_server.consolidation.rollups import RollupService
 from exchange_server.cycles.services import CycleService
 from tests.server.test_rollups import national  # noqa: F401  (the fixture)
@@ -32,14 +31,16 @@ def test_cycle_state_and_exceptions_reach_the_cached_matrix(national: dict[str, 
     assert comp["cycle_state"] == "open" and comp["deadline_beijing"] and comp["exceptions"] == 0
     assert all(row["exception"] is None for row in comp["matrix"])
     with runtime.db.session() as s:
-        built = s.get(RollupCache, "202610").built_key
+        built = RollupService(s, runtime.spec).inputs_key("202610")
+        before = RollupService(s, runtime.spec).key("202610")
         CycleService(s, runtime.spec, "admin").close("202610")
         until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
         granted = CycleExceptionService(s, "admin").grant("202610", "11", until, "系统迁移 migration")
         granted_id = granted.id
-    comp = _rollup(runtime).completeness  # from the cache (no fact changed), calendar read fresh
+    comp = _rollup(runtime).completeness  # no fact changed; the calendar is read fresh
     with runtime.db.session() as s:
-        assert s.get(RollupCache, "202610").built_key == built
+        assert RollupService(s, runtime.spec).inputs_key("202610") == built  # the figures' inputs did not move
+        assert RollupService(s, runtime.spec).key("202610") != before  # but no download of before is served
     assert comp["cycle_state"] == "closed" and comp["exceptions"] == 1
     rows = {row["prov_id"]: row for row in comp["matrix"]}
     assert rows["11"]["exception"]["valid"] and rows["11"]["exception"]["reason"] == "系统迁移 migration"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -181,25 +182,35 @@ def test_provinces_always_add_up_to_the_group_total_to_the_fen(runtime: Any, a_v
     assert total == exact == sum(p["income_amt"] for p in provinces)
 
 
-def test_cached_rollup_is_reused_and_invalidated_by_an_acceptance(national: dict[str, Path], runtime: Any,
-                                                                  setup: Setup, tmp_path: Path, spec: Any) -> None:
-    from exchange_server.consolidation.models import RollupCache
+def test_kept_downloads_are_reused_until_an_acceptance_changes_the_key(national: dict[str, Path], runtime: Any,
+                                                                      setup: Setup, tmp_path: Path, spec: Any) -> None:
+    from exchange_server.consolidation.exports import RenderedDownloads, rollup_json
 
+    kept = RenderedDownloads()
+    renders: list[str] = []
+
+    def download() -> bytes:
+        with runtime.db.session() as s:
+            svc = RollupService(s, runtime.spec)
+            key = svc.key("202610")
+
+            def make() -> bytes:
+                renders.append(key)
+                return rollup_json(svc.rollup("202610"))
+            return kept.get(str(runtime.db.engine.url), "202610", key, "json", make)
+
+    first = download()
+    assert download() is first and len(renders) == 1  # the same key: neither computed nor rendered again
     with runtime.db.session() as s:
-        first = RollupService(s, runtime.spec).rollup("202610")
-    with runtime.db.session() as s:
-        cache = s.get(RollupCache, "202610")
-        assert cache is not None and cache.payload
-        again = RollupService(s, runtime.spec).rollup("202610")  # from the cache
-        assert again == first == RollupService(s, runtime.spec).compute("202610")
-        assert isinstance(again.totals["income_amt"], Decimal)
-    # Shanghai delivers: the next roll-up includes it.
+        assert RollupService(s, runtime.spec).rollup("202610") == RollupService(s, runtime.spec).compute("202610")
+    # Shanghai delivers: a new key, the next download includes it.
     generate(spec, "202610", tmp_path / "sh", provinces=["31"], scale=1, fmt="txt", seed=7)
     setup.province("31")
     receive_folder(runtime, "prov31", tmp_path / "sh" / "31")
     assert setup.drain() == 1
-    with runtime.db.session() as s:
-        after = RollupService(s, runtime.spec).rollup("202610")
-    assert after.totals["income_amt"] > first.totals["income_amt"]
-    assert "31" in {p["prov_id"] for p in after.by_province}
-    assert after.completeness["accepted"] == first.completeness["accepted"] + 6
+    after = download()
+    assert len(renders) == 2 and renders[0] != renders[1]
+    before_doc, after_doc = json.loads(first), json.loads(after)
+    assert Decimal(after_doc["totals"]["income_amt"]) > Decimal(before_doc["totals"]["income_amt"])
+    assert "31" in {p["prov_id"] for p in after_doc["by_province"]}
+    assert after_doc["completeness"]["accepted"] == before_doc["completeness"]["accepted"] + 6

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from province_agent.transport import HttpTransport
 from tests.pages.test_auth import sign_in
 from tests.server.conftest import Setup
 from tests.server.test_delivery_lifecycle import files_of, wait_final
-from tests.support.deliveries import DeliveryRows, rewrite_check, valid_rows
+from tests.support.deliveries import DeliveryRows, refresh_check, rewrite_check, valid_rows
 from tests.support.recompute import json_loads
 
 NS = "{urn:chinatelecom:kam:interface:1.0}"
@@ -230,8 +231,6 @@ def test_an_unreadable_file_gives_its_one_real_error_first(hq: dict[str, Any], s
     folder = valid_rows(spec).write(tmp_path / "x", fmt="xml")
     f = next(folder.glob("*_32001_*.xml"))
     f.write_text(f.read_text("utf-8").replace("urn:chinatelecom:kam:interface:1.0", "urn:other", 1), "utf-8")
-    from tests.support.deliveries import refresh_check
-
     refresh_check(folder)
     d = _send(hq["42"], folder)
     assert d["status"] == "rejected"
@@ -242,12 +241,45 @@ def test_an_unreadable_file_gives_its_one_real_error_first(hq: dict[str, Any], s
     assert "X-001" in fbr.find(f"{NS}Skipped").get("rules")
 
 
-def test_a_check_file_listing_no_data_files_is_rejected_with_its_code(hq: dict[str, Any], spec: Any,
-                                                                     tmp_path: Path) -> None:
-    folder = valid_rows(spec).write(tmp_path / "e")
+def _no_data_files(folder: Path) -> None:
     for p in list(folder.iterdir()):
         if not p.name.endswith(".chk"):
             p.unlink()
     rewrite_check(folder, lambda c: c.with_entries([]))
+
+
+def _unreal_stamp(folder: Path) -> None:
+    rewrite_check(folder, lambda c: replace(c, generated_at="20261345999999"))
+
+
+def _xml_utf16(folder: Path) -> None:
+    f = next(folder.glob("*_32002_*.xml"))
+    f.write_bytes(f.read_text("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"', 1).encode("utf-16"))
+    refresh_check(folder)
+
+
+def _xinclude(folder: Path) -> None:
+    f = next(folder.glob("*_32002_*.xml"))
+    f.write_text(f.read_text("utf-8").replace(
+        "<ROW>", '<ROW><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="/etc/passwd"/>', 1), "utf-8")
+    refresh_check(folder)
+
+
+@pytest.mark.parametrize("fmt,breaks,code", [
+    ("txt", _no_data_files, "E121"), ("txt", _unreal_stamp, "E103"), ("xml", _xml_utf16, "E110"),
+    ("xml", _xinclude, "E205")], ids=["no-data-files", "unreal-stamp", "xml-utf16", "xinclude"])
+def test_smaller_validator_points_over_the_wire(hq: dict[str, Any], spec: Any, tmp_path: Path, fmt: str,
+                                                breaks: Any, code: str) -> None:
+    folder = valid_rows(spec).write(tmp_path / "e", fmt=fmt)
+    breaks(folder)
     d = _send(hq["42"], folder)
-    assert d["status"] == "rejected" and [f["code"] for f in d["report"]["findings"]] == ["E121"]
+    assert d["status"] == "rejected" and [f["code"] for f in d["report"]["findings"]] == [code]
+
+
+def test_an_integer_with_too_many_digits_is_too_long_over_the_wire(hq: dict[str, Any], spec: Any,
+                                                                  tmp_path: Path) -> None:
+    rows = valid_rows(spec)
+    rows.rows["VIP_SUMMARY"][0]["CUST_CNT"] = "12345678901"
+    d = _send(hq["42"], rows.write(tmp_path / "i"))
+    codes = {f["code"] for f in d["report"]["findings"]}
+    assert d["status"] == "rejected" and "E305" in codes and "E302" not in codes

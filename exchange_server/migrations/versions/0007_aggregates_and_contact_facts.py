@@ -1,4 +1,4 @@
-"""aggregates per province kept by each acceptance, contact facts, list entries by customer
+"""aggregates per province kept by each acceptance, contact facts, list entries by customer, cycle generations
 
 The aggregate tables start empty; ``exchange-server init`` fills them (and the contact facts,
 from the archived 31202 files) for an existing database (``consolidation.backfill``).
@@ -94,13 +94,15 @@ def upgrade() -> None:
     with op.batch_alter_table('fact_serv', schema=None) as batch_op:
         batch_op.create_index('ix_fact_serv_province', ['cycle', 'prov_id', 'current'], unique=False)
 
-    with op.batch_alter_table('rollup_cache', schema=None) as batch_op:
-        batch_op.alter_column('built_key',
-               existing_type=sa.VARCHAR(length=40),
-               type_=sa.String(length=200),
-               existing_nullable=True)
-    # Cached roll-ups were keyed by their own cycle only: none may be served again.
-    op.execute("UPDATE rollup_cache SET payload = NULL, built_key = NULL")
+    # The roll-up is no longer kept in the database (it is computed from the aggregates, and
+    # downloads are kept per key in the serving process): only each cycle's generation stays.
+    op.create_table('cycle_generation',
+    sa.Column('cycle', sa.String(length=7), nullable=False),
+    sa.Column('generation', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('cycle', name=op.f('pk_cycle_generation'))
+    )
+    op.execute("INSERT INTO cycle_generation (cycle, generation) SELECT cycle, generation FROM rollup_cache")
+    op.drop_table('rollup_cache')
     with op.batch_alter_table('list_entry', schema=None) as batch_op:
         batch_op.create_index('ix_list_entry_customer', ['national_cust_id'], unique=False)
 
@@ -109,12 +111,16 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('list_entry', schema=None) as batch_op:
         batch_op.drop_index('ix_list_entry_customer')
-    op.execute("UPDATE rollup_cache SET payload = NULL, built_key = NULL")
-    with op.batch_alter_table('rollup_cache', schema=None) as batch_op:
-        batch_op.alter_column('built_key',
-               existing_type=sa.String(length=200),
-               type_=sa.VARCHAR(length=40),
-               existing_nullable=True)
+    op.create_table('rollup_cache',
+    sa.Column('cycle', sa.String(length=7), nullable=False),
+    sa.Column('generation', sa.Integer(), nullable=False),
+    sa.Column('built_key', sa.String(length=40), nullable=True),
+    sa.Column('payload', sa.Text(), nullable=True),
+    sa.Column('built_at', exchange_server.db.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('cycle', name=op.f('pk_rollup_cache'))
+    )
+    op.execute("INSERT INTO rollup_cache (cycle, generation) SELECT cycle, generation FROM cycle_generation")
+    op.drop_table('cycle_generation')
 
     with op.batch_alter_table('fact_serv', schema=None) as batch_op:
         batch_op.drop_index('ix_fact_serv_province')
