@@ -119,17 +119,26 @@ class ListImpactService:
         """The draft's impact on every open cycle's accepted data, province by province."""
         org = OrgService(self.session)
         provinces = {a.code: a for a in org.provinces()}
-        cycles = []
-        for cycle in self.open_cycles():
-            rows = []
-            for prov, area in provinces.items():
-                reported = set(self.session.scalars(select(CustomerFact.national_cust_id).where(
-                    CustomerFact.cycle == cycle.id, CustomerFact.prov_id == prov, CustomerFact.current.is_(True))))
-                before = self.lists.cycle_list(cycle.id, prov)
-                after = self.lists.cycle_list(cycle.id, prov, draft)
-                assert after is not None
+        published = bool(self.lists.stamp())
+        rows: dict[str, list[ProvinceImpact]] = {}
+        cycles = self.open_cycles()
+        for prov, area in provinces.items():
+            reported_by_cycle = {c.id: set(self.session.scalars(select(CustomerFact.national_cust_id).where(
+                CustomerFact.cycle == c.id, CustomerFact.prov_id == prov, CustomerFact.current.is_(True))))
+                for c in cycles}
+            if not any(reported_by_cycle.values()):
+                continue  # nothing accepted: nothing the version could make fail
+            # Each province's history is read once (with and without the draft), then asked per cycle.
+            before_history = self.lists.history(prov) if published else None
+            after_history = self.lists.history(prov, draft)
+            for cycle in cycles:
+                reported = reported_by_cycle[cycle.id]
+                if not reported:
+                    continue
+                before = before_history.for_cycle(cycle.id, prov) if before_history is not None else None
+                after = after_history.for_cycle(cycle.id, prov)
                 before_ids = before.ids if before is not None else frozenset()
-                if before_ids == after.ids or not reported:
+                if before_ids == after.ids:
                     continue
                 x007, e604 = sorted(after.ids - reported), sorted(reported - after.ids)
                 impact = ProvinceImpact(prov, area.name_zh, area.name_en, len(reported), len(before_ids),
@@ -140,7 +149,5 @@ class ListImpactService:
                 for code, ids in (("X-007", x007), ("E604", e604)):
                     for cust in [c for c in ids if c in changed][:EXAMPLES]:
                         impact.examples.append({"code": code, "customer": cust, "entry": after.explain(cust)})
-                rows.append(impact)
-            if rows:
-                cycles.append(CycleImpact(cycle.id, cycle.state, rows))
-        return PublishImpact(draft.version, cycles)
+                rows.setdefault(cycle.id, []).append(impact)
+        return PublishImpact(draft.version, [CycleImpact(c.id, c.state, rows[c.id]) for c in cycles if c.id in rows])
