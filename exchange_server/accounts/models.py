@@ -26,6 +26,9 @@ class Account(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)  # argon2id
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Sign-in sessions carry the value they were opened under; moving it on (sign-out,
+    # password change, disabling) ends every session of the account, wherever its cookie is.
+    session_epoch: Mapped[int] = mapped_column(default=0)
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="account", cascade="all, delete-orphan")
     ssh_keys: Mapped[list["SshKey"]] = relationship(back_populates="account", cascade="all, delete-orphan")

@@ -35,6 +35,10 @@ class Delivery(Base):
     party: Mapped[str | None] = mapped_column(String(4), default=None)
     period: Mapped[str | None] = mapped_column(String(7), default=None)
     resend: Mapped[int | None] = mapped_column(default=None)
+    # Whether the sending account may send as the party its check file names (decided on
+    # receipt). Only entitled deliveries count in a party's resend sequence, completeness
+    # and history: what one province sends in another's name changes nothing for that one.
+    entitled: Mapped[bool] = mapped_column(default=True)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     total_size: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(32), default=QUEUED, index=True)
