@@ -123,16 +123,18 @@ def worker(ctx: click.Context, threads: int, drain: bool) -> None:
     """Run ingestion workers only (more processes can share the queue)."""
     import threading
 
-    from .ingestion.worker import IngestionWorker
+    from .ingestion.worker import IngestionWorker, recover, sweep_forever
 
     rt = _runtime(ctx)
     if drain:
         n = IngestionWorker(rt, "drain").drain()
         click.echo(f"processed {n} deliver{'y' if n == 1 else 'ies'}")
         return
+    recover(rt)  # jobs this host's dead processes held, and their debris
     stop = threading.Event()
     pool = [threading.Thread(target=IngestionWorker(rt, f"w{i}").run_forever, args=(stop,), daemon=True)
             for i in range(threads)]
+    threading.Thread(target=sweep_forever, args=(rt, stop), daemon=True).start()
     for t in pool:
         t.start()
     try:

@@ -11,6 +11,7 @@ import os
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,12 +40,25 @@ class Settings:
     job_lease_seconds: int = 900  # a claimed job whose worker vanished is retried after this
     job_max_attempts: int = 3
     findings_cap: int = 1000  # occurrences listed per error code (totals always exact)
-    # HTTP
+    # HTTP (see docs/deploying.md for what these promise)
     host: str = "127.0.0.1"
     port: int = 8080
     sftp_port: int = 8022
-    http_threads: int = 8
+    http_threads: int = 8  # request threads kept ready; more are started while none is idle
+    http_max_threads: int = 512  # the most request threads; spare ones end after a minute idle
+    http_backlog: int = 1024  # connections the kernel queues before we accept them (listen backlog)
+    http_header_timeout: float = 15.0  # to receive a request line and headers (and the TLS handshake)
+    http_idle_timeout: float = 60.0  # a kept-alive connection waiting for its next request
+    http_timeout: float = 120.0  # silence while a request body is read or an answer written
+    http_max_header_size: int = 64 * 1024  # request line and headers; above it: 431
     public_url: str = ""  # how agents reach us, for links in receipts; default http://host:port
+    # TLS served directly (cheroot's builtin ssl adapter); both or neither
+    tls_cert: str = ""  # PEM certificate chain, the server's certificate first
+    tls_key: str = ""  # PEM private key
+    # Behind a reverse proxy: X-Forwarded-For/-Proto are believed only from these addresses
+    trusted_proxies: str = ""  # comma-separated addresses or networks, e.g. "127.0.0.1, 10.1.2.0/24"
+    proxy_hops: int = 1  # proxies in front of us, each adding one X-Forwarded-For entry
+    hsts_max_age: int = 365 * 86400  # Strict-Transport-Security on answers over HTTPS (0: none)
     # SFTP (embedded server, drop-box mode)
     sftp_enabled: bool = True
     sftp_password_auth: bool = False  # public keys only unless turned on
@@ -54,7 +68,7 @@ class Settings:
     dropbox_root: str = ""  # drop-box mode: <root>/<party>/inbox and outbox served by OpenSSH
     # Auth
     token_ttl_days: int = 365
-    session_cookie_secure: bool = False  # turn on when HTTPS terminates in front of the server
+    session_cookie_secure: bool = False  # always Secure; without it, Secure whenever the request came over HTTPS
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,6 +92,16 @@ class Settings:
         return self.database_url or f"sqlite:///{self.data_path / 'exchange.db'}"
 
     @property
+    def tls(self) -> bool:
+        """Whether ``serve`` speaks HTTPS itself."""
+        return bool(self.tls_cert)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``trusted_proxies`` parsed (load_settings has checked it)."""
+        return tuple(ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip())
+
+    @property
     def is_sqlite(self) -> bool:
         """Whether the database is SQLite (single writer) rather than PostgreSQL."""
         return self.effective_database_url.startswith("sqlite")
@@ -98,6 +122,8 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             return float(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"setting {name} must be a number, got {raw!r}") from None
+    if isinstance(raw, (list, tuple)):  # a TOML array for a list-like setting (trusted_proxies)
+        return ", ".join(str(v) for v in raw)
     return str(raw)
 
 
@@ -131,7 +157,31 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     values["data_dir"] = data_dir
     typed = {k: _coerce(k, v, getattr(base, k)) for k, v in values.items()}
     settings = replace(base, **typed, extra=extra)
+    _check(settings)
     return settings
+
+
+def _check(s: Settings) -> None:
+    """Settings that cannot work together, refused before anything starts."""
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise ConfigError("settings tls_cert and tls_key go together: set both (HTTPS) or neither (HTTP)")
+    for name in ("tls_cert", "tls_key"):
+        path = getattr(s, name)
+        if path and not Path(path).expanduser().is_file():
+            raise ConfigError(f"setting {name}: no such file {path}")
+    try:
+        networks = s.trusted_proxy_networks
+    except ValueError as exc:
+        raise ConfigError(f"setting trusted_proxies: {exc}") from None
+    if s.proxy_hops < 1 or (s.proxy_hops > 1 and not networks):
+        raise ConfigError(f"setting proxy_hops ({s.proxy_hops}) counts the proxies listed in trusted_proxies: "
+                          "1 or more, and trusted_proxies must name them")
+    if not 1 <= s.http_threads <= s.http_max_threads:
+        raise ConfigError(f"settings http_threads ({s.http_threads}) and http_max_threads ({s.http_max_threads}): "
+                          "need 1 <= http_threads <= http_max_threads")
+    for name in ("http_header_timeout", "http_idle_timeout", "http_timeout"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"setting {name} must be a positive number of seconds")
 
 
 def ensure_secret_key(settings: Settings) -> Settings:

@@ -8,7 +8,8 @@
     ├── NotFound          404  no such thing, or not yours (provinces never learn what others sent)
     ├── Conflict          409  the state does not allow it (cycle already open, list already published)
     ├── PayloadTooLarge   413  a file or request over its cap
-    └── Unprocessable     422  well-formed but invalid content (a list file that fails validation)
+    ├── Unprocessable     422  well-formed but invalid content (a list file that fails validation)
+    └── InsufficientStorage 507  the disk is full: nothing was kept, try again later
 
 Every error reaches the client as::
 
@@ -99,3 +100,10 @@ class Unprocessable(ExchangeError):
 
     status = 422
     default_code = "unprocessable"
+
+
+class InsufficientStorage(ExchangeError):
+    """The server's disk is full: nothing of the request was kept; the sender may try again later."""
+
+    status = 507
+    default_code = "insufficient_storage"

@@ -20,6 +20,14 @@ HTTP_CODES: dict[int, tuple[str, str]] = {
     429: ("too_many_requests", "请求过多"), 500: ("internal_error", "服务器内部错误"),
 }
 
+#: What a sender is told of a delivery the server could not validate (status ``failed``): a stable code,
+#: English, Chinese. Never the recorded cause, which may be an internal error's text (HQ's accounts see that).
+DELIVERY_FAILED: tuple[str, str, str] = (
+    "validation_failed",
+    "The server could not finish validating this delivery; HQ's administrators will look at it.",
+    "服务器未能完成对该报送的校验，总部管理员会处理。",
+)
+
 
 def _response(body: dict[str, Any], status: int) -> Response:
     resp = jsonify(body)

@@ -10,8 +10,8 @@ export_dir = "/data/crm-exports" # where the CRM exports land
 transport = "http"               # http | sftp
 url = "https://hq.example:8080"  # the HTTP API (calendar, verdicts; uploads when transport = http)
 token_file = "/etc/kam-agent/token"
-verify_tls = true
-ca_file = ""
+ca_file = "/etc/kam-agent/hq-ca.pem"  # HQ's CA certificate(s), PEM; empty: the system's trust store
+verify_tls = true                # false turns the certificate check off (logged as a warning every run)
 timeout = 300
 
 [sftp]                           # when transport = sftp
@@ -207,11 +207,17 @@ def load_config(path: Path) -> AgentConfig:
     if not isinstance(units, dict):
         raise ConfigError("[units] must hold one table per unit", file=path, key="units")
     token_file = server.get("token_file", "")
+    ca_file = _typed(server, "ca_file", str, "", path, "server")
+    if ca_file:
+        ca_file = str(rel(ca_file))
+        if not Path(ca_file).is_file():
+            raise ConfigError(f"server.ca_file {ca_file} does not exist (HQ's CA certificate, PEM)", file=path,
+                              key="server.ca_file")
     return AgentConfig(
         path=path, party=party, state_dir=rel(str(agent["state_dir"])), export_dir=rel(str(agent["export_dir"])),
         transport=transport, url=url, token_file=str(rel(token_file)) if token_file else "",
         verify_tls=_typed(server, "verify_tls", bool, True, path, "server"),
-        ca_file=_typed(server, "ca_file", str, "", path, "server"),
+        ca_file=ca_file,
         timeout=_typed(server, "timeout", float, 300.0, path, "server"), sftp=s,
         retry=RetryPolicy(attempts=_typed(retry, "attempts", int, 5, path, "retry"),
                           base_seconds=_typed(retry, "base_seconds", float, 2.0, path, "retry"),

@@ -334,12 +334,14 @@ class Agent:
         receipt = Receipt(rec.server_id, rec.check_name)
         limit = time.monotonic() + (self.config.retry.verdict_timeout if timeout is None else timeout)
         wait = 0.5
+        unreachable: BaseException | None = None  # the last question went unanswered
         while True:
             try:
                 verdict = self.transport.verdict(receipt)
+                unreachable = None
             except self.transport.transient as exc:
                 log.warning("asking for the verdict on %s failed (%s); trying again", rec.check_name, exc)
-                verdict = None
+                verdict, unreachable = None, exc
             if verdict is not None:
                 self.state.mark_judged(rec.id, verdict.status, verdict.errors, verdict.warnings)
                 rec = self.state.get(rec.id)
@@ -351,8 +353,15 @@ class Agent:
                     out.worst(1)
                 return rec
             if time.monotonic() > limit:
-                out.add(event="verdict", cycle=rec.cycle, delivery=rec.check_name, status="pending",
-                        note="no verdict yet; the next run collects it")
+                if unreachable is not None:
+                    # HQ went away while we waited: that is "HQ unreachable" (exit 3), not success.
+                    out.add(event="verdict", cycle=rec.cycle, delivery=rec.check_name, status="pending",
+                            note=f"HQ unreachable while waiting for the verdict ({unreachable}); "
+                                 "the next run collects it")
+                    out.worst(3)
+                else:
+                    out.add(event="verdict", cycle=rec.cycle, delivery=rec.check_name, status="pending",
+                            note="no verdict yet; the next run collects it")
                 return rec
             self.sleep(wait)
             wait = min(wait * 2, 10.0)

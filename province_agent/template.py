@@ -16,8 +16,9 @@ export_dir = "exports"              # where the CRM exports arrive
 transport = "{transport}"                # http or sftp
 url = "{url}"       # HQ's exchange server (HTTP API: calendar, verdicts; uploads when transport = "http")
 token_file = "token"                # the API token HQ issued (exchange-server token create)
-verify_tls = true                   # keep on; set ca_file for a private CA
-ca_file = ""
+ca_file = ""                         # HQ's CA certificate (PEM) when HQ's certificate is from a private CA;
+                                    # empty: the system's trust store. HQ's certificate is always checked
+verify_tls = true                   # keep on: false stops checking who answers (warned about on every run)
 timeout = 300
 
 [sftp]                              # used when transport = "sftp"

@@ -24,15 +24,57 @@ _PARTY = r"00|[1-9][0-9]|0[0-9]{2,3}"
 _PERIOD = r"[0-9]{4}(?:0[1-9]|1[0-2]|Q[1-4]|H[12]|V[0-9]{2})?"
 DATA_NAME_RE = re.compile(
     rf"^(?P<mode>[PTD])_(?P<party>{_PARTY})_(?P<period>{_PERIOD})_(?P<unit>[0-9]{{5}})"
-    rf"_(?P<resend>[0-9]{{2}})_(?P<seq>[0-9]{{3}})\.(?P<ext>txt|xml)$")
-CHECK_NAME_RE = re.compile(rf"^(?P<mode>[PTD])_(?P<party>{_PARTY})_(?P<period>{_PERIOD})_(?P<resend>[0-9]{{2}})\.chk$")
+    rf"_(?P<resend>[0-9]{{2}})_(?P<seq>[0-9]{{3}})\.(?P<ext>txt|xml)\Z")
+CHECK_NAME_RE = re.compile(rf"^(?P<mode>[PTD])_(?P<party>{_PARTY})_(?P<period>{_PERIOD})_(?P<resend>[0-9]{{2}})\.chk\Z")
 DATA_NAME_FORM = "{MODE}_{PARTY}_{PERIOD}_{UNIT}_{RESEND}_{SEQ}.txt|xml, e.g. P_42_202610_32001_00_001.txt"
 CHECK_NAME_FORM = "{MODE}_{PARTY}_{PERIOD}_{RESEND}.chk, e.g. P_42_202610_00.chk"
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-STAMP_RE = re.compile(r"^[0-9]{14}$")
+# \Z, not $: "$" also matches before a trailing line break ("202610\n" is no cycle id).
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+STAMP_RE = re.compile(r"^[0-9]{14}\Z")
 REAL_STAMP = "a real date and time YYYYMMDDHHMMSS / 有效的日期时间YYYYMMDDHHMMSS"
 # A size, row or file count: ASCII digits only (str.isdigit also takes "²"), at most 18 of them.
 _COUNT = re.compile(r"[0-9]{1,18}").fullmatch
+
+# Characters no value, name or check-file line may carry (CONVENTIONS.md §5, docs/validation.md):
+# every control character (Unicode category Cc: C0, DEL, C1) except TAB, and what XML 1.0
+# cannot carry at all (lone surrogates, U+FFFE, U+FFFF). TAB is allowed inside a value
+# (where TAB is the delimiter it cannot occur there), CR and LF never are (they end lines).
+FORBIDDEN_RANGES = ((0x00, 0x08), (0x0A, 0x1F), (0x7F, 0x9F), (0xD800, 0xDFFF), (0xFFFE, 0xFFFF))
+FORBIDDEN_TEXT = "no control characters (TAB allowed), no U+FFFE/U+FFFF / 不含控制字符（制表符除外）及U+FFFE/U+FFFF"
+
+
+def forbidden_pattern(allowed: str = "") -> re.Pattern[str]:
+    """A regular expression matching one forbidden character, less those in ``allowed`` (a delimiter)."""
+    spans: list[tuple[int, int]] = []
+    for lo, hi in FORBIDDEN_RANGES:
+        cuts = sorted(ord(c) for c in allowed if lo <= ord(c) <= hi)
+        for c in cuts:
+            if lo < c:
+                spans.append((lo, c - 1))
+            lo = c + 1
+        if lo <= hi:
+            spans.append((lo, hi))
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in spans) + "]")
+
+
+_FORBIDDEN = forbidden_pattern()
+find_forbidden = _FORBIDDEN.search
+
+
+def shown(text: str) -> str:
+    """``text`` with every forbidden character written as an escape (``14\\x0006``), for reports.
+
+    The result is plain text that any XML 1.0 document, JSON file, terminal or database can
+    carry; text without forbidden characters comes back unchanged.
+    """
+    if _FORBIDDEN.search(text) is None:
+        return text
+    return _FORBIDDEN.sub(_escape, text)
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def is_real_stamp(stamp: str) -> bool:
@@ -181,6 +223,9 @@ class CheckFile:
             lines.pop()
         if not lines:
             raise CheckFileError("check file is empty", 1, "", header_form)
+        for no, line in enumerate(lines, start=1):
+            if _FORBIDDEN.search(line) is not None:  # a NUL in a name, a stray CR, U+FFFF, ...
+                raise CheckFileError("forbidden character", no, shown(line[:200]), FORBIDDEN_TEXT)
         h = lines[0].split("|")
         if len(h) != 10 or h[0] != "H":
             raise CheckFileError("bad header", 1, lines[0][:200], header_form)
@@ -231,7 +276,7 @@ def now_stamp(at: dt.datetime | None = None) -> str:
 
 
 # -- cycles ---------------------------------------------------------------------------
-CYCLE_RE = re.compile(r"^(?P<year>[0-9]{4})(?:(?P<month>0[1-9]|1[0-2])|Q(?P<q>[1-4])|H(?P<h>[12]))?$")
+CYCLE_RE = re.compile(r"^(?P<year>[0-9]{4})(?:(?P<month>0[1-9]|1[0-2])|Q(?P<q>[1-4])|H(?P<h>[12]))?\Z")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..audit.services import record
@@ -93,6 +93,7 @@ class AccountService:
             return
         before = {"role": account.role, "party": account.party}
         account.role, account.party = role, party
+        self.end_sessions(account)  # what its pages showed and allowed was the old role's
         record(self.session, self.actor, "account.role", f"account:{account.name}", before=before, role=role,
                party=party)
 
@@ -112,12 +113,26 @@ class AccountService:
         if len(password) < 8:
             raise BadRequest("a password needs at least 8 characters", "密码至少8个字符", code="weak_password")
         account.password_hash = _hasher.hash(password)
+        self.end_sessions(account)  # whoever knew the old one is signed out everywhere
         record(self.session, self.actor, "account.password", f"account:{account.name}")
 
     def set_active(self, account: Account, active: bool) -> None:
-        """Enable or disable an account (disabled accounts cannot authenticate)."""
+        """Enable or disable an account (disabled accounts cannot authenticate; their sessions end)."""
         account.active = active
+        if not active:
+            self.end_sessions(account)
         record(self.session, self.actor, "account.enable" if active else "account.disable", f"account:{account.name}")
+
+    def end_sessions(self, account: Account) -> None:
+        """End every sign-in session of the account, wherever its cookie is: its session epoch moves on.
+
+        Sessions record the epoch they were opened under (``pages.auth``); one that does not
+        match the account's is signed out. Moved in SQL, so concurrent changes each count.
+        """
+        self.session.execute(update(Account).where(Account.id == account.id)
+                             .values(session_epoch=Account.session_epoch + 1)
+                             .execution_options(synchronize_session=False))
+        self.session.expire(account, ["session_epoch"])  # read again on next use
 
     def verify_password(self, name: str, password: str) -> Account:
         """The account, if the password is right; Unauthorized otherwise (same message either way)."""

@@ -82,7 +82,8 @@ def version_slices() -> Any:
 
 @blp.route("/files/<name>")
 @blp.doc(security=[{"bearer": []}])
-@blp.response(200, description="A file of the caller's slice; the download is recorded as an acknowledgement.")
+@blp.response(200, {"type": "string", "format": "binary"}, content_type="application/octet-stream",
+              description="A file of the caller's slice; the download is recorded as an acknowledgement.")
 @blp.alt_response(404, schema=ErrorSchema,
                   description="Not a file of your province's slice of a published or superseded version.")
 def slice_file(name: str) -> Response:

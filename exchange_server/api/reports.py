@@ -29,6 +29,9 @@ blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports",
 
 ROLES = ("analyst", "admin")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: The bodies of these answers, for the OpenAPI document (they are built, not dumped by a schema).
+JSON = {"type": "object"}
+FILE = {"type": "string", "format": "binary"}
 
 
 def _rendered(cycle_id: str, kind: str, render: Callable[[Rollup], bytes]) -> bytes:
@@ -64,7 +67,7 @@ def _errors(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @blp.route("/<cycle_id>")
-@blp.response(200, content_type="application/json",
+@blp.response(200, JSON, content_type="application/json",
               description="The cycle's roll-up: totals, every breakdown, completeness and lineage. "
                           "Money is exact yuan as strings (\"12345.67\").")
 @_errors
@@ -74,7 +77,7 @@ def report(cycle_id: str) -> Response:
 
 
 @blp.route("/<cycle_id>/rollup.json")
-@blp.response(200, content_type="application/json",
+@blp.response(200, JSON, content_type="application/json",
               description="The roll-up as a JSON download (kam-rollup-<cycle>.json).")
 @_errors
 def report_json(cycle_id: str) -> Response:
@@ -83,7 +86,7 @@ def report_json(cycle_id: str) -> Response:
 
 
 @blp.route("/<cycle_id>/rollup.xlsx")
-@blp.response(200, content_type=XLSX_TYPE,
+@blp.response(200, FILE, content_type=XLSX_TYPE,
               description="The roll-up as a formatted workbook (kam-rollup-<cycle>.xlsx): totals, one sheet per "
                           "breakdown with Chinese and English headers, completeness and lineage sheets.")
 @_errors
@@ -93,7 +96,7 @@ def report_xlsx(cycle_id: str) -> Response:
 
 
 @blp.route("/<cycle_id>/rollup.xml")
-@blp.response(200, content_type="application/xml",
+@blp.response(200, FILE, content_type="application/xml",
               description="The roll-up as XML in the standard's namespace (kam-rollup-<cycle>.xml).")
 @_errors
 def report_xml(cycle_id: str) -> Response:
@@ -103,7 +106,7 @@ def report_xml(cycle_id: str) -> Response:
 
 
 @blp.route("/<cycle_id>/<breakdown>.csv")
-@blp.response(200, content_type="text/csv",
+@blp.response(200, FILE, content_type="text/csv",
               description="One breakdown as CSV, UTF-8 with BOM and CRLF, bilingual header "
                           f"(kam-rollup-<cycle>-<breakdown>.csv). Breakdowns: {', '.join(CSV_BREAKDOWNS)}.")
 @_errors
@@ -118,7 +121,7 @@ def report_csv(cycle_id: str, breakdown: str) -> Response:
 
 
 @blp.route("/<cycle_id>/trace/<breakdown>/<key>")
-@blp.response(200, content_type="application/json",
+@blp.response(200, JSON, content_type="application/json",
               description="The fact rows behind one cell of a breakdown (e.g. by_product/2001), with the "
                           "delivery, files and version each row came from.")
 @_errors
@@ -136,7 +139,7 @@ def report_trace_cell(cycle_id: str, breakdown: str, key: str) -> Response:
 
 
 @blp.route("/<cycle_id>/trace/<prov_id>")
-@blp.response(200, content_type="application/json",
+@blp.response(200, JSON, content_type="application/json",
               description="The current summary rows (32001) behind a province's figures, per local network, "
                           "with the delivery and version each came from.")
 @_errors

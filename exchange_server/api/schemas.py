@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from ..routing import MAX_PAGE
+
+#: A cycle id (schemas.conventions.CYCLE_RE without its group names, which OpenAPI's regex dialect lacks).
+CYCLE_PATTERN = r"^[0-9]{4}(0[1-9]|1[0-2]|Q[1-4]|H[12])?\Z"  # \Z: "$" would let "202610\n" through
+
 
 class ErrorSchema(Schema):
     """The one shape of every error."""
@@ -88,7 +93,13 @@ class DeliverySchema(ReceiptSchema):
     late = fields.Boolean()
     counts = fields.List(fields.Nested(CodeCountSchema))
     versions = fields.List(fields.Nested(VersionSchema))
-    failure = fields.String(allow_none=True)
+    failure = fields.String(allow_none=True, metadata={
+        "description": "when status is failed (the server could not validate the delivery): a stable English "
+                       "message; never the internal cause"})
+    failure_zh = fields.String(allow_none=True, metadata={"description": "the same message in Chinese"})
+    failure_code = fields.String(allow_none=True, metadata={"description": "validation_failed when status is failed"})
+    failure_detail = fields.String(allow_none=True, metadata={
+        "description": "analyst and admin accounts only: the cause the server recorded (null for provinces)"})
     review_state = fields.String(metadata={"description": "HQ's review: open, reviewed, resend_requested, "
                                                           "warnings_accepted"})
     comments = fields.List(fields.Nested(ReviewCommentSchema), metadata={"description": "HQ's comments, oldest first"})
@@ -97,11 +108,12 @@ class DeliverySchema(ReceiptSchema):
 class DeliveryQueryArgsSchema(Schema):
     """Filters for listing deliveries."""
 
-    cycle = fields.String()
+    cycle = fields.String(validate=validate.Regexp(CYCLE_PATTERN), metadata={
+        "description": "a cycle id: 202610, 2026Q3, 2026H2 or 2026"})
     status = fields.String(validate=validate.OneOf(
         ["queued", "validating", "accepted", "accepted_with_warnings", "rejected", "failed"]))
     mode = fields.String(validate=validate.OneOf(["P", "T"]))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 

@@ -360,7 +360,8 @@ class RollupService:
         for did, party, status, unit in self.session.execute(
                 select(Delivery.id, Delivery.party, Delivery.status, DeliveryFile.unit)
                 .join(DeliveryFile, DeliveryFile.delivery_id == Delivery.id)
-                .where(Delivery.period == cycle, Delivery.mode == "P", DeliveryFile.unit.is_not(None))
+                .where(Delivery.period == cycle, Delivery.mode == "P", DeliveryFile.unit.is_not(None),
+                       Delivery.entitled.is_(True))
                 .order_by(Delivery.id)):
             if party is not None and unit is not None:
                 latest[(parent.get(party) or party, unit)] = (did, status)

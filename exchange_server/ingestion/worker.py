@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -23,13 +22,16 @@ from typing import Callable
 from schemas.validation import (
     ValidationOptions, file_feedback_xml, record_feedback_xml, report_json, validate_delivery,
 )
+from schemas.conventions import shown
 from schemas.validation.report import Report
 
 from ..accounts.models import Account
 from ..audit.services import record
 from ..clock import utcnow
 from ..consolidation.services import Consolidator
-from ..runtime import Runtime
+from ..runtime import Runtime, janitor
+from ..runtime.janitor import VALIDATION_KIND
+from ..storage.scratch import make_dir
 from ..submissions.context import ContextBuilder
 from ..submissions.models import (
     ACCEPTED, ACCEPTED_WITH_WARNINGS, FAILED, VALIDATING, Delivery, Finding, FindingCount,
@@ -42,6 +44,29 @@ log = logging.getLogger(__name__)
 
 # Called after a verdict is committed (the SFTP outbox writes feedback files from here).
 VerdictHook = Callable[[Runtime, int], None]
+
+# What a province reads when validation itself failed (``Delivery.failure``): stable and
+# bilingual; the internal error stays in the server log and the audit record.
+FAILURE_MESSAGE = "the server could not validate this delivery; HQ has been told / 服务器未能校验此报送，已通知集团"
+
+
+def recover(rt: Runtime) -> None:
+    """At a process's start (``serve``, with or without workers; ``worker``): requeue the jobs
+    dead local processes held, and sweep their debris."""
+    with rt.db.session() as session:
+        n = queue.recover_orphans(session)
+    if n:
+        log.info("requeued %d job(s) left by a previous server process", n)
+    janitor.sweep(rt)
+
+
+def sweep_forever(rt: Runtime, stop: threading.Event) -> None:
+    """Sweep what dead processes left every ``janitor.SWEEP_SECONDS`` until ``stop`` is set."""
+    while not stop.wait(janitor.SWEEP_SECONDS):
+        try:
+            janitor.sweep(rt)
+        except OSError as exc:  # a vanished file is not a reason to stop sweeping
+            log.warning("sweep failed: %s", exc)
 
 
 class IngestionWorker:
@@ -68,11 +93,7 @@ class IngestionWorker:
         return True
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Poll the queue until ``stop`` is set."""
-        with self.runtime.db.session() as session:
-            n = queue.recover_orphans(session)
-            if n:
-                log.info("requeued %d job(s) left by a previous server process", n)
+        """Poll the queue until ``stop`` is set (the process called :func:`recover` at its start)."""
         while not stop.is_set():
             if not self.run_once():
                 stop.wait(self.runtime.settings.worker_poll_seconds)
@@ -98,7 +119,7 @@ class IngestionWorker:
             context = builder.build(delivery, account)
             files = [(f.name, f.sha256) for f in delivery.files]
             mode = delivery.mode
-        scratch = Path(tempfile.mkdtemp(prefix="kam-validate-"))
+        scratch = make_dir(VALIDATION_KIND)  # named with its owner: a sweep removes it if we are killed
         try:
             paths = self._materialise(scratch, files)
             options = ValidationOptions(cap=rt.settings.findings_cap, tmp_dir=str(scratch))
@@ -162,18 +183,23 @@ class IngestionWorker:
         self._after_verdict(delivery_id)
 
     def _failed(self, job_id: int, delivery_id: int, attempts: int, error: str) -> None:
+        # A NUL in an error text would not go into PostgreSQL: what cannot be stored is shown as an escape.
+        trace = "\n".join(shown(line) for line in error.strip().splitlines())
         with self.runtime.db.session() as session:
             if attempts < self.runtime.settings.job_max_attempts:
-                queue.release(session, job_id, error)
+                queue.release(session, job_id, trace)
                 return
             job = session.get(IngestJob, job_id)
             delivery = session.get(Delivery, delivery_id)
             if job is None or delivery is None:
                 return
-            queue.finish(job, failed=True, error=error)
+            # The trace is HQ's (the server log, the job, the audit record); the province reads a
+            # stable message, never an internal error.
+            queue.finish(job, failed=True, error=trace)
             delivery.status = FAILED
-            delivery.failure = error.strip().splitlines()[-1][:500]
-            record(session, "system", "delivery.failed", f"delivery:{delivery_id}", error=delivery.failure)
+            delivery.failure = FAILURE_MESSAGE
+            record(session, "system", "delivery.failed", f"delivery:{delivery_id}",
+                   error=(trace.splitlines() or [""])[-1][:500], trace=trace[-8000:])
         self._after_verdict(delivery_id)
 
     def _after_verdict(self, delivery_id: int) -> None:

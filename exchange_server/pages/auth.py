@@ -1,8 +1,12 @@
 """Signing in to the pages: Flask's signed session cookie, a CSRF token, role checks.
 
-The session holds the account's id, when it signed in and a CSRF token; every
-request re-reads the account so that disabling it takes effect at once. Every POST to a
-page blueprint must carry the session's CSRF token (see :mod:`.csrf`).
+The session holds the account's id, when it signed in, the account's session epoch at
+that moment and a CSRF token. Every request re-reads the account, so a session ends on the
+server, whatever becomes of its cookie: when the account is disabled, and when its epoch
+moves on — on sign-out (every session of the account), a password change (by the user or an
+admin) and a role change (:meth:`~exchange_server.accounts.services.AccountService.end_sessions`).
+An ended session is signed out: its pages go to the sign-in form. Every POST to a page
+blueprint must carry the session's CSRF token (see :mod:`.csrf`).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from ..accounts.services import AccountService
 from ..admin.services import LoginGuard
 from ..clock import BEIJING
 from ..db import get_session
-from ..errors import Forbidden, Unauthorized
+from ..errors import BadRequest, ExchangeError, Forbidden, Unauthorized
 from .blueprints import page_blueprint
 from .csrf import csrf_token
 
@@ -37,15 +41,36 @@ def current_account() -> Account | None:
         found: Account | None = g.page_account
         return found
     account = None
-    account_id, signed_in = session.get("account_id"), session.get("signed_in")
-    if isinstance(account_id, int) and isinstance(signed_in, (int, float)):
+    account_id, signed_in, epoch = session.get("account_id"), session.get("signed_in"), session.get("epoch")
+    if isinstance(account_id, int) and isinstance(signed_in, (int, float)) and isinstance(epoch, int):
         age = dt.datetime.now(dt.timezone.utc).timestamp() - signed_in
         if 0 <= age < SESSION_HOURS * 3600:
             candidate = get_session().get(Account, account_id)
-            if candidate is not None and candidate.active:
+            if candidate is not None and candidate.active and candidate.session_epoch == epoch:
                 account = candidate
+    if account is None and "account_id" in session:
+        session.clear()  # ended (expired, signed out, password or role changed, disabled): nothing of it stays
     g.page_account = account
     return account
+
+
+def _open_session(account: Account) -> None:
+    """Start a fresh session (and CSRF token) for ``account``: nothing from before survives it."""
+    session.clear()
+    session["account_id"] = account.id
+    session["signed_in"] = dt.datetime.now(dt.timezone.utc).timestamp()
+    session["epoch"] = account.session_epoch
+    g.pop("page_account", None)  # the start page depends on who has just signed in
+    csrf_token()
+
+
+def keep_session(account: Account) -> None:
+    """After moving the signed-in account's own epoch on (its own password): keep this session, end the others.
+
+    Call it after the change is flushed; the cookie then carries the new epoch.
+    """
+    get_session().flush()
+    session["epoch"] = account.session_epoch
 
 
 def login_required(*roles: str) -> Callable[[F], F]:
@@ -125,12 +150,7 @@ def login() -> Any:
         else:
             guard.succeeded(name)
             get_session().commit()  # the cleared failures, and verify_password may have upgraded the hash
-            # A fresh session (and CSRF token) on sign-in: nothing from before survives it.
-            session.clear()
-            session["account_id"] = account.id
-            session["signed_in"] = dt.datetime.now(dt.timezone.utc).timestamp()
-            g.pop("page_account", None)  # the start page depends on who has just signed in
-            csrf_token()
+            _open_session(account)
             return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", error=error, username=name, next=request.args.get("next", "")), \
         (429 if error and error.code == "account_locked" else 401 if error else 200)
@@ -138,6 +158,50 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """End the session."""
+    """End the session on the server: every session of the account, so a copied cookie stops working too."""
+    account = current_account()
+    if account is not None:
+        AccountService(get_session(), account.name).end_sessions(account)
+        get_session().commit()
     session.clear()
+    g.pop("page_account", None)
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required()
+def password() -> Any:
+    """Change one's own password: the other sessions of the account end, this one stays signed in."""
+    account = current_account()
+    assert account is not None  # login_required ran first
+    error: ExchangeError | None = None
+    if request.method == "POST":
+        guard = LoginGuard(get_session())
+        locked = guard.locked_until(account.name)
+        try:
+            if locked is not None:
+                raise _locked_out(locked)
+            new = request.form.get("new_password", "")
+            if new != request.form.get("confirm_password", ""):
+                raise BadRequest("the two new passwords differ", "两次输入的新密码不一致",
+                                 code="password_mismatch")
+            service = AccountService(get_session(), account.name)
+            service.verify_password(account.name, request.form.get("current_password", ""))
+            service.set_password(account, new)
+        except Unauthorized as exc:  # the current password is wrong: it counts towards the lockout
+            get_session().rollback()
+            error = exc
+            if locked is None and exc.code == "bad_credentials":
+                until = guard.failed(account.name, request.remote_addr)
+                get_session().commit()
+                if until is not None:
+                    error = _locked_out(until)
+        except ExchangeError as exc:
+            get_session().rollback()
+            error = exc
+        else:
+            keep_session(account)
+            get_session().commit()
+            return redirect(url_for("auth.password", changed=1), code=303)
+    status = 200 if error is None else 429 if error.code == "account_locked" else error.status
+    return render_template("auth/password.html", error=error, changed=request.args.get("changed") == "1"), status

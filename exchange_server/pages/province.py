@@ -17,7 +17,9 @@ from werkzeug.wrappers import Response
 
 from ..accounts.models import PROVINCE, Account
 from ..db import get_session
+from ..errors_http import DELIVERY_FAILED
 from ..review.services import STATE_NAMES, ReviewService, comment_file_name
+from ..routing import int_arg
 from ..runtime.flask import runtime
 from ..submissions.services import FEEDBACK
 from .auth import current_account, login_required
@@ -50,11 +52,6 @@ def _account() -> Account:
     return account
 
 
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
-
-
 def _common(section: str) -> dict[str, Any]:
     """What every province page's layout needs: the navigation and the account's area."""
     account = _account()
@@ -72,24 +69,26 @@ def index() -> str:
                            statuses=STATUS_NAMES, state_names=STATE_NAMES, **_common("deliveries"))
 
 
-@bp.get("/deliveries/<int:delivery_id>")
+@bp.get("/deliveries/<id:delivery_id>")
 @login_required(PROVINCE)
 def delivery(delivery_id: int) -> str:
     """One delivery: receipt, summary by code, findings (paged), the raw lines around one, HQ's comments, versions."""
     d = _service().delivery(_account(), delivery_id)  # NotFound for another province's: never reveal it exists
     svc = _review()
     code = request.args.get("code", "").strip()[:16]
-    findings, total, pages = svc.findings(d, code, _int_arg("page") or 1)
+    page = int_arg(request.args, "page", 1)  # a number out of range is a 422, never a database overflow
+    findings, total, pages = svc.findings(d, code, page)
     feedback = [(kind, pair) for kind, pair in FEEDBACK_NAMES.items() if getattr(d, FEEDBACK[kind][0])]
     return render_template(
         "province/delivery.html", d=d, sender=svc.sender(d), state=svc.state(d), state_names=STATE_NAMES,
         summary=svc.summary(d), findings=findings, findings_total=total, pages=pages,
-        page=min(_int_arg("page") or 1, pages), code=code, context=svc.context(d, _int_arg("finding")),
+        page=min(page, pages), code=code, context=svc.context(d, int_arg(request.args, "finding")),
         versions=_service().visible_versions(_account(), svc.versions(d)), comments=svc.comments(d),
-        comment_file=comment_file_name(d), receipt=svc.receipt_text(d), feedback=feedback, **_common("deliveries"))
+        comment_file=comment_file_name(d), receipt=svc.receipt_text(d), feedback=feedback,
+        failure=DELIVERY_FAILED, **_common("deliveries"))
 
 
-@bp.get("/deliveries/<int:delivery_id>/feedback/<kind>")
+@bp.get("/deliveries/<id:delivery_id>/feedback/<kind>")
 @login_required(PROVINCE)
 def feedback(delivery_id: int, kind: str) -> Response:
     """Download a feedback file (receipt, file-level, record-level) of one of the account's deliveries."""

@@ -31,6 +31,7 @@ from ..org.models import Area
 from ..org.services import OrgService
 from ..review.models import OPEN as REVIEW_OPEN
 from ..review.models import DeliveryReview, ReviewComment
+from ..routing import MAX_PAGE, int_arg
 from ..storage import Archive
 from ..submissions.models import (ACCEPTED, ACCEPTED_WITH_WARNINGS, FAILED, QUEUED, REJECTED, VALIDATING,
                                   DataScope, Delivery, DeliveryFile, UnitVersion)
@@ -69,10 +70,9 @@ class ListFilter:
 
     @classmethod
     def from_args(cls, args: Any) -> "ListFilter":
-        """From a request's query arguments; malformed values are refused (400), not silently ignored."""
+        """From a request's query arguments; malformed values are refused (400; a page number out of range 422)."""
         cycle = str(args.get("cycle", "")).strip()
         status = str(args.get("status", "")).strip()
-        page_text = str(args.get("page", "") or "1").strip()
         if cycle and not _CYCLE_ARG.fullmatch(cycle):
             raise BadRequest(f"{cycle!r} is not a cycle id (202610, 2026Q3, 2026H2, 2026)",
                              f"{cycle!r} 不是周期标识（如 202610、2026Q3、2026H2、2026）", code="invalid_arguments",
@@ -80,8 +80,7 @@ class ListFilter:
         if status and status not in STATUS_NAMES:
             raise BadRequest(f"unknown delivery status {status!r}", f"未知的报送状态 {status!r}",
                              code="invalid_arguments", errors={"status": status})
-        page = int(page_text) if page_text.isdigit() else 1
-        return cls(cycle, status, max(1, page))
+        return cls(cycle, status, int_arg(args, "page", 1, high=MAX_PAGE))
 
     def args(self, **changes: Any) -> dict[str, Any]:
         """The non-empty filter values as query arguments (for pager links), with ``changes`` applied."""

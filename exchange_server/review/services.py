@@ -317,11 +317,16 @@ class ReviewService:
                            read_context(self.archive.path(file.sha256), finding.line, encoding))
 
     def versions(self, delivery: Delivery) -> list[Delivery]:
-        """Every delivery the sender made for the same party, cycle and mode, in resend order."""
+        """The party's deliveries for the same cycle and mode, in resend order.
+
+        Only those their senders were entitled to send (another province's delivery in this
+        party's name is not part of its history), and the delivery itself whatever it is.
+        """
         if delivery.party is None or delivery.period is None:
             return [delivery]
         return list(self.session.scalars(select(Delivery).where(
-            Delivery.party == delivery.party, Delivery.period == delivery.period, Delivery.mode == delivery.mode)
+            Delivery.party == delivery.party, Delivery.period == delivery.period, Delivery.mode == delivery.mode,
+            or_(Delivery.entitled.is_(True), Delivery.id == delivery.id))
             .order_by(Delivery.resend, Delivery.received_at, Delivery.id)))
 
     def comments(self, delivery: Delivery) -> list[ReviewComment]:

@@ -6,21 +6,56 @@ while it is still being received, and each byte reaches the disk once. With our 
 streaming parser and caps, memory stays flat however big the delivery. Workers run as
 threads here; more can run as separate processes (``exchange-server worker``) against the
 same database.
+
+The HTTP front keeps slow or idle clients from starving the others (docs/deploying.md):
+
+- a connection waits in cheroot's selector, costing no thread, until it has something to
+  say; a request thread is taken only once bytes (or a TLS handshake) arrive, and the TLS
+  handshake runs in that thread, never in the accept loop;
+- the request line and headers must arrive within ``http_header_timeout`` of the accept
+  (or of the first byte of a kept-alive connection's next request), else 408 and close;
+  they may be ``http_max_header_size`` bytes at most, else 431 in our JSON error shape;
+- a kept-alive connection idle for ``http_idle_timeout`` is closed; once the application
+  runs, the socket may be silent for ``http_timeout`` (a body arriving, an answer leaving);
+- the thread pool starts at ``http_threads`` and grows while no thread is idle, up to
+  ``http_max_threads`` (cheroot's own pool never grows); spare threads end after a minute
+  idle. The listen backlog is ``http_backlog``.
+
+With ``tls_cert`` and ``tls_key`` it speaks HTTPS itself. Behind a reverse proxy,
+``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed from ``trusted_proxies`` only
+(``TrustedProxies``); the application makes cookies Secure and sends HSTS on HTTPS.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import queue
+import resource
+import selectors
 import signal
+import socket
+import ssl
 import threading
+import time
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
+from cheroot import connections as cheroot_connections
+from cheroot import errors as cheroot_errors
+from cheroot import makefile as cheroot_makefile
 from cheroot import server as cheroot_server
 from cheroot import wsgi as cheroot_wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from cheroot.workers import threadpool as cheroot_threadpool
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..app import create_app
-from ..ingestion.worker import IngestionWorker, VerdictHook
+from ..config import Settings
+from ..errors import ConfigError
+from ..ingestion.worker import IngestionWorker, VerdictHook, recover, sweep_forever
 from .services import Runtime
 
 log = logging.getLogger(__name__)
@@ -44,21 +79,29 @@ class Server:
     @property
     def url(self) -> str:
         """The base URL clients use."""
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.runtime.settings.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self, workers: int | None = None, hooks: list[VerdictHook] | None = None,
               sftp: bool | None = None) -> "Server":
         """Bind the ports and start HTTP, SFTP, the inbox scanners and the workers (non-blocking)."""
         app = create_app(runtime=self.runtime)
         s = self.runtime.settings
+        front = TrustedProxies(app, s.trusted_proxy_networks, s.proxy_hops)
+        self.wsgi = _HttpServer(front, self.host, self.port, s)  # loads the TLS certificate: fails early
         if s.sftp_enabled if sftp is None else sftp:
             self._start_sftp()
         if s.dropbox_root:
             self._start_scanner(s.dropbox_root, "dropbox")
         self._start_pusher()
-        self.wsgi = _HttpServer(app, self.host, self.port, s.http_threads, s.max_delivery_size)
         self.wsgi.prepare()  # binds now, so the effective port is known when start() returns
         self.port = int(self.wsgi.bind_addr[1])
+        # Jobs a killed process held, and its debris: also with --workers 0 (separate workers
+        # may run the queue, but this process is the one that restarted).
+        recover(self.runtime)
+        sweeper = threading.Thread(target=sweep_forever, args=(self.runtime, self.stop), name="sweep", daemon=True)
+        sweeper.start()
+        self.threads.append(sweeper)
         for i in range(s.worker_threads if workers is None else workers):
             worker = IngestionWorker(self.runtime, f"w{i}", hooks)
             t = threading.Thread(target=worker.run_forever, args=(self.stop,), name=f"ingest-{i}", daemon=True)
@@ -131,10 +174,13 @@ class Server:
 
 
 # -- the HTTP server ---------------------------------------------------------------------------
-# How long a connection may stay silent (mid-upload, or idle between keep-alive requests).
-_SOCKET_TIMEOUT = 120
 # Requests in flight get this long to finish when the server stops.
 _SHUTDOWN_TIMEOUT = 5
+# A request thread above http_threads ends after this long without a connection to serve.
+_SPARE_THREAD_IDLE = 60.0
+# After refusing a request whose bytes are still arriving (431), read and drop them for at
+# most this long before closing, so the client reads our answer instead of a reset.
+_LINGER_SECONDS = 5.0
 
 
 class _BodyReader:
@@ -244,16 +290,373 @@ class _Gateway(cheroot_wsgi.Gateway_10):
                 req.close_connection = True
 
 
-class _HttpServer(cheroot_wsgi.Server):
-    """Cheroot's WSGI server with our gateway and cheroot's log lines in our log."""
+# Answers the HTTP layer gives before the application runs, in the application's JSON error
+# shape (errors_http.py): status -> (code, reason phrase, Chinese message).
+_LAYER_ANSWERS: dict[int, tuple[str, str, str]] = {
+    400: ("bad_request", "Bad Request", "请求格式错误"),
+    408: ("request_timeout", "Request Timeout", "请求超时"),
+    414: ("uri_too_long", "URI Too Long", "请求行过长"),
+    431: ("header_too_large", "Request Header Fields Too Large", "请求头超过大小上限"),
+    500: ("internal_error", "Internal Server Error", "服务器内部错误"),
+    501: ("not_implemented", "Not Implemented", "不支持该传输编码"),
+    503: ("unavailable", "Service Unavailable", "服务暂不可用"),
+    505: ("http_version_not_supported", "HTTP Version Not Supported", "不支持该 HTTP 版本"),
+}
 
-    def __init__(self, app: Any, host: str, port: int, threads: int, max_delivery_size: int) -> None:
-        super().__init__((host, port), app, numthreads=threads, server_name="kam-exchange",
-                         timeout=_SOCKET_TIMEOUT, shutdown_timeout=_SHUTDOWN_TIMEOUT)
-        self.gateway = type("Gateway", (_Gateway,), {"drain_limit": max_delivery_size})
+
+def layer_error(status: int, message: str, errors: dict[str, Any] | None = None) -> bytes:
+    """A whole HTTP answer (head and JSON body) for an error found before the application runs."""
+    code, reason, zh = _LAYER_ANSWERS.get(status, ("http_error", "Error", "请求错误"))
+    doc: dict[str, Any] = {"code": code, "status": status, "message": message, "message_zh": zh}
+    if errors:
+        doc["errors"] = errors
+    body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode("ascii") + body
+
+
+class _DeadlineReader:
+    """The connection's reader while a request line and headers arrive: no read outlasts the deadline.
+
+    Cheroot reads headers with ``readline``; under a plain socket timeout a client sending a
+    byte a second keeps one ``readline`` going for ever, so each socket read here may wait
+    only for the time left, and waiting past the deadline is a timeout (cheroot answers 408
+    and closes). Bytes the kernel already holds are still read after the deadline: a request
+    that arrived whole but waited for a free thread is served, not timed out.
+    """
+
+    def __init__(self, rfile: Any, sock: Any, deadline: float) -> None:
+        self.rfile, self.sock, self.deadline = rfile, sock, deadline
+
+    def _arm(self) -> None:
+        self.sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line, as ``BufferedReader.readline`` but with every socket read under the deadline."""
+        limit = size if size is not None and size >= 0 else 1 << 62
+        out = bytearray()
+        while len(out) < limit:
+            if not self.rfile.has_data():
+                self._arm()
+            head = self.rfile.peek(1)[:limit - len(out)]  # what is buffered, or one socket read
+            if not head:
+                break
+            end = head.find(b"\n")
+            out += self.rfile.read(end + 1 if end >= 0 else len(head))
+            if end >= 0:
+                break
+        return bytes(out)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (cheroot reads headers by lines; this is for completeness)."""
+        self._arm()
+        return bytes(self.rfile.read(size))
+
+
+class _Request(cheroot_server.HTTPRequest):
+    """Cheroot's request with the header deadline, and the layer's own errors in our JSON shape."""
+
+    server: "_HttpServer"
+    conn: "_Connection"
+
+    def parse_request(self) -> None:
+        """Read the request line and headers within ``http_header_timeout``."""
+        conn = self.conn
+        start = conn.accepted if conn.requests_started == 0 else time.monotonic()
+        conn.requests_started += 1
+        plain = conn.rfile
+        conn.rfile = _DeadlineReader(plain, conn.socket, start + self.server.header_timeout)
+        try:
+            super().parse_request()
+        finally:
+            conn.rfile = plain
+            try:
+                conn.socket.settimeout(self.server.timeout)  # the body and answer timeout from here on
+            except OSError:
+                pass
+
+    def simple_response(self, status: Any, msg: Any = "") -> None:
+        """Cheroot's plain-text error answers, as JSON; oversized headers get 431 instead of 413."""
+        code = int(str(status)[:3])
+        limit = self.server.max_request_header_size
+        errors: dict[str, Any] | None = None
+        text = msg.decode("latin-1") if isinstance(msg, bytes) else str(msg)
+        if code == 413:  # from cheroot only for headers: the application enforces the body caps itself
+            code, errors = 431, {"limit": limit}
+            text = f"the request line and headers are larger than the limit of {limit} bytes"
+        elif code == 414:
+            errors = {"limit": limit}
+            text = f"the request line is longer than the limit of {limit} bytes"
+        elif code == 408:
+            text = (f"the request line and headers did not arrive within {self.server.header_timeout:g} s"
+                    if not self.ready else f"the client sent nothing for {self.server.timeout:g} s")
+        self.close_connection = True
+        if code in (414, 431):
+            self.conn.drain_before_close = True  # the client may still be sending what we refused
+        try:
+            self.conn.wfile.write(layer_error(code, text or _LAYER_ANSWERS.get(code, ("", str(status), ""))[1],
+                                              errors))
+        except OSError:
+            pass  # the client is gone; the connection closes either way
+
+
+class _Connection(cheroot_server.HTTPConnection):
+    """A client connection: accepted when, its TLS handshake (in a request thread), a lingering close."""
+
+    RequestHandlerClass = _Request
+    server: "_HttpServer"
+
+    def __init__(self, server: Any, sock: Any, makefile: Any = cheroot_makefile.MakeFile) -> None:
+        super().__init__(server, sock, makefile)
+        self.accepted = time.monotonic()
+        self.idle_since = self.accepted
+        self.requests_started = 0
+        self.new = True  # not yet handed to the selector
+        self.handshake_done = not isinstance(sock, ssl.SSLSocket)
+        self.drain_before_close = False
+
+    def communicate(self) -> bool:
+        """Finish the TLS handshake first if it is still to do, then serve a request."""
+        if not self.handshake_done and not self._handshake():
+            return False
+        return bool(super().communicate())
+
+    def _handshake(self) -> bool:
+        sock = self.socket
+        try:
+            sock.settimeout(max(self.accepted + self.server.header_timeout - time.monotonic(), 0.001))
+            sock.do_handshake()
+            sock.settimeout(self.server.timeout)
+        except ssl.SSLError as exc:
+            if exc.reason == "HTTP_REQUEST":  # plain HTTP to the HTTPS port: say so, unencrypted
+                try:
+                    os.write(sock.fileno(), layer_error(400, "this port speaks HTTPS only: use https://"))
+                except OSError:
+                    pass
+            log.info("http: TLS handshake with %s failed: %s", self.remote_addr, exc)
+            return False
+        except OSError as exc:  # timed out (the header deadline) or reset
+            log.info("http: TLS handshake with %s failed: %s", self.remote_addr, exc)
+            return False
+        self.handshake_done = True
+        self.ssl_env = dict(self.server.ssl_adapter.get_environ(sock))
+        return True
+
+    def close(self) -> None:
+        """Close; after refusing a request still arriving, first let the client finish sending (bounded)."""
+        if self.drain_before_close:
+            self.drain_before_close = False
+            self._drain()
+        super().close()
+
+    def _drain(self) -> None:
+        # Closing with unread bytes makes the kernel answer with a reset, which can reach the
+        # client before it has read our answer. Half-close instead, and drop what still comes.
+        end = time.monotonic() + _LINGER_SECONDS
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+            while (left := end - time.monotonic()) > 0:
+                self.socket.settimeout(min(left, 1.0))
+                if not self.socket.recv(1 << 16):
+                    break
+        except OSError:
+            pass
+
+
+class _Connections(cheroot_connections.ConnectionManager):
+    """Cheroot's selector loop, where connections with nothing to say wait without a thread.
+
+    A new connection waits here under the header deadline, a kept-alive one under the idle
+    timeout; either is closed when its time is up.
+    """
+
+    _selector: Any  # set by cheroot's __init__ (its stub leaves it out)
+    server: "_HttpServer"
+
+    def put(self, conn: _Connection) -> None:
+        """Wait for the connection's next bytes (or hand it on at once if some are buffered)."""
+        conn.idle_since = time.monotonic()
+        buffered = conn.rfile.has_data()
+        if not buffered and conn.handshake_done and isinstance(conn.socket, ssl.SSLSocket):
+            buffered = conn.socket.pending() > 0  # decrypted by OpenSSL, not yet read
+        if buffered:
+            self.server.process_conn(conn)
+        else:
+            self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
+
+    def _expire(self, threshold: float) -> None:
+        """Close the waiting connections whose time is up (cheroot calls this twice a second)."""
+        now = time.monotonic()
+        server = self.server
+        waiting = [(fd, conn) for fd, conn in self._selector.connections if conn is not server]
+        for fd, conn in waiting:
+            if conn.requests_started == 0:
+                up = now > conn.accepted + server.header_timeout
+            else:
+                up = now > conn.idle_since + server.idle_timeout
+            if up:
+                self._selector.unregister(fd)
+                conn.close()
+
+
+class _Pool(cheroot_threadpool.ThreadPool):
+    """Cheroot's thread pool, growing while no thread is idle (up to ``max``), shrinking back when idle.
+
+    Cheroot starts ``min`` threads and never grows the pool on its own: once they are all
+    busy (with slow clients, say) every other connection waits. Here each connection handed
+    to the pool starts one more thread when there are no idle ones to take it, and a thread
+    above ``min`` that has had nothing to do for ``spare_idle`` seconds ends.
+    """
+
+    _threads: list[Any]  # set by cheroot's __init__ (its stub leaves them out)
+    _queue: queue.Queue[Any]
+
+    def __init__(self, server: Any, min_threads: int, max_threads: int, spare_idle: float) -> None:
+        super().__init__(server, min=min_threads, max=max_threads)
+        self.spare_idle = spare_idle
+        self._grow_lock = threading.Lock()
+        self.get = self._get  # what cheroot's worker threads call for their next connection
+
+    def put(self, obj: Any) -> None:
+        """Queue a connection; start a thread for it if none is idle."""
+        super().put(obj)
+        with self._grow_lock:
+            if self._queue.qsize() >= self.idle and len(self._threads) < self.max:
+                worker = cheroot_threadpool.WorkerThread(self.server)
+                worker.name = f"CP Server {worker.name}"
+                worker.start()
+                self._threads.append(worker)
+
+    def _get(self) -> Any:
+        while True:
+            try:
+                return self._queue.get(timeout=self.spare_idle)
+            except queue.Empty:
+                with self._grow_lock:
+                    me = threading.current_thread()
+                    if len(self._threads) > self.min and me in self._threads:
+                        self._threads.remove(me)
+                        self.server.stats["Worker Threads"].pop(me.name, None)
+                        return _SHUTDOWN_REQUEST  # the thread ends
+
+
+_SHUTDOWN_REQUEST = getattr(cheroot_threadpool, "_SHUTDOWNREQUEST")  # what makes a cheroot worker thread end
+
+
+class _TlsAdapter(BuiltinSSLAdapter):
+    """Cheroot's builtin TLS, with the handshake left to the request thread (``_Connection``).
+
+    Cheroot's own adapter does the handshake in ``wrap``, which runs in the accept loop: one
+    client that connects and stays silent would stop the server accepting anyone for
+    ``http_timeout``.
+    """
+
+    def wrap(self, sock: Any) -> tuple[Any, dict[str, str]]:
+        """The TLS socket, handshake not yet done, and the environ entries known so far."""
+        try:
+            tls = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        except OSError as exc:  # the client is already gone
+            raise cheroot_errors.FatalSSLAlert(*exc.args) from exc
+        return tls, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+
+def tls_adapter(settings: Settings) -> _TlsAdapter:
+    """The TLS adapter for ``tls_cert`` and ``tls_key``; ConfigError when they cannot be loaded."""
+    try:
+        adapter = _TlsAdapter(str(Path(settings.tls_cert).expanduser()), str(Path(settings.tls_key).expanduser()))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use tls_cert {settings.tls_cert} with tls_key {settings.tls_key}: {exc}") from None
+    adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return adapter
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Every waiting connection holds a file descriptor: lift the soft limit towards ``wanted``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target < wanted:
+        log.warning("http: open files limit is %d, fewer than the %d the configured backlog and threads may "
+                    "need; raise it (LimitNOFILE= in the systemd unit)", target, wanted)
+
+
+class TrustedProxies:
+    """WSGI middleware: ``X-Forwarded-*`` from a trusted proxy are applied, from anyone else dropped.
+
+    A request whose peer (``REMOTE_ADDR``) is one of ``networks`` goes through werkzeug's
+    ``ProxyFix`` with ``hops`` proxies (the client address from X-Forwarded-For, the scheme
+    from X-Forwarded-Proto); from any other peer those headers are removed, so a client
+    talking to the server directly cannot claim HTTPS or another address.
+    """
+
+    HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT",
+               "HTTP_X_FORWARDED_PREFIX", "HTTP_FORWARDED")
+
+    def __init__(self, app: Any, networks: Iterable[IPv4Network | IPv6Network], hops: int = 1) -> None:
+        self.app = app
+        self.networks = tuple(networks)
+        self.proxied = ProxyFix(app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+
+    def trusted(self, peer: str) -> bool:
+        """Whether ``peer`` is one of the configured proxies."""
+        try:
+            addr = ip_address(peer)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.networks)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.networks and self.trusted(environ.get("REMOTE_ADDR", "")):
+            return self.proxied(environ, start_response)
+        for name in self.HEADERS:
+            environ.pop(name, None)
+        return self.app(environ, start_response)
+
+
+class _HttpServer(cheroot_wsgi.Server):
+    """Cheroot's WSGI server with our gateway, connections, pool and limits, and its log lines in ours."""
+
+    ConnectionClass = _Connection
+    _connections: Any  # set by cheroot's prepare() (its stub leaves it out)
+
+    def __init__(self, app: Any, host: str, port: int, settings: Settings) -> None:
+        super().__init__((host, port), app, numthreads=settings.http_threads, max=settings.http_max_threads,
+                         server_name="kam-exchange", request_queue_size=settings.http_backlog,
+                         shutdown_timeout=_SHUTDOWN_TIMEOUT)
+        self.timeout = settings.http_timeout
+        self.header_timeout = settings.http_header_timeout
+        self.idle_timeout = settings.http_idle_timeout
+        self.requests = _Pool(self, settings.http_threads, settings.http_max_threads, _SPARE_THREAD_IDLE)
+        self.gateway = type("Gateway", (_Gateway,), {"drain_limit": settings.max_delivery_size})
         # 0 = no cap in cheroot: our parser enforces max_delivery_size (and the per-file caps)
         # with a JSON answer that names the limit, which a bare cheroot 413 would pre-empt.
         self.max_request_body_size = 0
+        self.max_request_header_size = settings.http_max_header_size
+        # Idle kept-alive connections cost a descriptor, not a thread; the idle timeout ends them.
+        self.keep_alive_conn_limit = settings.http_backlog
+        self.ssl_adapter = tls_adapter(settings) if settings.tls else None
+        self._wanted_files = settings.http_backlog + 2 * settings.http_max_threads + 1024
+
+    def prepare(self) -> None:
+        """Bind and listen, with our selector loop in place of cheroot's."""
+        _raise_open_files_limit(self._wanted_files)
+        super().prepare()
+        self._connections._selector.close()  # cheroot's manager, replaced before it ever ran
+        self._connections = _Connections(self)
+
+    def process_conn(self, conn: _Connection) -> None:
+        """A new connection waits in the selector for its first bytes; one with bytes goes to a thread."""
+        if conn.new:
+            conn.new = False
+            self._connections.put(conn)
+        else:
+            super().process_conn(conn)
 
     def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
         """Cheroot's own messages (e.g. a connection reset) go to our log, not stderr."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pwd
 import threading
 import time
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from ..audit.services import record
 from ..runtime import Runtime
 from ..submissions.receiving import ReceivingService
 from ..submissions.upload import ReceivedFile, check_file_name
-from ..errors import BadRequest
+from ..errors import BadRequest, ExchangeError
 from .outbox import place_receipt
 from .tree import PartyTree
 
@@ -64,35 +65,57 @@ class InboxScanner:
     def run_forever(self, stop: threading.Event) -> None:
         """Scan every ``sftp_scan_seconds``, or at once when woken (an upload finished)."""
         while not stop.is_set():
+            # Cleared before the scan: an upload finishing during it wakes the next one at once.
+            self.wake.clear()
             try:
                 self.scan_once()
-            except OSError as exc:  # a vanished file or a full disk must not end the channel
-                log.error("inbox scan failed: %s", exc)
+            except (OSError, ExchangeError) as exc:  # a vanished file or a full disk must not end the channel
+                log.error("inbox scan failed (the files wait for the next scan): %s", exc)
             self.wake.wait(self.rt.settings.sftp_scan_seconds)
-            self.wake.clear()
 
     def scan_once(self) -> list[int]:
         """One pass over every inbox; returns the ids of deliveries taken."""
         taken = []
         for party in self.tree.parties():
-            account = self._account(party)
-            if account is None:
-                continue
             inbox = self.tree.inbox(party)
             if not inbox.is_dir():
                 continue
             for check in sorted(inbox.glob("*.chk")):
                 if is_ignored(check.name) or self.busy(check):
                     continue
+                account = self._sender(party, check)
+                if account is None:
+                    continue
                 delivery_id = self._consider(party, account, inbox, check)
                 if delivery_id is not None:
                     taken.append(delivery_id)
         return taken
 
-    def _account(self, party: str) -> Account | None:
+    def _sender(self, party: str, check: Path) -> Account | None:
+        """The account a delivery is credited to: the one that wrote its check file.
+
+        The embedded server notes the writer of every inbox file. In drop-box mode OpenSSH
+        writes the files; the owner's user name is taken when it names one of the party's
+        accounts. Failing both (files placed by other means), the party's first active account.
+        """
+        name = self.tree.writer(party, check.name)
+        if name is None:
+            try:
+                name = pwd.getpwuid(check.stat().st_uid).pw_name
+            except (KeyError, OSError):
+                name = None
         with self.rt.db.session() as s:
-            return s.scalar(select(Account).where(Account.party == party, Account.role == PROVINCE,
-                                                  Account.active).order_by(Account.id).limit(1))
+            party_accounts = select(Account).where(Account.party == party, Account.role == PROVINCE, Account.active)
+            if name is not None:
+                found = s.scalar(party_accounts.where(Account.name == name))
+                if found is not None:
+                    return found
+                if self.tree.writer(party, check.name) is not None:
+                    # Noted by the embedded server, but no longer an active account of this party.
+                    log.warning("%s: %s was written by %s, no longer an active account of %s; left waiting",
+                                self.channel, check.name, name, party)
+                    return None
+            return s.scalar(party_accounts.order_by(Account.id).limit(1))
 
     # -- one check file -----------------------------------------------------------------------
     def _consider(self, party: str, account: Account, inbox: Path, check: Path) -> int | None:
@@ -170,6 +193,7 @@ class InboxScanner:
             delivery_id = delivery.id
         for p in paths:
             p.unlink(missing_ok=True)
+            self.tree.forget_writer(party, p.name)
             self._digests.pop(p, None)
         if not duplicate:
             place_receipt(self.rt, delivery_id)
@@ -193,6 +217,7 @@ class InboxScanner:
         aside = inbox / ASIDE
         aside.mkdir(exist_ok=True)
         os.replace(check, aside / f"{check.name}.{int(time.time())}")
+        self.tree.forget_writer(party, check.name)
         with self.rt.db.session() as s:
             record(s, "system", "sftp.incomplete", f"party:{party}", check=check.name, channel=self.channel,
                    problems=[{"code": c, "file": n, "detail": d} for c, n, d in problems])

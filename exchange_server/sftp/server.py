@@ -9,6 +9,7 @@ it, so a finished delivery is taken within moments.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import posixpath
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+from sqlalchemy.exc import SQLAlchemyError
 from paramiko import SFTPAttributes, SFTPHandle, SFTPServer, SFTPServerInterface, ServerInterface
 from paramiko.sftp import (
     SFTP_FAILURE, SFTP_NO_SUCH_FILE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED,
@@ -26,7 +28,7 @@ from paramiko.sftp import (
 
 from ..accounts.models import Account
 from ..accounts.services import AccountService
-from ..errors import Unauthorized
+from ..errors import ExchangeError, Unauthorized
 from ..runtime import Runtime
 from .keys import load_or_create_host_key
 from .protocol import LimitedSftpServer
@@ -106,14 +108,22 @@ class _Auth(ServerInterface):
 
 
 class _Handle(SFTPHandle):
-    """A file handle that counts what is written against the caps; reads and writes by offset."""
+    """A file handle that counts what is written against the caps; reads and writes by offset.
 
-    def __init__(self, flags: int, path: Path, limit: int | None, busy: _Busy | None, on_close: Any) -> None:
+    ``on_fetched`` is called at close when every byte of a file opened for reading was read
+    (a list slice fetched: HQ records the acknowledgement).
+    """
+
+    def __init__(self, flags: int, path: Path, limit: int | None, busy: _Busy | None, on_close: Any,
+                 on_fetched: Any = None) -> None:
         super().__init__(flags)
         self.path = path
         self.limit = limit
         self.busy = busy
         self.on_close = on_close
+        self.on_fetched = on_fetched
+        self.read_to = 0  # the furthest byte read
+        self.disk_full = False
 
     def write(self, offset: int, data: bytes) -> int:
         """Write all of ``data`` at ``offset`` unless that crosses the file's cap."""
@@ -131,6 +141,9 @@ class _Handle(SFTPHandle):
                 n = os.pwrite(fd, view, offset)
                 view, offset = view[n:], offset + n
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.disk_full = True  # the partial file is removed at close: nothing of it stays
+                log.error("sftp: disk full writing %s", self.path.name)
             return SFTPServer.convert_errno(exc.errno)
         except OverflowError:  # an offset beyond 2**63 (only for handles without a cap)
             return SFTP_FAILURE
@@ -142,18 +155,31 @@ class _Handle(SFTPHandle):
         if fobj is None:
             return SFTP_OP_UNSUPPORTED
         try:
-            return os.pread(fobj.fileno(), length, offset)
+            data = os.pread(fobj.fileno(), length, offset)
         except OSError as exc:
             return SFTPServer.convert_errno(exc.errno)
         except OverflowError:  # an offset beyond 2**63
             return SFTP_FAILURE
+        self.read_to = max(self.read_to, offset + len(data))
+        return data
 
     def close(self) -> None:
-        """Close the file; a file written in the inbox wakes the scanner."""
+        """Close the file; a file written in the inbox wakes the scanner; a file read whole may be a fetch."""
+        fobj = getattr(self, "readfile", None)
+        whole = False
+        if self.on_fetched is not None and fobj is not None:
+            try:
+                whole = self.read_to >= os.fstat(fobj.fileno()).st_size > 0
+            except OSError:
+                whole = False
         super().close()
+        if self.disk_full:
+            self.path.unlink(missing_ok=True)
         if self.busy is not None:
             self.busy.remove(self.path)
-            self.on_close()
+            self.on_close(self.path)
+        if whole:
+            self.on_fetched(self.path)
 
 
 class _Jail(SFTPServerInterface):
@@ -231,6 +257,7 @@ class _Jail(SFTPServerInterface):
 
     def open(self, path: str, flags: int, attr: SFTPAttributes) -> Any:
         writing = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC))
+        found = None
         if writing:
             real = self._inbox_file(path)
             if real is None:
@@ -260,14 +287,27 @@ class _Jail(SFTPServerInterface):
         if writing:
             busy = self.embedded.busy
             busy.add(real)
-            handle = _Handle(flags, real, self.embedded.file_limit(real.name), busy, self.embedded.scanner_wake)
+            # Who writes it is noted now: the delivery is credited to the account that authenticated.
+            self.embedded.tree.mark_writer(self.party, real.name, self.account.name)
+            handle = _Handle(flags, real, self.embedded.file_limit(real.name), busy, self._written)
             handle.writefile = fobj
             if flags & os.O_RDWR:
                 handle.readfile = fobj
         else:
-            handle = _Handle(flags, real, None, None, None)
+            in_outbox = found is not None and found[1][0] == OUTBOX
+            handle = _Handle(flags, real, None, None, None, self._fetched if in_outbox else None)
             handle.readfile = fobj
         return handle
+
+    def _written(self, path: Path) -> None:
+        """A file written in the inbox was closed: its writer stays noted; wake the scanner."""
+        if not path.exists():  # removed at close (the disk was full)
+            self.embedded.tree.forget_writer(self.party, path.name)
+        self.embedded.scanner_wake()
+
+    def _fetched(self, path: Path) -> None:
+        """A file of the outbox was read whole: a list slice's file is an acknowledgement."""
+        self.embedded.record_fetch(self.account.id, self.party, path.name)
 
     # -- changing ------------------------------------------------------------------------------
     def remove(self, path: str) -> int:
@@ -278,6 +318,7 @@ class _Jail(SFTPServerInterface):
             os.remove(real)
         except FileNotFoundError:
             return SFTP_NO_SUCH_FILE
+        self.embedded.tree.forget_writer(self.party, real.name)
         return SFTP_OK
 
     def rename(self, oldpath: str, newpath: str) -> int:
@@ -294,7 +335,11 @@ class _Jail(SFTPServerInterface):
             return SFTP_NO_SUCH_FILE
         if new.exists() and not replace:
             return SFTP_FAILURE
-        os.replace(old, new)
+        try:
+            os.replace(old, new)
+        except FileNotFoundError:  # another session of the party took or renamed it a moment ago
+            return SFTP_NO_SUCH_FILE
+        self.embedded.tree.move_writer(self.party, old.name, new.name)
         self.embedded.scanner_wake()
         return SFTP_OK
 
@@ -345,12 +390,37 @@ class EmbeddedSftpServer:
         return 16 * 1024 * 1024 if name.endswith(".chk") else self.rt.settings.max_file_size
 
     def inbox_bytes(self, party: str) -> int:
-        """What is waiting in a party's inbox."""
+        """What is waiting in a party's inbox.
+
+        Other sessions of the party (and the scanner) rename and remove files meanwhile: a file
+        gone between listing and stat simply does not count.
+        """
         total = 0
         for entry in os.scandir(self.tree.inbox(party)):
-            if entry.is_file(follow_symlinks=False):
-                total += entry.stat(follow_symlinks=False).st_size
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
         return total
+
+    def record_fetch(self, account_id: int, party: str, name: str) -> None:
+        """An account read a file of its outbox whole: when it is a list slice's file, record the acknowledgement."""
+        from sqlalchemy import or_, select
+
+        from ..lists.models import ListSlice
+        from ..lists.services import ListService
+        from ..org.services import OrgService
+
+        try:
+            with self.rt.db.session() as s:
+                province = OrgService(s).province_of(party)
+                piece = s.scalar(select(ListSlice).where(ListSlice.province == province,
+                                                         or_(ListSlice.check_name == name, ListSlice.data_name == name)))
+                if piece is not None:
+                    ListService(s, self.rt.archive, self.rt.spec).record_download(piece, account_id, name, "sftp")
+        except (SQLAlchemyError, ExchangeError, OSError):  # the session that fetched must go on regardless
+            log.exception("sftp: could not record the fetch of %s by account %s", name, account_id)
 
     def serve_forever(self) -> None:
         """Accept connections until stopped."""

@@ -1,4 +1,9 @@
-"""The folders a party sees over SFTP: ``<root>/<party>/inbox`` and ``<root>/<party>/outbox``."""
+"""The folders a party sees over SFTP: ``<root>/<party>/inbox`` and ``<root>/<party>/outbox``.
+
+Several accounts may share a party's folders (a province with two systems, say). Who wrote
+a file in the inbox is kept beside it, in the hidden ``inbox/.writers/`` folder no session
+can see, so the delivery it belongs to is credited to the account that authenticated.
+"""
 from __future__ import annotations
 
 import os
@@ -7,6 +12,7 @@ from pathlib import Path
 
 PARTY_RE = re.compile(r"^(00|[1-9][0-9]|0[0-9]{2,3})$")
 INBOX, OUTBOX = "inbox", "outbox"
+WRITERS = ".writers"  # inside the inbox: <file name> -> the account that wrote it
 
 
 class PartyTree:
@@ -52,3 +58,38 @@ class PartyTree:
             os.fsync(fh.fileno())
         os.replace(tmp, out / name)
         return out / name
+
+    # -- who wrote what ------------------------------------------------------------------------
+    def _writer_file(self, party: str, name: str) -> Path:
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"not an inbox file name: {name!r}")
+        return self.inbox(party) / WRITERS / name
+
+    def mark_writer(self, party: str, name: str, account: str) -> None:
+        """Note that ``account`` wrote inbox file ``name`` (written atomically, replacing an older note)."""
+        path = self._writer_file(party, name)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_text(account, "utf-8")
+        os.replace(tmp, path)
+
+    def writer(self, party: str, name: str) -> str | None:
+        """The account that wrote inbox file ``name``, when the embedded server saw it written."""
+        try:
+            return self._writer_file(party, name).read_text("utf-8").strip() or None
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+
+    def move_writer(self, party: str, old: str, new: str) -> None:
+        """A renamed inbox file keeps its writer."""
+        try:
+            os.replace(self._writer_file(party, old), self._writer_file(party, new))
+        except FileNotFoundError:
+            pass
+
+    def forget_writer(self, party: str, name: str) -> None:
+        """The inbox file is gone (taken, or removed by its sender)."""
+        try:
+            self._writer_file(party, name).unlink(missing_ok=True)
+        except ValueError:
+            pass

@@ -8,6 +8,7 @@ store would be a second implementation chosen by configuration).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import IO, BinaryIO, Iterator
 
 from ..config import Settings
-from ..errors import PayloadTooLarge
+from ..errors import InsufficientStorage, PayloadTooLarge
+from .scratch import owner_prefix, sweep
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 # Every this many bytes of a staged file, the kernel is asked to start writing them out.
@@ -32,7 +34,11 @@ class StagedObject:
         self.archive = archive
         self.limit = limit
         self.label = label
-        fd, name = tempfile.mkstemp(dir=archive.staging, prefix="in-")
+        # Named with host and process id: a sweep removes what a killed process left (scratch.py).
+        try:
+            fd, name = tempfile.mkstemp(dir=archive.staging, prefix=owner_prefix(STAGING_KIND))
+        except OSError as exc:
+            raise _storage_error(exc, label) from exc
         self.path = Path(name)
         self.fh: IO[bytes] = os.fdopen(fd, "wb")
         self.sha = hashlib.sha256()
@@ -50,7 +56,11 @@ class StagedObject:
                 f"文件 {self.label} 超过大小上限 {self.limit} 字节", code="file_too_large",
                 errors={"file": self.label, "limit": self.limit})
         self.sha.update(data)
-        self.fh.write(data)
+        try:
+            self.fh.write(data)
+        except OSError as exc:
+            self.discard()
+            raise _storage_error(exc, self.label) from exc
         if self.size - self._kicked >= WRITEBACK_STEP:
             self._start_writeback()
         return len(data)
@@ -72,23 +82,46 @@ class StagedObject:
     def seal(self) -> str:
         """Finish writing: flush to disk and fix the digest (the file stays in staging)."""
         if self.digest is None:
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-            self.fh.close()
+            try:
+                self.fh.flush()
+                os.fsync(self.fh.fileno())
+                self.fh.close()
+            except OSError as exc:
+                self.discard()
+                raise _storage_error(exc, self.label) from exc
             self.digest = self.sha.hexdigest()
         return self.digest
 
     def commit(self) -> str:
         """Seal the file and move it into the archive; returns its SHA-256."""
         digest = self.seal()
-        self.archive._place(self.path, digest)
+        try:
+            self.archive._place(self.path, digest)
+        except OSError as exc:
+            self.discard()
+            raise _storage_error(exc, self.label) from exc
         return digest
 
     def discard(self) -> None:
-        """Drop a file that will not be archived."""
+        """Drop a file that will not be archived (also when the disk is full: closing may fail then too)."""
         if not self.fh.closed:
-            self.fh.close()
+            try:
+                self.fh.close()
+            except OSError:
+                pass  # a flush of buffered bytes failing (ENOSPC) must not keep the file
         self.path.unlink(missing_ok=True)
+
+
+STAGING_KIND = "in"
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _storage_error(exc: OSError, label: str) -> Exception:
+    """A full disk as the clean answer it deserves (507); any other OS error as it is."""
+    if exc.errno in _FULL:
+        return InsufficientStorage(f"the server's disk is full; {label or 'the file'} was not kept, try again later",
+                                   f"服务器磁盘已满，{label or '文件'}未保存，请稍后重试", errors={"file": label})
+    return exc
 
 
 class Archive(ABC):
@@ -113,6 +146,10 @@ class Archive(ABC):
     @abstractmethod
     def open(self, digest: str) -> BinaryIO:
         """The object's bytes, for streaming to a client."""
+
+    def sweep_staging(self) -> list[str]:
+        """Remove staging left by dead processes of this host; returns what was removed (none by default)."""
+        return []
 
     def read_bytes(self, digest: str) -> bytes:
         """The whole object (small objects only)."""
@@ -158,6 +195,10 @@ class LocalArchive(Archive):
     def stage(self, limit: int | None = None, label: str = "") -> StagedObject:
         """A staging file in the archive's own file system (so the final move is a rename)."""
         return StagedObject(self, limit, label)
+
+    def sweep_staging(self) -> list[str]:
+        """Remove staging files left by processes of this host that are gone (a kill -9 mid-upload)."""
+        return sweep(self.staging, STAGING_KIND, legacy_prefix="in-")
 
     def put_bytes(self, data: bytes) -> str:
         """Archive bytes held in memory."""

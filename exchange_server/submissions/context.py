@@ -49,10 +49,13 @@ class ContextBuilder:
                 # HQ let this province deliver late: neither closed (E601) nor late (W603) until then.
                 ctx.cycle_state = "open"
                 ctx.deadline = beijing_stamp(granted.until)
-        # Resend numbers count in order of arrival: only deliveries received before this one.
+        # Resend numbers count in order of arrival: only deliveries received before this one,
+        # and only those their senders were entitled to send (another province's account
+        # sending in this party's name must not move its sequence).
         ctx.last_resend = self.session.scalar(
             select(func.max(Delivery.resend)).where(Delivery.party == delivery.party, Delivery.period == delivery.period,
-                                                    Delivery.mode == delivery.mode, Delivery.id < delivery.id))
+                                                    Delivery.mode == delivery.mode, Delivery.id < delivery.id,
+                                                    Delivery.entitled.is_(True)))
         if province is not None and delivery.mode in ("P", "T"):
             from ..lists.services import ListService
 

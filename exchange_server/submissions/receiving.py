@@ -19,6 +19,7 @@ from schemas.conventions import CheckFileName, DataFileName
 from schemas.validation import receipt_xml
 
 from ..accounts.models import Account
+from ..accounts.services import authorised_parties
 from ..audit.services import record
 from ..clock import beijing_stamp, utcnow
 from ..ingestion.models import IngestJob
@@ -66,9 +67,13 @@ class ReceivingService:
                                                            parsed.resend)
             except FileNameError:
                 pass  # validation reports the bad name (E101) in the delivery's feedback
+        # Decided once, on receipt: a delivery the account may not send (another province's
+        # party) is judged (E606) but never counts for that party — not in its resend
+        # sequence, its completeness or its history.
+        entitled = party is not None and party in authorised_parties(self.session, account)
         delivery = Delivery(account_id=account.id, channel=channel, fingerprint=fingerprint(files),
                             check_name=check_name, mode=mode, party=party, period=period, resend=resend,
-                            received_at=utcnow(), total_size=sum(f.size for f in files))
+                            entitled=entitled, received_at=utcnow(), total_size=sum(f.size for f in files))
         for f in files:
             unit = None
             if not f.name.endswith(".chk"):

@@ -281,6 +281,10 @@ def receive_multipart(stream: IO[bytes], content_type: str | None, content_lengt
             reader.discard()
     if not reader.received:
         raise BadRequest("the request carries no files", "请求中没有文件", code="no_files")
-    for staged in reader.sealed:
-        staged.commit()
+    try:
+        for staged in reader.sealed:
+            staged.commit()
+    except BaseException:
+        reader.discard()  # what was not archived yet goes (a full disk: nothing of it stays)
+        raise
     return reader.received

@@ -1,13 +1,19 @@
 """The HTTP transport: streamed multipart uploads and JSON calls to ``/api/v1``.
 
 Uploads are streamed from disk with a precomputed Content-Length, so a 1 GB delivery
-needs one buffer of memory. Standard library only (http.client), TLS verified by default.
+needs one buffer of memory. Standard library only (http.client). Over HTTPS the server's
+certificate and name are always checked, against ``ca_file`` when one is configured (HQ's
+own CA), else against the system's trust store; a certificate that does not verify is a
+``CertificateError`` at once, not a transient failure to retry. Turning the check off
+(``verify_tls = false``) is logged as a warning on every run, never silent.
 """
 from __future__ import annotations
 
 import datetime as dt
 import http.client
+import ipaddress
 import json
+import logging
 import re
 import ssl
 import uuid
@@ -17,6 +23,8 @@ from urllib.parse import urlencode, urlsplit
 
 from .._exceptions import TransportError
 from .base import CycleInfo, Progress, Receipt, Transport, Verdict
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 VERSION_RE = re.compile(r"^[0-9]{4}V[0-9]{2}$")  # a list version, e.g. 2026V02 (a folder name here)
@@ -53,6 +61,10 @@ def multipart_body(paths: Sequence[Path], boundary: str) -> tuple[list[bytes | P
     return parts, length + len(tail)
 
 
+class CertificateError(TransportError):
+    """HQ's TLS certificate did not verify (wrong CA, wrong name, expired): not retried, it will not heal."""
+
+
 class ServerUnavailable(HttpError):
     """A 5xx or 429 answer: HQ is (briefly) unable to take the request."""
 
@@ -84,11 +96,20 @@ class HttpTransport(Transport):
         self.token = token
         self.timeout = timeout
         self.context: ssl.SSLContext | None = None
+        self.trust = f"the CA in {ca_file}" if ca_file else "the system's trusted CAs"
         if self.scheme == "https":
-            self.context = ssl.create_default_context(cafile=ca_file)
+            try:
+                self.context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportError(f"cannot use server.ca_file {ca_file}: {exc}") from None
             if not verify_tls:
+                log.warning("server.verify_tls is false: HQ's certificate is NOT checked, so anyone on the way "
+                            "can pose as HQ and read the token; set server.ca_file instead")
                 self.context.check_hostname = False
                 self.context.verify_mode = ssl.CERT_NONE
+        elif not _loopback(self.host):
+            log.warning("server.url %s is plain http: the API token crosses the network unencrypted; "
+                        "use https://", base_url)
 
     def _conn(self) -> http.client.HTTPConnection:
         if self.scheme == "https":
@@ -111,8 +132,15 @@ class HttpTransport(Transport):
         try:
             conn.request(method, url, headers=self._headers())
             return self._answer(conn.getresponse())
+        except ssl.SSLCertVerificationError as exc:
+            raise self._certificate_error(exc) from None
         finally:
             conn.close()
+
+    def _certificate_error(self, exc: ssl.SSLCertVerificationError) -> CertificateError:
+        return CertificateError(f"HQ's certificate for {self.host} could not be verified against {self.trust}: "
+                                f"{exc.verify_message or exc.reason}. Set server.ca_file to the CA that issued "
+                                "HQ's certificate (ask HQ), or check server.url's host name")
 
     def get_json(self, path: str, query: dict[str, Any] | None = None) -> Any:
         """GET a JSON resource; HttpError on a 4xx/5xx answer."""
@@ -148,6 +176,8 @@ class HttpTransport(Transport):
                 if progress is not None:
                     progress(sent, length)
             status, body = self._answer(conn.getresponse())
+        except ssl.SSLCertVerificationError as exc:
+            raise self._certificate_error(exc) from None
         finally:
             conn.close()
         data = _json(body)
@@ -240,6 +270,16 @@ class HttpTransport(Transport):
         items = self.get_json("/api/v1/deliveries", {"cycle": cycle, "mode": "P", "per_page": 500})["items"]
         numbers = [d["resend"] for d in items if d.get("resend") is not None]
         return max(numbers) if numbers else None
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (plain HTTP there crosses no network)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _json(body: bytes) -> Any:

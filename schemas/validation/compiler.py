@@ -7,15 +7,23 @@ every field and record rule of one row inline (set look-ups for codes and dates,
 precompiled regular expression where a pattern is needed), and feeds the per-row facts
 the file-level and cross-unit checks need. The source comes only from the loaded spec and
 expressions parsed against a whitelist (see ``schemas.spec.expressions``).
+
+A row whose text holds a forbidden character (``schemas.conventions.FORBIDDEN_RANGES``:
+a control character other than TAB, U+FFFE, ...) takes a second compiled path,
+``check_guarded``: E310 for each such value, and the same checks for the others, each field's
+guarded so that a bad value gets E310 alone. The test for it is one ``str.isprintable()`` per
+line (C speed); the regular expression runs only when that says something is unusual.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
 from typing import Any, Callable
 
+from ..conventions import DELIMITERS, FORBIDDEN_TEXT, find_forbidden, forbidden_pattern, shown
 from ..spec import expressions
 from ..spec.model import Field, Spec, Unit
 from .store import KeyRow
@@ -281,7 +289,11 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
 
     g.emit(1, "bad = 0")
     g.emit(1, ", ".join(f"v{i}" for i in range(len(fields))) + ", = vals")
+    # Where each field's checks start in g.lines: the row path for values with a forbidden
+    # character (E310) runs the same checks, each guarded so that such a value gets E310 alone.
+    blocks: list[tuple[int, bool]] = []
     for i, f in enumerate(fields):
+        blocks.append((len(g.lines), f.id in used_typed))
         exp = expected_text(spec, f, ctx.day)
         bit = 1 << i
         v, t = f"v{i}", f"t{i}"
@@ -382,6 +394,8 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
             g.emit(3, f"bad |= {bit}; E('E304', line, rowno, {f.id!r}, {v}, {exp['type']!r})")
             if need_t:
                 g.emit(2, f"{t} = {v}")
+
+    fields_end = len(g.lines)
 
     # -- tier 4 and 6 checks that need only this row ---------------------------------
     if unit.direction == "up":
@@ -493,11 +507,25 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
             seen = sinks.networks_seen.setdefault(r.id, set())
             sn = g.const(seen, "SEEN")
             g.emit(1, f"if not bad & {1 << i}: {sn}.add(v{i})")
-    body = "\n".join("    " + line for line in g.lines)
-    source = _LOOPS.format(body=body, nf=len(fields))
+    body = "\n".join("        " + line for line in g.lines)
+    # g.lines are indented for a function body: the guarded row function takes them as they
+    # are, each field's block one level deeper under its guard.
+    guarded = ["    bad = FORBIDDEN_FIELDS(vals, line, rowno, E)", g.lines[1]]
+    bounds = [start for start, _ in blocks] + [fields_end]
+    for i, (start, need_t) in enumerate(blocks):
+        guarded.append(f"    if not bad & {1 << i}:")
+        guarded.extend("    " + line for line in g.lines[start:bounds[i + 1]])
+        if need_t:
+            guarded.append("    else:")
+            guarded.append(f"        t{i} = None")
+    guarded.extend(g.lines[fields_end:])
+    source = _LOOPS.format(body=body, guarded="\n".join(guarded), nf=len(fields))
+    field_ids = tuple(f.id for f in fields)
     env: dict[str, Any] = {"__builtins__": {"len": len, "int": int, "abs": abs, "str": str}, "Decimal": Decimal,
                            "OUTLIER": _outlier, "DIGITS": _DIGITS, "WHOLE": _too_many_whole_digits,
                            "WS": _WS, "DATES": valid_dates(), "TIMES": _TIMES, "PERIOD": ctx.period,
+                           "LINE_FORBIDDEN": _LINE_FORBIDDEN, "ANY_FORBIDDEN": find_forbidden,
+                           "FORBIDDEN_FIELDS": functools.partial(_forbidden_fields, field_ids),
                            **expressions.RUNTIME, **g.consts}
     return source, env, projections
 
@@ -505,13 +533,18 @@ def compile_unit(ctx: RunContext, unit: Unit, sinks: Sinks) -> tuple[str, dict[s
 _LOOPS = """
 def run_text(lines, delim, line=0):
     first = line
+    forbidden = LINE_FORBIDDEN.get(delim) or ANY_FORBIDDEN
     for raw in lines:
         line += 1
         rowno = line
-        vals = raw.rstrip('\\r').split(delim)
+        text = raw.rstrip('\\r')
+        vals = text.split(delim)
         if len(vals) != {nf}:
             COLS(line, rowno, len(vals))
             continue
+        if not text.isprintable() and forbidden(text) is not None:
+            check_guarded(vals, line, rowno)
+        else:
 {body}
         if line % FLUSH_EVERY == 0:
             FLUSH()
@@ -525,11 +558,36 @@ def run_rows(source):
         if len(vals) != {nf}:
             COLS(line, rowno, len(vals))
             continue
+        text = ''.join(vals)
+        if not text.isprintable() and ANY_FORBIDDEN(text) is not None:
+            check_guarded(vals, line, rowno)
+        else:
 {body}
         if n % FLUSH_EVERY == 0:
             FLUSH()
     return n
+
+
+def check_guarded(vals, line, rowno):
+{guarded}
 """
+
+# Per delimiter: a forbidden character anywhere in a line (the delimiter itself is not one).
+_LINE_FORBIDDEN = {d: forbidden_pattern(d).search for d in DELIMITERS.values()}
+
+
+def _forbidden_fields(field_ids: tuple[str, ...], vals: list[str], line: int, rowno: int,
+                      emit: Callable[..., None]) -> int:
+    """E310 for each value holding a forbidden character; the bit mask of those fields."""
+    mask = 0
+    for i, value in enumerate(vals):
+        m = find_forbidden(value)
+        if m is not None:
+            mask |= 1 << i
+            at, char = m.start() + 1, shown(m.group())
+            emit("E310", line, rowno, field_ids[i], value,
+                 f"{FORBIDDEN_TEXT}; found {char} at character {at} / 第{at}个字符为 {char}")
+    return mask
 
 
 _DIGITS = re.compile(r"-?[0-9]+").fullmatch

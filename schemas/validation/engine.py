@@ -29,7 +29,7 @@ from .compiler import (
     network_projection, parent_link,
 )
 from .readers import (
-    XmlProblem, check_prolog, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_rows,
+    XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_root_attributes, xml_rows,
 )
 from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
 from .store import FLUSH_EVERY, SEP, KeyRow, KeyStore
@@ -130,6 +130,7 @@ class _DataFile:
     rows_declared: int
     summary: FileSummary = dc_field(default_factory=lambda: FileSummary(""))
     checkpoints: list[tuple[int, int]] = dc_field(default_factory=list)
+    declaration: tuple[int, str] | None = None  # XML: a DOCTYPE or entity declaration found by tier 1's byte pass
 
 
 def group_deliveries(paths: Iterable[Path]) -> list[list[Path]]:
@@ -511,6 +512,7 @@ class DeliveryValidator:
             scan = scan_bytes(df.path, check.encoding if text else None)
             fs.sha256 = scan.sha256
             df.checkpoints = scan.checkpoints
+            df.declaration = scan.declaration
             if scan.size != e.size:
                 r.add("E106", fs.name, value=scan.size, expected=e.size)
             if scan.sha256 != e.sha256:
@@ -522,6 +524,17 @@ class DeliveryValidator:
                 declared = xml_encoding_problem(df.path)
                 if declared is not None:  # only UTF-8 and GB18030 exist (CONVENTIONS.md §6)
                     r.add("E110", fs.name, line=1, value=declared, expected="UTF-8 / GB18030")
+                    continue
+                # The root's attributes repeat the file name (CONVENTIONS.md §6): a file renamed
+                # to another party, unit or cycle says so inside.
+                attrs = xml_root_attributes(df.path)
+                if attrs is not None:
+                    for attr, want in (("unit", df.name.unit), ("party", df.name.party),
+                                       ("period", df.name.period)):
+                        got = attrs.get(attr)
+                        if got is not None and got != want:
+                            r.add("E116", fs.name, line=attrs.get("@line"), field=f"@{attr}", value=got,
+                                  expected=want)
                 continue
             if scan.encoding_error_line is not None:
                 r.add("E110", fs.name, line=scan.encoding_error_line, value=scan.encoding_error,
@@ -623,9 +636,8 @@ class DeliveryValidator:
                 lines = text_lines(df.path, self.check.encoding)
                 df.summary.rows = checks.run_text(lines, self.check.delimiter)
             return
-        prolog = check_prolog(df.path)
-        if prolog is not None:
-            r.add("E205", fname, line=prolog[0], value=prolog[1])
+        if df.declaration is not None:  # anywhere in the file, refused before parsing (never resolved)
+            r.add("E205", fname, line=df.declaration[0], value=df.declaration[1], unit=unit_name)
             r.structural.setdefault(fname, "E205")
             return
         schema = _structural_schema(self.spec.root, unit.code)

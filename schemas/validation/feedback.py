@@ -2,19 +2,24 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable, Mapping
 
 from lxml import etree
 
+from ..conventions import shown
 from .report import ACCEPTED, ACCEPTED_WITH_WARNINGS, REJECTED, Report
 
 STATUS_ZH = {ACCEPTED: "接收", ACCEPTED_WITH_WARNINGS: "接收（有警告）", REJECTED: "拒收"}
 STATUS_EN = {ACCEPTED: "accepted", ACCEPTED_WITH_WARNINGS: "accepted with warnings", REJECTED: "rejected"}
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def report_json(report: Report, indent: int | None = 2) -> str:
-    """The report as JSON text (UTF-8, Chinese kept as is)."""
-    return json.dumps(report.as_dict(), ensure_ascii=False, indent=indent, default=str)
+    """The report as JSON text (UTF-8, Chinese kept as is; any lone surrogate as a ``\\udxxx`` escape)."""
+    text = json.dumps(report.as_dict(), ensure_ascii=False, indent=indent, default=str)
+    # Findings carry none (report.py shows them as escapes), but the text must encode as UTF-8 whatever it holds.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def render_text(report: Report, max_findings: int | None = 200) -> str:
@@ -58,9 +63,11 @@ def _ns(report: Report) -> str:
 
 
 def _el(parent: etree._Element, ns: str, tag: str, text: Any = None, **attrs: Any) -> etree._Element:
-    e = etree.SubElement(parent, f"{{{ns}}}{tag}", {k: str(v) for k, v in attrs.items() if v is not None})
+    # Findings already show forbidden characters as escapes; a name or id from elsewhere
+    # (a receipt's file names) gets the same, so that any input can be answered.
+    e = etree.SubElement(parent, f"{{{ns}}}{tag}", {k: shown(str(v)) for k, v in attrs.items() if v is not None})
     if text is not None:
-        e.text = str(text)
+        e.text = shown(str(text))
     return e
 
 

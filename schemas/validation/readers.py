@@ -10,7 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from lxml import etree
 
@@ -34,16 +34,20 @@ class ByteScan:
     encoding_error: str | None = None
     # (byte offset of a chunk, lines before it): lets a big file be split at line starts
     checkpoints: list[tuple[int, int]] = field(default_factory=list)
+    # XML: (line, construct) of the first DOCTYPE or other markup declaration, wherever it is
+    declaration: tuple[int, str] | None = None
 
 
 def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
     """Hash the file and, for text, count lines, check endings and decode it once.
 
-    ``encoding`` None means XML (the parser decodes it); only the digest is taken then.
+    ``encoding`` None means XML (the parser decodes it): the digest is taken then, and the
+    bytes are searched for a DOCTYPE or other markup declaration (refused, E205).
     """
     scan = ByteScan()
     h = hashlib.sha256()
     decoder = codecs.getincrementaldecoder(text_codec(encoding))("strict") if encoding else None
+    declarations = DeclarationScanner() if encoding is None else None
     last = b""
     with path.open("rb") as fh:
         while True:
@@ -54,7 +58,8 @@ def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
             if encoding is not None:
                 scan.checkpoints.append((scan.size, scan.lines))
             scan.size += len(chunk)
-            if encoding is None:
+            if declarations is not None:
+                declarations.feed(chunk)
                 continue
             # A CRLF split across two chunks still counts as one CRLF.
             joined_crlf = 1 if last == b"\r" and chunk[:1] == b"\n" else 0
@@ -77,6 +82,9 @@ def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
                     decoder = None
             last = chunk[-1:]
     scan.sha256 = h.hexdigest()
+    if declarations is not None:
+        declarations.feed(b"", final=True)
+        scan.declaration = declarations.found
     if encoding is not None:
         if last == b"\r":
             scan.bare_cr_line = scan.bare_cr_line or scan.lines + 1
@@ -118,13 +126,30 @@ def _first_ending_is_crlf(path: Path) -> bool:
 
 
 def _first_mixed_line(path: Path, crlf_first: bool) -> int:
-    """The first line whose ending differs from the first line's (slow path, errors only)."""
+    """The first line whose ending differs from the first line's (slow path, errors only).
+
+    Read in chunks, never a line at a time: one line may be as long as the file.
+    """
+    lines = 0
+    prev = b""
     with path.open("rb") as fh:
-        for no, raw in enumerate(fh, start=1):
-            is_crlf = raw.endswith(b"\r\n")
-            if raw.endswith(b"\n") and is_crlf != crlf_first:
-                return no
-    return 1
+        while True:
+            chunk = fh.read(CHUNK)
+            if not chunk:
+                return 1
+            i = chunk.find(b"\n")
+            while i >= 0:
+                lines += 1
+                is_crlf = (chunk[i - 1:i] if i else prev) == b"\r"
+                if is_crlf != crlf_first:
+                    return lines
+                i = chunk.find(b"\n", i + 1)
+            prev = chunk[-1:]
+
+
+# The longest line text_lines yields, in characters: no unit's record comes near it (the
+# widest is a few thousand), and a longer one is wrong whatever follows (E305 or E201).
+MAX_LINE = 1 << 20
 
 
 def text_lines(path: Path, encoding: str, start: int = 0, end: int | None = None,
@@ -132,7 +157,9 @@ def text_lines(path: Path, encoding: str, start: int = 0, end: int | None = None
     """Lines (without LF) of the byte range [start, end) of a text file, decoded in big blocks.
 
     ``start`` and ``end`` must be line starts. Splitting on LF only (never ``splitlines``)
-    keeps control characters such as the US delimiter inside their line.
+    keeps control characters such as the US delimiter inside their line. A line longer than
+    MAX_LINE characters is cut there, so that memory stays flat even for a file that is one
+    huge line (its columns past the cut are not seen).
     """
     codec = text_codec(encoding) if start == 0 else ("gb18030" if encoding.upper() == "GB18030" else "utf-8")
     decoder = codecs.getincrementaldecoder(codec)("strict")
@@ -140,15 +167,26 @@ def text_lines(path: Path, encoding: str, start: int = 0, end: int | None = None
         fh.seek(start)
         remaining = (end if end is not None else path.stat().st_size) - start
         carry = ""
+        skipping = False  # inside the rest of a line already cut at MAX_LINE
         while remaining > 0:
             data = fh.read(min(block, remaining))
             if not data:
                 break
             remaining -= len(data)
-            text = carry + decoder.decode(data, final=remaining <= 0)
-            parts = text.split("\n")
+            text = decoder.decode(data, final=remaining <= 0)
+            if skipping:
+                i = text.find("\n")
+                if i < 0:
+                    continue
+                text, skipping = text[i + 1:], False
+            parts = (carry + text).split("\n")
             carry = parts.pop()
+            if parts and max(map(len, parts)) > MAX_LINE:
+                parts = [p[:MAX_LINE] for p in parts]
             yield from parts
+            if len(carry) > MAX_LINE:
+                yield carry[:MAX_LINE]
+                carry, skipping = "", True
         if carry:
             yield carry
 
@@ -163,36 +201,131 @@ def line_start_at_or_after(path: Path, offset: int, checkpoints: list[tuple[int,
     with path.open("rb") as fh:
         fh.seek(base_off)
         head = fh.read(offset - base_off)
-        rest = fh.readline()
-    return offset + len(rest), base_lines + head.count(b"\n") + 1 if rest else base_lines + head.count(b"\n")
+        # The rest of the line ``offset`` falls in, read in chunks (a line may be very long).
+        rest = 0
+        while True:
+            chunk = fh.read(CHUNK)
+            i = chunk.find(b"\n")
+            if i >= 0:
+                rest += i + 1
+                break
+            rest += len(chunk)
+            if len(chunk) < CHUNK:
+                break
+    return offset + rest, base_lines + head.count(b"\n") + 1 if rest else base_lines + head.count(b"\n")
 
 
 class XmlProblem(Exception):
     """The XML stream cannot be read further; ``code`` says which tier-2 error it is."""
 
     def __init__(self, code: str, line: int, message: str) -> None:
+        message = " ".join(message.split())  # libxml2 puts line breaks in some messages ("...!\nBytes: 0xFF")
         super().__init__(message)
         self.code = code
         self.line = line
         self.message = message
 
 
-def check_prolog(path: Path) -> tuple[int, str] | None:
-    """(line, construct) when the XML prolog declares a DOCTYPE or entities (never resolved)."""
+class DeclarationScanner:
+    """Finds a DOCTYPE (or any other markup declaration: ENTITY, ELEMENT, ...) in XML bytes fed in chunks.
+
+    The standard refuses them wherever they stand (CONVENTIONS.md §6, E205): in the prolog,
+    however much comment or white space comes first, and after the root has started (where
+    they are not well-formed either). Comments, processing instructions and CDATA sections
+    are skipped, so a declaration only mentioned in them is not one. Only ASCII bytes are
+    looked at, which stand for themselves in UTF-8 and GB18030 alike (GB18030's trail bytes
+    are never ``<``, ``!``, ``?``, ``-``, ``]`` or ``>``). Memory: one chunk and a few bytes.
+    """
+
+    _OUTSIDE, _COMMENT, _PI, _CDATA = range(4)
+    _ENDS = {_COMMENT: b"-->", _PI: b"?>", _CDATA: b"]]>"}
+
+    def __init__(self) -> None:
+        self.state = self._OUTSIDE
+        self.carry = b""
+        self.line = 1  # the line the carried bytes start on
+        self.found: tuple[int, str] | None = None
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        """Scan the next bytes of the file; ``final`` with the last of them (or b"" at the end)."""
+        if self.found is not None:
+            return
+        buf = self.carry + chunk if self.carry else chunk
+        keep = self._scan(buf, final)
+        if self.found is None:
+            self.line += buf.count(b"\n", 0, keep)
+            self.carry = buf[keep:]
+
+    def _scan(self, buf: bytes, final: bool) -> int:
+        """Scan ``buf``; return where the bytes to carry into the next chunk start."""
+        n = len(buf)
+        pos = 0
+        bang = pi = -2  # the next "<!" and "<?" at or after pos; -1: none in buf
+        while True:
+            if self.state != self._OUTSIDE:
+                end = self._ENDS[self.state]
+                i = buf.find(end, pos)
+                if i < 0:
+                    return max(pos, n - len(end) + 1)
+                pos = i + len(end)
+                self.state = self._OUTSIDE
+                continue
+            if bang != -1 and bang < pos:
+                bang = buf.find(b"<!", pos)
+            if pi != -1 and pi < pos:
+                pi = buf.find(b"<?", pos)
+            if bang < 0 and pi < 0:
+                return n - 1 if buf.endswith(b"<") and not final else n
+            if pi >= 0 and (bang < 0 or pi < bang):
+                self.state, pos = self._PI, pi + 2
+                continue
+            k = bang
+            if n - k < 16 and not final:
+                return k  # what "<!" begins is decided with the next chunk (names up to 12 letters)
+            if buf[k + 2:k + 3].isalpha():  # <!DOCTYPE, <!ENTITY, <!ELEMENT, ...
+                name = re.match(rb"<!([A-Za-z]{0,12})", buf[k:k + 16])
+                construct = "<!" + (name.group(1).decode("ascii") if name else "")
+                self.found = (self.line + buf.count(b"\n", 0, k), construct)
+                return n
+            if buf.startswith(b"<!--", k):
+                self.state, pos = self._COMMENT, k + 4
+            elif buf.startswith(b"<![CDATA[", k):
+                self.state, pos = self._CDATA, k + 9
+            else:
+                pos = k + 2  # not well-formed, and no declaration: libxml2 reports it (E202)
+
+
+def find_declaration(path: Path) -> tuple[int, str] | None:
+    """(line, construct) of the first DOCTYPE or markup declaration anywhere in an XML file (never resolved)."""
+    scanner = DeclarationScanner()
     with path.open("rb") as fh:
-        head = fh.read(64 * 1024)
-    text = head.decode("latin-1")
-    root_at = _first_element(text)
-    prolog = text if root_at < 0 else text[:root_at]
-    for construct in ("<!DOCTYPE", "<!ENTITY"):
-        i = prolog.find(construct)
-        if i >= 0:
-            return prolog.count("\n", 0, i) + 1, construct
-    return None
+        while scanner.found is None:
+            chunk = fh.read(CHUNK)
+            scanner.feed(chunk, final=not chunk)
+            if not chunk:
+                break
+    return scanner.found
 
 
 XML_ENCODINGS = ("UTF-8", "GB18030")
 _DECLARED = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def xml_root_attributes(path: Path) -> dict[str, Any] | None:
+    """The root element's attributes (and its line as ``@line``), reading no further; None when unreadable.
+
+    Nothing is resolved or fetched; a file that is not well-formed up to its root is left
+    to the streaming read, which reports it with its line.
+    """
+    try:
+        for _event, elem in etree.iterparse(str(path), events=("start",), resolve_entities=False, load_dtd=False,
+                                            no_network=True, huge_tree=False):
+            found: dict[str, Any] = {str(k): str(v) for k, v in elem.attrib.items()}
+            found["@line"] = elem.sourceline or 1
+            return found
+    except etree.XMLSyntaxError:
+        return None
+    return None
 
 
 def xml_encoding_problem(path: Path) -> str | None:
@@ -213,17 +346,6 @@ def xml_encoding_problem(path: Path) -> str | None:
     if m is not None and m.group(1).decode("ascii").upper() not in XML_ENCODINGS:
         return f'encoding="{m.group(1).decode("ascii")}"'
     return None
-
-
-def _first_element(text: str) -> int:
-    i = 0
-    while True:
-        i = text.find("<", i)
-        if i < 0 or i + 1 >= len(text):
-            return -1
-        if text[i + 1] not in "?!":
-            return i
-        i += 1
 
 
 def locate_xml_error(path: Path, schema: etree.XMLSchema | None, row_tag: str, msg: str) -> tuple[int, str]:

@@ -5,6 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..conventions import shown
 from ..spec.model import Rule, Spec
 
 ACCEPTED = "accepted"
@@ -140,16 +141,21 @@ class Report:
                 self.structural.setdefault(file, code)
         if self.counts[code] > self.cap:
             return
-        value_s = None if value is None else str(value)
-        expected_s = None if expected is None else str(expected)
+        # Whatever a file held, a finding carries only text that XML 1.0, JSON and a database
+        # can hold: forbidden characters (a NUL, U+FFFF, ...) are shown as escapes (\x00).
+        value_s = None if value is None else _bounded(shown(str(value)))
+        expected_s = None if expected is None else _bounded(shown(str(expected)))
+        file = None if file is None else shown(file)
+        field = None if field is None else shown(field)
         zh, en = self._messages(code, file, line, field, value_s, expected_s, row)
+        zh, en = shown(zh), shown(en)
         compared = None
         if compared_with is not None:
-            zh += f"（对照已采纳的 {compared_with[0]}）"
-            en += f" (compared with accepted {compared_with[1]})"
-            compared = f"{compared_with[0]} / {compared_with[1]}"
+            zh += f"（对照已采纳的 {shown(compared_with[0])}）"
+            en += f" (compared with accepted {shown(compared_with[1])})"
+            compared = shown(f"{compared_with[0]} / {compared_with[1]}")
         self.findings.append(Finding(code, self.severity_of(code), tier, zh, en, file, line, field,
-                                     value_s, expected_s, xpath, unit, compared))
+                                     value_s, expected_s, None if xpath is None else shown(xpath), unit, compared))
 
     def _messages(self, code: str, file: str | None, line: int | None, field: str | None, value: str | None,
                   expected: str | None, row: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -237,6 +243,17 @@ class Report:
             "skipped": [s.as_dict() for s in self.skipped],
             "findings": [f.as_dict() for f in self.sorted_findings()],
         }
+
+
+# The longest value or expected text a finding lists: a megabyte-long value must not make
+# every feedback file a gigabyte (the finding still says how long it was).
+MAX_SHOWN = 1000
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN]}…（共{len(text)}个字符 / {len(text)} characters）"
 
 
 class _Params(dict[str, Any]):

@@ -162,6 +162,8 @@ def test_roles_change_with_their_party(client: FlaskClient, accounts: Accounts, 
     assert fresh.get("/admin/review/").status_code == 200  # an admin now
     r = client.post(f"/admin/accounts/{analyst.name}/role", data={"csrf_token": csrf, "role": "province", "party": "42"})
     assert r.status_code == 303
+    assert fresh.get("/admin/review/").headers["Location"].startswith("/login")  # the role change ended the session
+    sign_in(fresh, analyst)
     assert fresh.get("/admin/review/").status_code == 403 and fresh.get("/province/").status_code == 200
     for data, code in (({"role": "province", "party": "99"}, "bad_party"), ({"role": "root"}, "bad_role")):
         r = client.post(f"/admin/accounts/{analyst.name}/role", data={"csrf_token": csrf, **data})

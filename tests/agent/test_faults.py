@@ -217,3 +217,22 @@ def test_server_restarted_mid_validation(hq: Hq, runtime: Runtime, tmp_path: Pat
     assert agent.returncode == 0, out + err
     assert "accepted" in out
     assert_one_accepted(env)
+
+
+@pytest.mark.parametrize("transport", ["http", "sftp"])
+def test_hq_dies_while_the_agent_waits_for_the_verdict(hq: Hq, runtime: Runtime, tmp_path: Path, spec: Spec,
+                                                       transport: str) -> None:
+    env = env_for(hq, runtime, tmp_path, spec, transport)
+    env.write_config(url=hq.url, sftp_port=hq.sftp_port, verdict_timeout=6)
+    hq.start(workers=0)  # receipts, but no verdict yet
+    agent = env.popen("submit", "--cycle", CYCLE)
+    wait_for(lambda: local_states(env) == [("sent", None)] or None, timeout=60)
+    hq.stop()  # HQ goes away while the agent waits
+    out, err = agent.communicate(timeout=120)
+    assert agent.returncode == 3, out + err  # "HQ unreachable", not a success
+    assert "HQ unreachable while waiting" in out + err
+    assert local_states(env) == [("sent", None)]
+    hq.start()  # back, with a worker: the next run collects the verdict
+    r = env.run("run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_one_accepted(env)

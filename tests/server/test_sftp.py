@@ -32,9 +32,9 @@ pytestmark = pytest.mark.skipif(SFTP is None and not os.environ.get("CI"),
 class Province:
     """A province with an SSH key, talking to the embedded server with OpenSSH's sftp."""
 
-    def __init__(self, server: Server, setup: Setup, party: str, home: Path) -> None:
+    def __init__(self, server: Server, setup: Setup, party: str, home: Path, user: str | None = None) -> None:
         self.server = server
-        self.user = f"prov{party}"
+        self.user = user or f"prov{party}"
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         setup.province(party, self.user)

@@ -576,3 +576,207 @@ def test_invalid_byte_in_an_xml_file_gives_one_finding_first(rows: DeliveryRows,
     assert first.code in ("E202", "E110") and "31201" in (first.file or "")
     assert not any(c.startswith("X-") for c in r.counts), dict(r.counts)
     assert r.skipped and r.skipped[0].unit == "VIP_CUST_INFO"
+
+
+# -- issue 14: any byte gets a verdict; a DOCTYPE anywhere is refused -----------------------
+def _feedback_round_trips(report: Report) -> None:
+    """The feedback files and the JSON report of any report are written and parse back."""
+    import json
+
+    from lxml import etree
+
+    from schemas.validation import file_feedback_xml, record_feedback_xml, report_json
+
+    etree.fromstring(file_feedback_xml(report))
+    etree.fromstring(record_feedback_xml(report))
+    json.loads(report_json(report).encode("utf-8"))
+
+
+FORBIDDEN_CASES = [
+    ("txt", "UTF-8", "VIP_SUMMARY", "CUST_CNT", "14\x0006", "14\\x0006"),
+    ("txt", "GB18030", "VIP_SUMMARY", "CUST_CNT", "14\x0006", "14\\x0006"),
+    ("txt", "UTF-8", "VIP_CUST_INFO", "CUST_NAME", "测试\x1b公司", "测试\\x1b公司"),
+    ("txt", "GB18030", "VIP_CUST_INFO", "CUST_NAME", "测试\x01公司", "测试\\x01公司"),
+    ("txt", "UTF-8", "VIP_CUST_INFO", "CUST_NAME", "测试\x1f公司", "测试\\x1f公司"),  # US, not the delimiter
+    ("txt", "UTF-8", "VIP_CUST_INFO", "CUST_NAME", "测试\ufffe公司", "测试\\ufffe公司"),
+    ("txt", "GB18030", "VIP_CUST_INFO", "CUST_NAME", "测试\uffff公司", "测试\\uffff公司"),
+    ("txt", "UTF-8", "VIP_CUST_INFO", "CUST_NAME", "测试\x85公司", "测试\\x85公司"),
+    ("xml", "UTF-8", "VIP_CUST_INFO", "CUST_NAME", "测试\x7f公司", "测试\\x7f公司"),
+    ("xml", "GB18030", "VIP_SUMMARY", "CUST_CNT", "14\x8506", "14\\x8506"),
+    ("xml", "UTF-8", "VIP_CUST_INFO", "CUST_NAME", "测试\n公司", "测试\\x0a公司"),  # a line break in a value
+]
+
+
+@pytest.mark.parametrize("fmt,encoding,unit,field,value,shown", FORBIDDEN_CASES)
+def test_E310_forbidden_character_in_a_value(rows: DeliveryRows, out: Path, fmt: str, encoding: str, unit: str,
+                                             field: str, value: str, shown: str) -> None:
+    rows.rows[unit][1][field] = value
+    r = run(rows.write(out, fmt=fmt, encoding=encoding))
+    expect(r, "E310", line=2 if fmt == "txt" else "any", field=field, file_contains=rows.spec.unit(unit).code)
+    f = r.of_code("E310")[0]
+    assert f.value == shown and "found" in (f.expected or "") and shown.split("\\")[1][:1] in "xu"
+    # The value gets E310 alone: no E302/E305/W301 for the same field of the same row.
+    assert [x.code for x in r.findings if x.field == field and x.line == f.line] == ["E310"], dict(r.counts)
+    _feedback_round_trips(r)
+    from lxml import etree
+
+    from schemas.validation import record_feedback_xml
+
+    fbr = etree.fromstring(record_feedback_xml(r))
+    assert shown in [e.text for e in fbr.iter("{*}Value")]
+
+
+@pytest.mark.parametrize("delimiter", ["PIPE", "TAB", "US"])
+def test_E310_a_tab_inside_a_value_is_allowed_where_tab_is_not_the_delimiter(rows: DeliveryRows, out: Path,
+                                                                             delimiter: str) -> None:
+    rows.rows["VIP_CUST_INFO"][1]["CUST_NAME"] = "测试\t公司" if delimiter != "TAB" else "测试\x01公司"
+    r = run(rows.write(out, delimiter=delimiter))
+    if delimiter == "TAB":
+        expect(r, "E310", line=2, field="CUST_NAME")
+    else:
+        assert not r.of_code("E310") and r.status == "accepted", dict(r.counts)
+
+
+def test_E310_in_a_big_file_split_across_processes(rows: DeliveryRows, out: Path) -> None:
+    rows.rows["VIP_CUST_INFO"][2]["CUST_NAME"] = "测试\x00公司"
+    rows.rows["VIP_SUMMARY"][1]["CUST_CNT"] = "9" * 5000
+    rows.write(out, encoding="GB18030")
+    serial = run(out)
+    split = run(out, parallel_min_bytes=0, workers=2)
+    assert dict(split.counts) == dict(serial.counts) and {"E310", "E305"} <= set(serial.counts)
+    assert [f.as_dict() for f in split.sorted_findings()] == [f.as_dict() for f in serial.sorted_findings()]
+    expect(split, "E310", line=3, field="CUST_NAME")
+
+
+def test_E202_a_nul_in_an_xml_file_is_not_well_formed_at_its_line(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out, fmt="xml")
+    f = data_file(out, "32002")
+    lines = f.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b">20", b">2\x000", 1)
+    f.write_bytes(b"\n".join(lines))
+    refresh_check(out)
+    r = run(out)
+    expect(r, "E202", line=4, file_contains="32002")
+    _feedback_round_trips(r)
+
+
+@pytest.mark.parametrize("where", ["file name", "spec version", "period", "stray CR"])
+def test_E103_forbidden_character_in_the_check_file(rows: DeliveryRows, out: Path, where: str) -> None:
+    rows.write(out)
+    chk = next(out.glob("*.chk"))
+    lines = chk.read_bytes().split(b"\n")
+    line = 1 if where in ("spec version", "stray CR") else 2
+    if where == "file name":
+        lines[1] = lines[1].replace(b"_001.txt", b"_001\x00.txt", 1)
+    elif where == "spec version":
+        lines[0] = lines[0].replace(b"|1.0.", b"|1\x01.0.", 1)
+    elif where == "period":
+        parts = lines[1].split(b"|")
+        parts[4] = "2026\u200910\uffff".encode("utf-8")
+        lines[1] = b"|".join(parts)
+    else:
+        lines[0] += b"\r\r"
+    chk.write_bytes(b"\n".join(lines))
+    r = run(out)
+    expect(r, "E103", line=line)
+    assert r.stopped_at_tier == 1 and "\\" in (r.of_code("E103")[0].value or "")
+    _feedback_round_trips(r)
+
+
+def test_E101_control_characters_in_a_file_name_are_shown_escaped(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out)
+    f = data_file(out, "32002")
+    (out / (f.name + "\x01\x7f\u0085")).write_bytes(f.read_bytes() + b"\n")
+    r = run(out)
+    expect(r, "E101")
+    assert r.of_code("E101")[0].value == f.name + "\\x01\\x7f\\x85"
+    _feedback_round_trips(r)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "xml"])
+@pytest.mark.parametrize("unit,field", [("VIP_SUMMARY", "CUST_CNT"), ("VIP_SUMMARY", "INCOME_AMT")])
+def test_E305_a_5000_digit_number_is_a_finding(rows: DeliveryRows, out: Path, fmt: str, unit: str,
+                                                field: str) -> None:
+    rows.rows[unit][1][field] = "9" * 5000 + (".00" if field == "INCOME_AMT" else "")
+    r = run(rows.write(out, fmt=fmt))
+    expect(r, "E305", field=field)
+    _feedback_round_trips(r)
+
+
+@pytest.mark.parametrize("column", [2, 3])
+def test_E103_a_5000_digit_size_or_row_count(rows: DeliveryRows, out: Path, column: int) -> None:
+    rows.write(out)
+    chk = next(out.glob("*.chk"))
+    lines = chk.read_text("utf-8").split("\n")
+    parts = lines[1].split("|")
+    parts[column] = "9" * 5000
+    lines[1] = "|".join(parts)
+    chk.write_text("\n".join(lines), "utf-8")
+    expect(run(out), "E103", line=2)
+
+
+PAD = 100 * 1024
+
+
+@pytest.mark.parametrize("where,pad", [
+    ("after 100 KiB of comment", "<!--" + "x" * PAD + "-->\n"),
+    ("after 100 KiB of white space", " " * PAD + "\n"),
+    ("after 100 KiB of comments and PIs", ("<!-- a -->\n<?pi b?>\n" * (PAD // 20))),
+])
+def test_E205_doctype_after_a_long_prolog(rows: DeliveryRows, out: Path, where: str, pad: str) -> None:
+    rows.write(out, fmt="xml")
+    doctype = '<!DOCTYPE VIP_SERV_SUM [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
+    _xml_edit(out, "32002", lambda t: t.replace("?>\n", "?>\n" + pad + doctype, 1).replace(
+        "<CYCLE_ID>202610", "<CYCLE_ID>&xxe;202610", 1))
+    r = run(out)
+    expect(r, "E205", line=2 + pad.count("\n"), file_contains="32002")
+    assert r.of_code("E205")[0].value == "<!DOCTYPE" and "root:" not in str(r.as_dict())
+    _feedback_round_trips(r)
+
+
+@pytest.mark.parametrize("where", ["root start", "inside a row", "after the root", "entity alone"])
+def test_E205_declaration_after_the_root_starts(rows: DeliveryRows, out: Path, where: str) -> None:
+    rows.write(out, fmt="xml")
+    decl = '<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+
+    def edit(t: str) -> str:
+        if where == "root start":
+            return t.replace("<ROW>", decl + "\n<ROW>", 1)
+        if where == "inside a row":
+            return t.replace("<ROW>", "<ROW>" + decl, 1)
+        if where == "entity alone":
+            return t.replace("<ROW>", '<!ENTITY xxe SYSTEM "file:///etc/passwd"><ROW>', 1)
+        return t + decl + "\n"
+
+    _xml_edit(out, "32002", edit)
+    r = run(out)
+    expect(r, "E205", file_contains="32002")
+    f = r.of_code("E205")[0]
+    assert f.value in ("<!DOCTYPE", "<!ENTITY") and f.line and f.line >= 3
+    assert "root:" not in str(r.as_dict())
+
+
+def test_E205_not_for_a_doctype_only_mentioned_in_a_comment_or_cdata(rows: DeliveryRows, out: Path) -> None:
+    rows.write(out, fmt="xml")
+    _xml_edit(out, "32002", lambda t: t.replace("?>\n", "?>\n<!-- no <!DOCTYPE here -->\n<?note <!ENTITY ?>\n", 1)
+              .replace("<ROW>", "<ROW><!-- <!DOCTYPE --><![CDATA[]]>", 1))
+    r = run(out)
+    assert r.status == "accepted", dict(r.counts)
+
+
+def test_a_value_of_megabytes_is_a_finding_with_a_bounded_value(rows: DeliveryRows, out: Path) -> None:
+    rows.rows["VIP_CUST_INFO"][1]["ADDRESS"] = "长" * (3 << 20)  # longer than any line is read
+    r = run(rows.write(out, encoding="GB18030"))
+    codes = {f.code for f in r.findings if f.line == 2}
+    assert codes & {"E201", "E305"} and r.status == REJECTED, dict(r.counts)
+    assert all(len(f.value or "") < 1100 for f in r.findings)
+    _feedback_round_trips(r)
+
+
+@pytest.mark.parametrize("attr,value", [("party", "44"), ("unit", "32003"), ("period", "202609")])
+def test_E116_xml_root_attributes_repeat_the_file_name(rows: DeliveryRows, out: Path, attr: str, value: str) -> None:
+    rows.write(out, fmt="xml")
+    _xml_edit(out, "32002", lambda t: re.sub(rf'\b{attr}="[^"]*"', f'{attr}="{value}"', t, count=1))
+    r = run(out)
+    expect(r, "E116", line=2, field=f"@{attr}", file_contains="32002")
+    assert r.of_code("E116")[0].value == value and r.stopped_at_tier == 1

@@ -27,7 +27,7 @@ from ...errors import BadRequest, ExchangeError
 from ...org.services import OrgService
 from ...runtime.flask import runtime
 from ...sftp import outbox
-from ..auth import login_required
+from ..auth import keep_session, login_required
 from . import bp, forms
 from .actions import actor, after_commit, done, refused
 
@@ -133,7 +133,7 @@ def exception_grant() -> Any:
     return response
 
 
-@bp.post("/cycles/exceptions/<int:exception_id>/revoke")
+@bp.post("/cycles/exceptions/<id:exception_id>/revoke")
 @login_required(ADMIN)
 def exception_revoke(exception_id: int) -> Any:
     """End an exception at once."""
@@ -200,7 +200,7 @@ def code_propose(name: str) -> Any:
                  "admin.code_domain", name=name)
 
 
-@bp.post("/code-lists/<name>/drafts/<int:draft_id>/publish")
+@bp.post("/code-lists/<name>/drafts/<id:draft_id>/publish")
 @login_required(ADMIN)
 def code_publish(name: str, draft_id: int) -> Any:
     """Publish a proposed version: in force from its date for validation, roll-ups and the provinces' agents."""
@@ -218,7 +218,7 @@ def code_publish(name: str, draft_id: int) -> Any:
     return response
 
 
-@bp.get("/code-lists/<name>/drafts/<int:draft_id>.yaml")
+@bp.get("/code-lists/<name>/drafts/<id:draft_id>.yaml")
 @login_required(ADMIN)
 def code_snippet(name: str, draft_id: int) -> Response:
     """The version as the YAML entry for interface_specs/code_lists/<domain>.yaml (the next release of the standard)."""
@@ -229,7 +229,7 @@ def code_snippet(name: str, draft_id: int) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}-{draft.version}.yaml"'})
 
 
-@bp.post("/code-lists/<name>/drafts/<int:draft_id>/withdraw")
+@bp.post("/code-lists/<name>/drafts/<id:draft_id>/withdraw")
 @login_required(ADMIN)
 def code_withdraw(name: str, draft_id: int) -> Any:
     """Withdraw a proposal (it stays on record)."""
@@ -335,7 +335,10 @@ def account_password(name: str) -> Any:
     """Set an account's password."""
     try:
         svc = AccountService(get_session(), actor())
-        svc.set_password(svc.get(name), request.form.get("password", ""))
+        account = svc.get(name)
+        svc.set_password(account, request.form.get("password", ""))  # ends the account's sessions
+        if name == actor():
+            keep_session(account)  # an admin setting their own: this session stays, the others end
     except ExchangeError as exc:
         return refused(exc, _account_page, name=name)
     return done(f"已为 {name} 设置新密码", f"new password set for {name}", "admin.account", name=name)
@@ -366,7 +369,7 @@ def _token_of(svc: AccountService, name: str, token_id: int) -> ApiToken:
     return token
 
 
-@bp.post("/accounts/<name>/tokens/<int:token_id>/revoke")
+@bp.post("/accounts/<name>/tokens/<id:token_id>/revoke")
 @login_required(ADMIN)
 def token_revoke(name: str, token_id: int) -> Any:
     """Revoke a token at once."""
@@ -376,7 +379,7 @@ def token_revoke(name: str, token_id: int) -> Any:
     return done(f"已吊销令牌 {token.prefix}…", f"token {token.prefix}… revoked", "admin.account", name=name)
 
 
-@bp.post("/accounts/<name>/tokens/<int:token_id>/rotate")
+@bp.post("/accounts/<name>/tokens/<id:token_id>/rotate")
 @login_required(ADMIN)
 def token_rotate(name: str, token_id: int) -> Any:
     """Replace a token: a new one with the same label and lifetime, the old one revoked, in one transaction."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import redirect, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from ...accounts.models import ADMIN, Account
@@ -12,6 +12,7 @@ from ...clock import BEIJING
 from ...db import get_session
 from ...review.models import REVIEW_STATES
 from ...review.services import AGES, MIN_JUSTIFICATION, STATE_NAMES, QueueFilter, ReviewService, deliver_comments
+from ...routing import int_arg
 from ...runtime.flask import runtime
 from ..auth import current_account, login_required
 from . import bp
@@ -28,16 +29,18 @@ def _actor() -> str:
     return account.name
 
 
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
-
-
 @bp.get("/")
 @login_required(ADMIN)
 def index() -> Response:
     """The admin area opens on the review queue."""
     return redirect(url_for("admin.review_queue"))
+
+
+@bp.route("/<path:rest>", methods=["GET", "POST"])
+@login_required(ADMIN)
+def not_found(rest: str) -> Response:
+    """Any other path under /admin/ (an id out of range too): the HTML 404 page rather than the API's JSON one."""
+    abort(404)
 
 
 @bp.get("/review/")
@@ -52,18 +55,19 @@ def review_queue() -> str:
                            states=REVIEW_STATES, state_names=STATE_NAMES, admin_section="review")
 
 
-@bp.get("/review/<int:delivery_id>")
+@bp.get("/review/<id:delivery_id>")
 @login_required(ADMIN)
 def review_delivery(delivery_id: int) -> str:
     """One delivery: receipt, summary by code, findings (paged), the raw lines around a finding, versions."""
     svc = _service()
     d = svc.delivery(delivery_id)
     code = request.args.get("code", "").strip()
-    findings, total, pages = svc.findings(d, code, _int_arg("page") or 1)
+    page = int_arg(request.args, "page", 1)  # a number out of range is a 422, never a database overflow
+    findings, total, pages = svc.findings(d, code, page)
     return render_template(
         "admin/review_delivery.html", d=d, svc=svc, sender=svc.sender(d), review=svc.review(d), state=svc.state(d),
         summary=svc.summary(d), findings=findings, findings_total=total, pages=pages,
-        page=min(_int_arg("page") or 1, pages), code=code, context=svc.context(d, _int_arg("finding")),
+        page=min(page, pages), code=code, context=svc.context(d, int_arg(request.args, "finding")),
         versions=svc.versions(d), comments=svc.comments(d), receipt=svc.receipt_text(d),
         state_names=STATE_NAMES, min_justification=MIN_JUSTIFICATION, admin_section="review")
 
@@ -72,7 +76,7 @@ def _done(delivery_id: int) -> Response:
     return redirect(url_for("admin.review_delivery", delivery_id=delivery_id) + "#actions")
 
 
-@bp.post("/review/<int:delivery_id>/reviewed")
+@bp.post("/review/<id:delivery_id>/reviewed")
 @login_required(ADMIN)
 def mark_reviewed(delivery_id: int) -> Response:
     """Mark the delivery reviewed."""
@@ -82,7 +86,7 @@ def mark_reviewed(delivery_id: int) -> Response:
     return _done(delivery_id)
 
 
-@bp.post("/review/<int:delivery_id>/comment")
+@bp.post("/review/<id:delivery_id>/comment")
 @login_required(ADMIN)
 def comment(delivery_id: int) -> Response:
     """Comment to the province: recorded, then placed in its outbox beside the feedback files."""
@@ -93,7 +97,7 @@ def comment(delivery_id: int) -> Response:
     return _done(delivery_id)
 
 
-@bp.post("/review/<int:delivery_id>/resend")
+@bp.post("/review/<id:delivery_id>/resend")
 @login_required(ADMIN)
 def request_resend(delivery_id: int) -> Response:
     """Ask the province for a resend (it reaches the province as a comment)."""
@@ -104,7 +108,7 @@ def request_resend(delivery_id: int) -> Response:
     return _done(delivery_id)
 
 
-@bp.post("/review/<int:delivery_id>/accept-warnings")
+@bp.post("/review/<id:delivery_id>/accept-warnings")
 @login_required(ADMIN)
 def accept_warnings(delivery_id: int) -> Response:
     """Accept the warnings of an accepted-with-warnings delivery, with a justification; never errors."""
