@@ -9,10 +9,10 @@ it adds to the server's own tables:
   its state (built, sent, judged) and HQ's verdict; ``ForwardSource`` names the versions it
   carries, ``ForwardLine`` maps its lines back to the prefecture files they came from, and
   ``HqFinding`` keeps HQ's findings mapped to those files.
-- ``InternalDeadline``: a deadline the province sets for its prefectures, earlier than HQ's.
+- ``HubCycle``: HQ's deadline and state of a cycle, and the province's earlier deadline for its prefectures.
 
-At HQ, ``DeliveryApproval`` records what a hub said about a delivery it forwarded: who
-approved which networks at the province, and when.
+At HQ, ``submissions.models.DeliveryApproval`` records what a hub said about a delivery
+it forwarded: who approved which networks at the province, and when.
 """
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..clock import utcnow
 from ..db import Base, UTCDateTime
 
+# Decisions on a network's data for a cycle.
 APPROVED, RETURNED = "approved", "returned"
-BUILT, SENT, JUDGED, FAILED = "built", "sent", "judged", "failed"
+# A forward's life: built (archived, queued to send), sent (HQ's receipt), judged (HQ's verdict).
+BUILT, SENT, JUDGED = "built", "sent", "judged"
 
 
 class Approval(Base):
@@ -43,7 +45,7 @@ class Approval(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     comment: Mapped[str] = mapped_column(Text, default="")
 
-    versions: Mapped[list["ApprovedVersion"]] = relationship(cascade="all, delete-orphan")
+    versions: Mapped[list[ApprovedVersion]] = relationship(cascade="all, delete-orphan")
 
 
 class ApprovedVersion(Base):
@@ -56,15 +58,23 @@ class ApprovedVersion(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("unit_version.id"))
 
 
-class InternalDeadline(Base):
-    """The province's own deadline for its prefectures in a cycle (HQ's stays as it is)."""
+class HubCycle(Base):
+    """A cycle as HQ runs it (deadline, state) and the province's own, earlier deadline for its prefectures.
 
-    __tablename__ = "hub_internal_deadline"
+    The hub's ``ReportingCycle`` is what its prefectures see: HQ's state, and the internal
+    deadline where the province set one (else HQ's). HQ's own deadline stays here: it
+    decides when a forward is late.
+    """
+
+    __tablename__ = "hub_cycle"
 
     cycle: Mapped[str] = mapped_column(String(7), primary_key=True)
-    deadline: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    set_by: Mapped[str] = mapped_column(String(64))
-    set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    hq_deadline: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    hq_state: Mapped[str] = mapped_column(String(16))
+    internal_deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    set_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    set_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    synced_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Forward(Base):
@@ -78,8 +88,11 @@ class Forward(Base):
     cycle: Mapped[str] = mapped_column(String(7))
     resend: Mapped[int] = mapped_column()
     check_name: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16), default=BUILT)  # built | sent | judged | failed
-    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{name, sha256, size}] archived
+    state: Mapped[str] = mapped_column(String(16), default=BUILT)  # built | sent | judged
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{name, sha256, size, unit}] archived
+    manifest_sha256: Mapped[str] = mapped_column(String(64))  # <check>.approval.json, sent with the files
+    report_sha256: Mapped[str | None] = mapped_column(String(64), default=None)  # the hub's own validation (JSON)
+    hub_warnings: Mapped[int] = mapped_column(default=0)
     networks: Mapped[list[str]] = mapped_column(JSON, default=list)
     approvals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # who approved which network, when
     created_by: Mapped[str] = mapped_column(String(64))
@@ -92,9 +105,11 @@ class Forward(Base):
     hq_errors: Mapped[int] = mapped_column(default=0)
     hq_warnings: Mapped[int] = mapped_column(default=0)
     judged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
-    hq_comments: Mapped[list[str]] = mapped_column(JSON, default=list)
+    hq_review_state: Mapped[str | None] = mapped_column(String(32), default=None)  # e.g. resend_requested
+    hq_comments: Mapped[list[str]] = mapped_column(JSON, default=list)  # as HQ wrote them, oldest first
+    answers_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)  # last asked HQ
 
-    sources: Mapped[list["ForwardSource"]] = relationship(cascade="all, delete-orphan")
+    sources: Mapped[list[ForwardSource]] = relationship(cascade="all, delete-orphan")
 
 
 class ForwardSource(Base):
@@ -116,6 +131,7 @@ class ForwardLine(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     forward_id: Mapped[int] = mapped_column(ForeignKey("hub_forward.id", ondelete="CASCADE"), index=True)
+    unit: Mapped[str] = mapped_column(String(5))
     file: Mapped[str] = mapped_column(String(255))  # the forwarded file's name
     first_line: Mapped[int] = mapped_column()  # its line (or XML row) where the run starts
     count: Mapped[int] = mapped_column()
@@ -143,14 +159,3 @@ class HqFinding(Base):
     source_delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"), default=None, index=True)
     source_file: Mapped[str | None] = mapped_column(String(255), default=None)
     source_line: Mapped[int | None] = mapped_column(default=None)
-
-
-class DeliveryApproval(Base):
-    """At HQ: what the province hub that forwarded a delivery said of its approval."""
-
-    __tablename__ = "delivery_approval"
-
-    delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id", ondelete="CASCADE"), primary_key=True)
-    approvals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{latn_id, by, at}]
-    forwarded_by: Mapped[str] = mapped_column(String(64), default="")
-    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
