@@ -429,8 +429,10 @@ def cycle_import(ctx: click.Context, check_file: Path, open_now: bool) -> None:
 def _register() -> None:
     from .consolidation.cli import report
     from .demo import demo
+    from .hub.cli import hub_group
     from .lists.cli import list_group
     from .push.cli import push_group
+    from .review.cli import review_group
     from .sample_data.cli import sample_data
 
     main.add_command(sample_data)
@@ -438,6 +440,8 @@ def _register() -> None:
     main.add_command(push_group)
     main.add_command(demo)
     main.add_command(report)
+    main.add_command(hub_group)
+    main.add_command(review_group)
 
 
 _register()

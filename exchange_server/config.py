@@ -66,6 +66,21 @@ class Settings:
     sftp_complete_wait_seconds: int = 3600  # a check file waits this long for its data files
     sftp_scan_seconds: float = 2.0  # how often inboxes are scanned (uploads also wake the scanner)
     dropbox_root: str = ""  # drop-box mode: <root>/<party>/inbox and outbox served by OpenSSH
+    # Province hub (docs/tiers.md): set hub_party to run this server for one province's
+    # prefectures; it forwards what the province approves to HQ (the "upstream").
+    hub_party: str = ""  # e.g. "42"; empty: this server is HQ
+    upstream_transport: str = "http"  # how the hub reaches HQ: http | sftp
+    upstream_url: str = ""  # HQ's base URL (http transport)
+    upstream_token_file: str = ""  # the province account's API token at HQ, in a file of its own
+    upstream_ca_file: str = ""  # HQ's CA certificate (PEM); empty: the system's trust store
+    upstream_sftp_host: str = ""
+    upstream_sftp_port: int = 22
+    upstream_sftp_user: str = ""
+    upstream_sftp_key_file: str = ""  # the province's private key for HQ's SFTP server
+    upstream_sftp_known_hosts: str = ""  # HQ's host key (never accepted blindly)
+    upstream_timeout: float = 120.0
+    hub_sync_seconds: float = 300.0  # how often the hub fetches HQ's calendar, list and code lists
+    hub_poll_seconds: float = 5.0  # how often the forwarder sends queued forwards and asks HQ for answers
     # Auth
     token_ttl_days: int = 365
     session_cookie_secure: bool = False  # always Secure; without it, Secure whenever the request came over HTTPS
@@ -100,6 +115,11 @@ class Settings:
     def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
         """``trusted_proxies`` parsed (load_settings has checked it)."""
         return tuple(ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip())
+
+    @property
+    def is_hub(self) -> bool:
+        """Whether this server is a province hub (it has an upstream HQ) rather than HQ."""
+        return bool(self.hub_party)
 
     @property
     def is_sqlite(self) -> bool:
@@ -179,6 +199,17 @@ def _check(s: Settings) -> None:
     if not 1 <= s.http_threads <= s.http_max_threads:
         raise ConfigError(f"settings http_threads ({s.http_threads}) and http_max_threads ({s.http_max_threads}): "
                           "need 1 <= http_threads <= http_max_threads")
+    if s.hub_party:
+        if not (len(s.hub_party) == 2 and s.hub_party.isdigit()) or s.hub_party == "00":
+            raise ConfigError(f"setting hub_party must be a province code (two digits, e.g. 42), got {s.hub_party!r}")
+        if s.upstream_transport not in ("http", "sftp"):
+            raise ConfigError(f"setting upstream_transport must be http or sftp, got {s.upstream_transport!r}")
+        needed = (("upstream_url", "upstream_token_file") if s.upstream_transport == "http" else
+                  ("upstream_sftp_host", "upstream_sftp_user", "upstream_sftp_key_file", "upstream_sftp_known_hosts"))
+        missing = [n for n in needed if not getattr(s, n)]
+        if missing:
+            raise ConfigError(f"a hub ({s.hub_party}) reaching HQ over {s.upstream_transport} needs "
+                              f"{', '.join(missing)} (docs/tiers.md)")
     for name in ("http_header_timeout", "http_idle_timeout", "http_timeout"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name} must be a positive number of seconds")

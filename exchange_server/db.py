@@ -62,6 +62,7 @@ def import_models() -> None:
     from .code_lists import models as _code_lists  # noqa: F401
     from .consolidation import models as _consolidation  # noqa: F401
     from .cycles import models as _cycles  # noqa: F401
+    from .hub import models as _hub  # noqa: F401
     from .ingestion import models as _ingestion  # noqa: F401
     from .lists import models as _lists  # noqa: F401
     from .org import models as _org  # noqa: F401

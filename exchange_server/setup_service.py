@@ -14,7 +14,8 @@ def initialise(rt: Runtime, day: dt.date | None = None) -> dict[str, int | str |
     before = migrations.current_revision(rt.db.engine)
     migrations.upgrade(rt.db.engine)
     with rt.db.session() as session:
-        added, updated = OrgService(session).sync_from_spec(rt.spec, day or dt.date.today())
+        added, updated = OrgService(session).sync_from_spec(rt.spec, day or dt.date.today(),
+                                                           rt.settings.hub_party or None)
     filled = {"contact_facts": 0, "cycles": 0}
     with rt.db.session() as session:
         if needs_backfill(session):  # data accepted before the aggregates existed (migration 0007)

@@ -275,9 +275,21 @@ class Agent:
         province = province_of(sender)
         if province is None or province != province_of(self.config.party):
             return None
-        cl = history.for_cycle(cycle, province)
+        # A local network's agent fed by its province hub keeps its network's part of the list
+        # (D_<network>_... slices): the hub checks it against that part, and so does the agent.
+        network = sender if sender != province and self._network_part(sender) else None
+        cl = history.for_cycle(cycle, province, network)
         return ValidationContext(list_ids=cl.ids, list_version=cl.label, list_explain=cl.explain,
                                  list_complete=sender == province)
+
+    def _network_part(self, network: str) -> bool:
+        """Whether the kept list slices are a local network's own part (cut by a province hub)."""
+        for v in self.state.list_versions():
+            folder = Path(v["folder"])
+            if folder.is_dir() and any(p.name.startswith(f"D_{network}_") and p.name.endswith(".chk")
+                                       for p in folder.iterdir()):
+                return True
+        return False
 
     # -- building and sending ---------------------------------------------------------------------
     def build(self, cycle: str, out: Outcome, mode: str = "P", units: list[str] | None = None) -> Record | None:

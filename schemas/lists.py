@@ -39,6 +39,7 @@ class ListEntry:
     eff: dt.date
     exp: dt.date | None
     change: str = "U"
+    lead_latn: str = ""  # the lead local network (a province hub serves each network its part)
 
     def valid_on(self, day: dt.date) -> bool:
         """Whether this entry, when it governs ``day``, keeps the customer on the list that day."""
@@ -62,7 +63,8 @@ def entry_from_row(row: Mapping[str, str]) -> ListEntry:
     eff = _parse_day(row["EFF_DATE"])
     assert eff is not None, "EFF_DATE is required (validated before)"
     return ListEntry(row["LIST_VERSION"], row["NATIONAL_CUST_ID"], row["LEAD_PROV_ID"], eff,
-                     _parse_day(row.get("EXP_DATE", "")), row.get("CHANGE_TYPE", "U") or "U")
+                     _parse_day(row.get("EXP_DATE", "")), row.get("CHANGE_TYPE", "U") or "U",
+                     row.get("LEAD_LATN_ID", ""))
 
 
 class ListHistory:
@@ -117,23 +119,26 @@ class ListHistory:
                 counted = g
         return counted
 
-    def in_force(self, begin: dt.date, end: dt.date, province: str | None = None) -> dict[str, ListEntry]:
+    def in_force(self, begin: dt.date, end: dt.date, province: str | None = None,
+                 network: str | None = None) -> dict[str, ListEntry]:
         """Customer id -> the entry that counts, for every customer in force during [begin, end].
 
-        With ``province``, only the customers that province leads for the period.
+        With ``province``, only the customers that province leads for the period; with
+        ``network`` also, only those that local network leads (its part, as a hub serves it).
         """
         out: dict[str, ListEntry] = {}
         for cust in self._by_customer:
             e = self.counted_entry(cust, begin, end)
-            if e is not None and (province is None or e.lead_prov == province):
+            if e is not None and (province is None or e.lead_prov == province) and \
+                    (network is None or e.lead_latn == network):
                 out[cust] = e
         return out
 
-    def for_cycle(self, cycle: str, province: str | None = None) -> "CycleList":
-        """The list as it counts for one cycle (and one province): ids, entries, explanations."""
+    def for_cycle(self, cycle: str, province: str | None = None, network: str | None = None) -> "CycleList":
+        """The list as it counts for one cycle (and one province, or one local network's part): ids, entries, explanations."""
         period = Cycle.parse(cycle)
-        counted = self.in_force(period.begin, period.end, province)
-        return CycleList(cycle, counted, self, period.begin, period.end, province)
+        counted = self.in_force(period.begin, period.end, province, network)
+        return CycleList(cycle, counted, self, period.begin, period.end, province, network)
 
     def latest_statement(self, cust_id: str) -> ListEntry | None:
         """The newest version's entry for a customer (whatever its dates)."""
@@ -151,6 +156,7 @@ class CycleList:
     begin: dt.date
     end: dt.date
     province: str | None
+    network: str | None = None  # a local network's part of the province's list (at a province hub)
 
     @property
     def ids(self) -> frozenset[str]:
@@ -171,8 +177,11 @@ class CycleList:
         if not entries:
             return f"{self.cycle}期名单{self.label}中没有该客户 / not on the list for {self.cycle} ({self.label})"
         elsewhere = self.history.counted_entry(cust_id, self.begin, self.end)
-        if elsewhere is not None:  # in force for the cycle, but led by another province
+        if elsewhere is not None and elsewhere.lead_prov != self.province:  # led by another province
             return elsewhere.describe() + f"，牵头省份{elsewhere.lead_prov} / lead province {elsewhere.lead_prov}"
+        if elsewhere is not None:  # the province's, but another local network's part
+            return elsewhere.describe() + (f"，牵头本地网{elsewhere.lead_latn} / lead local network "
+                                           f"{elsewhere.lead_latn}")
         # Not in force during the cycle: the entry governing its end (expired), else the first
         # one to take effect (not yet valid) says why.
         decisive = ListHistory._governing(entries, self.end) or min(entries, key=lambda e: e.eff)

@@ -64,6 +64,12 @@ class AccountService:
             if area is None or area.level not in (PROVINCE_LEVEL, LOCAL_NETWORK):
                 raise BadRequest(f"a province account needs a province or local network code, got {party!r}",
                                  f"省公司账户需要省份或本地网编码，收到 {party!r}", code="bad_party")
+            if not area.active:
+                # Abolished, or (at a province hub) another province's: nobody sends as it here.
+                raise BadRequest(f"area {party} ({area.name_en}) is not served by this server: abolished, or "
+                                 "another province's (a hub serves its own province only)",
+                                 f"本服务器不受理 {party}（{area.name_zh}）：已撤销，或属于其他省份（省级枢纽只服务本省）",
+                                 code="party_not_served", errors={"party": party})
             return area
         if party:
             raise BadRequest("only province accounts have a party", "只有省公司账户有所属单位", code="bad_party")

@@ -27,9 +27,14 @@ blp = Blueprint("lists", __name__, url_prefix="/api/v1/list",
 
 
 def _province(party: str | None) -> str:
-    province = OrgService(get_session()).province_of(party) if party else None
+    """Whose slices the account gets: its province's, or its own network's part where one is cut (a hub)."""
+    session = get_session()
+    province = OrgService(session).province_of(party) if party else None
     if province is None:
         raise NotFound("this account has no province", "此账户没有所属省份", code="no_province")
+    rt = runtime()
+    if party != province and ListService(session, rt.archive, rt.spec).serves_network_part(str(party)):
+        return str(party)
     return province
 
 

@@ -79,6 +79,55 @@ class ReviewCommentSchema(Schema):
     delivered_at = fields.String(allow_none=True)
 
 
+class HqFindingSchema(Schema):
+    """One of HQ's findings on a forward, mapped to the prefecture delivery's own file and line."""
+
+    code = fields.String()
+    severity = fields.String()
+    file = fields.String(allow_none=True, metadata={"description": "the prefecture's own file the row came from"})
+    line = fields.Integer(allow_none=True, metadata={"description": "its line in that file"})
+    field = fields.String(allow_none=True)
+    value = fields.String(allow_none=True)
+    expected = fields.String(allow_none=True)
+    message_zh = fields.String()
+    message_en = fields.String()
+    hq_file = fields.String(allow_none=True, metadata={"description": "the forwarded file HQ judged"})
+    hq_line = fields.Integer(allow_none=True)
+
+
+class HqAnswerSchema(Schema):
+    """At a province hub: HQ's answer on a forward that carried this delivery's rows."""
+
+    forward = fields.String(metadata={"description": "the province delivery the hub forwarded, e.g. P_42_202611_00"})
+    forward_id = fields.Integer()
+    state = fields.String(metadata={"description": "built, sent or judged"})
+    sent_at = fields.String(allow_none=True)
+    hq_delivery_id = fields.Integer(allow_none=True)
+    hq_status = fields.String(allow_none=True)
+    hq_errors = fields.Integer()
+    hq_warnings = fields.Integer()
+    judged_at = fields.String(allow_none=True)
+    hq_review_state = fields.String(allow_none=True)
+    findings = fields.List(fields.Nested(HqFindingSchema))
+
+
+class NetworkApprovalSchema(Schema):
+    """At HQ: one local network's approval at the province hub that forwarded the delivery."""
+
+    latn_id = fields.String()
+    by = fields.String()
+    at = fields.String()
+    versions = fields.List(fields.Dict())
+
+
+class DeliveryApprovalSchema(Schema):
+    """At HQ: what the forwarding province hub said of the delivery's approval."""
+
+    hub = fields.String()
+    forwarded_by = fields.String()
+    networks = fields.List(fields.Nested(NetworkApprovalSchema))
+
+
 class DeliverySchema(ReceiptSchema):
     """A delivery with its verdict."""
 
@@ -103,6 +152,10 @@ class DeliverySchema(ReceiptSchema):
     review_state = fields.String(metadata={"description": "HQ's review: open, reviewed, resend_requested, "
                                                           "warnings_accepted"})
     comments = fields.List(fields.Nested(ReviewCommentSchema), metadata={"description": "HQ's comments, oldest first"})
+    hq = fields.List(fields.Nested(HqAnswerSchema), metadata={
+        "description": "at a province hub: HQ's answers on the forwards carrying this delivery (empty elsewhere)"})
+    approval = fields.Nested(DeliveryApprovalSchema, allow_none=True, metadata={
+        "description": "at HQ: who approved which networks at the province hub that forwarded it (null otherwise)"})
 
 
 class DeliveryQueryArgsSchema(Schema):

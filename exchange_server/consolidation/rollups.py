@@ -31,7 +31,7 @@ from ..clock import as_utc, beijing_stamp, iso, utcnow
 from ..code_lists.services import live_spec
 from ..cycles.models import ReportingCycle
 from ..org.models import LOCAL_NETWORK, PROVINCE, Area
-from ..submissions.models import DataScope, Delivery, DeliveryFile, UnitVersion
+from ..submissions.models import DataScope, Delivery, DeliveryApproval, DeliveryFile, UnitVersion
 from .aggregates import Aggregates, list_stamp_text
 from .models import (
     FACTS, MONEY_SCALE, CoverageAggregate, CustomerAggregate, CycleGeneration, IncomeFact, ProductAggregate, ServFact,
@@ -365,6 +365,7 @@ class RollupService:
                 .order_by(Delivery.id)):
             if party is not None and unit is not None:
                 latest[(parent.get(party) or party, unit)] = (did, status)
+        approvals = self._approvals(cycle)
         matrix: list[dict[str, Any]] = []
         counts = {"accepted": 0, "late": 0, "received": 0, "missing": 0}
         for p in provinces:
@@ -388,11 +389,39 @@ class RollupService:
                 if cell["state"] == "late":
                     counts["late"] += 1
                 cells[u] = cell
-            matrix.append({"prov_id": p.code, "name_zh": p.name_zh, "name_en": p.name_en, "units": cells})
+            matrix.append({"prov_id": p.code, "name_zh": p.name_zh, "name_en": p.name_en, "units": cells,
+                           "approval": approvals.get(p.code)})
         expected = len(provinces) * len(units)
         return {"cycle": cycle, "units": units, "expected": expected, "accepted": counts["accepted"],
                 "late": counts["late"], "received": counts["received"], "missing": counts["missing"],
                 "reporting_rate_pct": _share(counts["accepted"], expected), "matrix": matrix}
+
+    def _approvals(self, cycle: str) -> dict[str, dict[str, Any]]:
+        """Per province: whether what counts was approved at its hub, by whom and when (the hubs' manifests).
+
+        Only provinces whose counted data came (at least partly) through a hub have an entry:
+        ``networks`` counted, ``approved`` of them approved at the hub, ``by`` and ``last_at``.
+        """
+        counted: dict[str, dict[str, int]] = {}  # province -> network -> a delivery counting for it
+        for c in self._counted(cycle):
+            counted.setdefault(c.prov_id, {})[c.latn_id] = c.delivery_id
+        ids = sorted({d for nets in counted.values() for d in nets.values()})
+        manifests = {a.delivery_id: a for a in self.session.scalars(
+            select(DeliveryApproval).where(DeliveryApproval.delivery_id.in_(ids)))} if ids else {}
+        out: dict[str, dict[str, Any]] = {}
+        for prov, nets in counted.items():
+            approved: dict[str, dict[str, Any]] = {}
+            for latn, delivery_id in nets.items():
+                m = manifests.get(delivery_id)
+                entry = next((n for n in m.networks if n.get("latn_id") == latn), None) if m else None
+                if entry is not None:
+                    approved[latn] = entry
+            if approved:
+                out[prov] = {"networks": len(nets), "approved": len(approved),
+                             "by": sorted({str(e.get("by") or "") for e in approved.values()} - {""}),
+                             "last_at": max(str(e.get("at") or "") for e in approved.values()) or None,
+                             "deliveries": sorted({nets[n] for n in approved})}
+        return out
 
     def lineage(self, cycle: str) -> list[dict[str, Any]]:
         """The versions whose rows the figures count, with the local networks each counts for."""

@@ -166,19 +166,20 @@ def source_files(path: Path, version: str | None = None, name: str | None = None
 
 
 def import_list(path: Path, spec: Spec, version: str | None = None, options: ValidationOptions | None = None,
-                name: str | None = None) -> ImportedList:
+                name: str | None = None, party: str = NATIONAL) -> ImportedList:
     """Read and validate a national list in any supported format; Unprocessable when it is rejected.
 
     ``name`` is the name a CSV or XLSX file was sent under, when it is stored under
     another (an upload's temporary file): findings and the format follow it. The spec's
-    files always go by their own names.
+    files always go by their own names. ``party`` is whose list the spec's files must be:
+    HQ's national one (``00``), or at a province hub the province's slice HQ sent it.
     """
     path = Path(path)
     if version is not None:
         check_version(version)
     fmt = detect_format(path, name)
     if fmt == SPEC:
-        return _import_spec(path, spec, version, options)
+        return _import_spec(path, spec, version, options, party)
     shown = name or path.name
     if fmt == CSV:
         table = _csv_table(path, shown)
@@ -188,14 +189,15 @@ def import_list(path: Path, spec: Spec, version: str | None = None, options: Val
 
 
 # -- the spec's own format ------------------------------------------------------------------
-def _import_spec(path: Path, spec: Spec, version: str | None, options: ValidationOptions | None) -> ImportedList:
+def _import_spec(path: Path, spec: Spec, version: str | None, options: ValidationOptions | None,
+                 party: str = NATIONAL) -> ImportedList:
     files = source_files(path, version)
     check_path = files[0]
     try:
         check = CheckFile.parse(check_path.read_bytes())
     except CheckFileError:
         check = None  # the validator reports it (E103) with line and value
-    if check is not None and (check.mode != "D" or check.party != NATIONAL):
+    if check is not None and (check.mode != "D" or check.party != party):
         raise BadRequest(f"{check_path.name} is not a national list delivery (D_00_...)",
                          f"{check_path.name} 不是集团下发的全国名单（D_00_...）", code="list_not_national",
                          errors={"file": check_path.name, "expected": "D_00_<version>_nn.chk"})

@@ -72,7 +72,8 @@ class ListSlice(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_version_id: Mapped[int] = mapped_column(ForeignKey("list_version.id", ondelete="CASCADE"))
-    province: Mapped[str] = mapped_column(String(2))
+    # A province; at a province hub also one of its local networks (its part of the slice).
+    province: Mapped[str] = mapped_column(String(4))
     rows: Mapped[int] = mapped_column()
     check_name: Mapped[str] = mapped_column(String(64))
     check_sha256: Mapped[str] = mapped_column(String(64))

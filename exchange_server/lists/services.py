@@ -291,13 +291,13 @@ class ListService:
 
     # -- loading ----------------------------------------------------------------------
     def load(self, path: Path, version: str | None = None, source_name: str | None = None, *,
-             day: dt.date | None = None) -> ListVersion:
+             day: dt.date | None = None, party: str = "00") -> ListVersion:
         """Archive, validate and store a list as a draft with its changes against the published version.
 
         ``source_name`` is the name a CSV or XLSX file was sent under when ``path`` is a
         temporary file (it then names the file in findings and decides the format). ``day``
         is the load day (Beijing; today by default): customers that drop off the list are
-        removed as of that day.
+        removed as of that day. ``party``: a province hub loads its province's slice from HQ.
         """
         path = Path(path)
         if version is not None:
@@ -306,7 +306,7 @@ class ListService:
         # Every received file is kept before anything else happens to it, rejected or not.
         digests = {p.name: self._archive_file(p) for p in files}
         source = files[0]
-        imported = import_list(path, self.spec, version, name=source_name)
+        imported = import_list(path, self.spec, version, name=source_name, party=party)
         name, fmt, warnings = imported.version, imported.format, len(imported.warnings)
         dates = _Dates(iso=self.session.get_bind().dialect.name == "sqlite")
         rows = self._rows(imported, dates)
@@ -498,7 +498,8 @@ class ListService:
         return out
 
     # -- publishing -------------------------------------------------------------------
-    def publish(self, version: ListVersion, actor: str | None = None, *, confirm_impact: bool = False) -> list[ListSlice]:
+    def publish(self, version: ListVersion, actor: str | None = None, *, confirm_impact: bool = False,
+                network_parts: bool = False) -> list[ListSlice]:
         """Publish a draft: supersede the current version and archive one slice per province with customers.
 
         Provinces that lead no customer (not even a removed one) get no slice: the spec
@@ -506,7 +507,9 @@ class ListService:
         leading nobody. When accepted data of an open cycle would fail the list checks
         once the version is in force (``impact.py``), publishing needs ``confirm_impact``;
         without it a Conflict (``list_publish_impact``) carries the impact. Either way the
-        impact is in the audit record.
+        impact is in the audit record. ``network_parts`` (a province hub) also cuts each local
+        network of the served provinces its own part: the customers it leads (``LEAD_LATN_ID``),
+        and those it led in the version before, so that it sees them leave.
         """
         from .impact import ListImpactService
 
@@ -554,6 +557,8 @@ class ListService:
                 by_province.setdefault(before, []).append(_Moved(*values))
         provinces = [a.code for a in OrgService(self.session).provinces()]
         slices = [self._cut(version, p, by_province[p]) for p in provinces if p in by_province]
+        if network_parts:
+            slices += self._cut_networks(version, provinces)
         unsliced = {p: len(es) for p, es in sorted(by_province.items()) if p not in provinces}
         if base is not None:
             base.state = SUPERSEDED
@@ -567,6 +572,28 @@ class ListService:
                impact=impact.as_dict()["newly_failing"] if impact is not None else [],
                confirmed_impact=bool(impact is not None and impact.failing))
         return slices
+
+    def _cut_networks(self, version: ListVersion, provinces: list[str]) -> list[ListSlice]:
+        """Each active local network's part of the served provinces' entries (a hub serves its prefectures)."""
+        c = ENTRIES.c
+        by_network: dict[str, list[Row[Any] | _Moved]] = {}
+        for e in self.session.execute(select(*(c[a] for a in ENTRY_COLUMNS))
+                                      .where(c.list_version_id == version.id, c.lead_prov_id.in_(provinces))
+                                      .order_by(c.rank, c.id)):
+            by_network.setdefault(e.lead_latn_id, []).append(e)
+        if version.based_on_id is not None:
+            new, old = ENTRIES.alias("new"), ENTRIES.alias("old")
+            moved = (select(old.c.lead_latn_id, *(new.c[a] for a in ENTRY_COLUMNS))
+                     .join(old, and_(old.c.national_cust_id == new.c.national_cust_id,
+                                     old.c.list_version_id == version.based_on_id))
+                     .where(new.c.list_version_id == version.id, old.c.lead_latn_id != new.c.lead_latn_id,
+                            old.c.lead_prov_id.in_(provinces), old.c.change_type != REMOVED)
+                     .order_by(new.c.rank, new.c.id))
+            for before, *values in self.session.execute(moved):
+                by_network.setdefault(before, []).append(_Moved(*values))
+        org = OrgService(self.session)
+        networks = [n.code for p in provinces for n in org.networks_of(p)]
+        return [self._cut(version, n, by_network[n]) for n in networks if n in by_network]
 
     def _cut(self, version: ListVersion, province: str, entries: Iterable[Row[Any] | _Moved]) -> ListSlice:
         """Write, check and archive one province's slice; the ListSlice (added to the version)."""
@@ -644,15 +671,15 @@ class ListService:
         c = ENTRIES.c
         counted = [i for i in stamp if i > 0] + ([draft.id] if draft is not None else [])
         query = (select(ListVersion.version, c.national_cust_id, c.lead_prov_id, c.eff_date, c.exp_date,
-                        c.change_type)
+                        c.change_type, c.lead_latn_id)
                  .join(ListVersion, ListVersion.id == c.list_version_id)
                  .where(c.list_version_id.in_(counted)))
         if province is not None:
             led = select(c.national_cust_id).where(c.list_version_id.in_(counted), c.lead_prov_id == province)
             query = query.where(c.national_cust_id.in_(led))
         history = ListHistory()
-        for version, cust, lead, eff, exp, change in self.session.execute(query):
-            history.add(SharedEntry(version, cust, lead, _as_date(eff) or dt.date.min, _as_date(exp), change))
+        for version, cust, lead, eff, exp, change, latn in self.session.execute(query):
+            history.add(SharedEntry(version, cust, lead, _as_date(eff) or dt.date.min, _as_date(exp), change, latn))
         if key is not None:
             # Bounded by entries, not histories: a national list at scale is a million of them.
             while _HISTORIES and sum(len(h) for h in _HISTORIES.values()) + len(history) > HISTORY_BUDGET:
@@ -660,11 +687,21 @@ class ListService:
             _HISTORIES[key] = history
         return history
 
-    def cycle_list(self, cycle: str, province: str, draft: ListVersion | None = None) -> CycleList | None:
-        """The province's list for a cycle: the entries in force during its period; None when no list is published."""
+    def cycle_list(self, cycle: str, province: str, draft: ListVersion | None = None,
+                   network: str | None = None) -> CycleList | None:
+        """The province's list for a cycle (or one local network's part of it): the entries in force during
+        its period; None when no list is published."""
         if draft is None and not self.stamp():
             return None
-        return self.history(province, draft).for_cycle(cycle, province)
+        return self.history(province, draft).for_cycle(cycle, province, network)
+
+    def serves_network_part(self, party: str) -> bool:
+        """Whether a local network is served its own part of the list (a province hub cuts one per network).
+
+        A sender is checked against the list it is served: its network's part where it gets
+        one, else its province's slice (as at HQ).
+        """
+        return self.session.scalar(select(ListSlice.id).where(ListSlice.province == party).limit(1)) is not None
 
     # -- acknowledgements -------------------------------------------------------------
     def record_download(self, slice: ListSlice, account_id: int, file_name: str, channel: str) -> ListDownload:

@@ -17,8 +17,13 @@ class OrgService:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def sync_from_spec(self, spec: Spec, day: dt.date) -> tuple[int, int]:
-        """Load every area code ever listed; those in force on ``day`` are active. Returns (added, updated)."""
+    def sync_from_spec(self, spec: Spec, day: dt.date, scope: str | None = None) -> tuple[int, int]:
+        """Load every area code ever listed; those in force on ``day`` are active. Returns (added, updated).
+
+        ``scope`` (a province hub's province) keeps only that province and its local
+        networks active: the hub's completeness, roll-ups and accounts cover its own
+        province, and nobody can be given an account for another province there.
+        """
         domain = spec.domain("Domain_area_id")
         current = domain.version_on(day)
         known = {a.code: a for a in self.session.scalars(select(Area))}
@@ -33,7 +38,7 @@ class OrgService:
                 seen[c.code] = (level, c.parent, c.name_zh, c.name_en, version.version)
         order = {GROUP: 0, PROVINCE: 1, LOCAL_NETWORK: 2}
         for code, (level, parent, zh, en, ver) in sorted(seen.items(), key=lambda kv: order.get(kv[1][0], 3)):
-            active = code in current.codes
+            active = code in current.codes and (scope is None or level == GROUP or code == scope or parent == scope)
             area = known.get(code)
             if area is None:
                 self.session.add(Area(code=code, level=level, parent_code=parent, name_zh=zh, name_en=en,

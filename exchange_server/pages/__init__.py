@@ -10,7 +10,8 @@ from flask import Blueprint, Flask
 
 from templates import TEMPLATE_DIR
 
-from . import admin, analyst, auth, i18n, province
+from ..runtime.flask import runtime
+from . import admin, analyst, auth, hub, i18n, province
 from .auth import current_account
 from .charts import compact_money, money, percent
 from .csrf import csrf_token
@@ -27,9 +28,12 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(analyst.bp)
     app.register_blueprint(admin.bp)  # admin pages: review queue (+ manage.py)
     app.register_blueprint(province.bp)  # province pages: own deliveries and the calendar (read-only)
+    if runtime(app).settings.is_hub:
+        app.register_blueprint(hub.bp)  # a province hub's pages: approve networks, forward to HQ (docs/tiers.md)
     app.register_blueprint(static)
     app.add_template_global(csrf_token)
     app.add_template_global(current_account)
+    app.add_template_global(hub.hub_link)  # the header's link to the hub pages (None unless at a hub)
     app.add_template_global(i18n.t)
     app.add_template_global(i18n.pick)
     app.add_template_global(i18n.html_lang)

@@ -73,7 +73,8 @@ def index() -> str:
 @login_required(PROVINCE)
 def delivery(delivery_id: int) -> str:
     """One delivery: receipt, summary by code, findings (paged), the raw lines around one, HQ's comments, versions."""
-    d = _service().delivery(_account(), delivery_id)  # NotFound for another province's: never reveal it exists
+    service = _service()
+    d = service.delivery(_account(), delivery_id)  # NotFound for another province's: never reveal it exists
     svc = _review()
     code = request.args.get("code", "").strip()[:16]
     page = int_arg(request.args, "page", 1)  # a number out of range is a 422, never a database overflow
@@ -83,9 +84,9 @@ def delivery(delivery_id: int) -> str:
         "province/delivery.html", d=d, sender=svc.sender(d), state=svc.state(d), state_names=STATE_NAMES,
         summary=svc.summary(d), findings=findings, findings_total=total, pages=pages,
         page=min(page, pages), code=code, context=svc.context(d, int_arg(request.args, "finding")),
-        versions=_service().visible_versions(_account(), svc.versions(d)), comments=svc.comments(d),
+        versions=service.visible_versions(_account(), svc.versions(d)), comments=svc.comments(d),
         comment_file=comment_file_name(d), receipt=svc.receipt_text(d), feedback=feedback,
-        failure=DELIVERY_FAILED, **_common("deliveries"))
+        hq_answers=service.hq_answers(d), failure=DELIVERY_FAILED, **_common("deliveries"))
 
 
 @bp.get("/deliveries/<id:delivery_id>/feedback/<kind>")

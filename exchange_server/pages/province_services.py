@@ -27,6 +27,7 @@ from ..clock import as_utc, utcnow
 from ..cycles.models import CLOSED, OPEN, PLANNED, ReportingCycle
 from ..cycles.services import CycleService
 from ..errors import BadRequest, NotFound
+from ..hub.answers import hq_findings
 from ..org.models import Area
 from ..org.services import OrgService
 from ..review.models import OPEN as REVIEW_OPEN
@@ -171,6 +172,14 @@ class ProvinceService:
     def delivery(self, account: Account, delivery_id: int) -> Delivery:
         """One delivery the account may see; NotFound (the same answer as "no such delivery") otherwise."""
         return self.deliveries.get(account, delivery_id)
+
+    def hq_answers(self, delivery: Delivery) -> list[dict[str, Any]]:
+        """At a province hub: HQ's answers on the forwards carrying the delivery, its findings at its own lines.
+
+        Only findings about this delivery's own rows are listed (``hq_findings`` maps them); the
+        verdict is on the province's forward, which the prefecture is told of anyway. Empty at HQ.
+        """
+        return hq_findings(self.session, delivery.id)
 
     def visible_versions(self, account: Account, versions: list[Delivery]) -> list[Delivery]:
         """Of a delivery's versions (as ReviewService lists them for HQ), those the account may open."""

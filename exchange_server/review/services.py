@@ -175,10 +175,14 @@ def comment_file_name(delivery: Delivery) -> str:
     return f"{delivery.check_name or f'delivery-{delivery.id}'}.comment.txt"
 
 
-def render_comments(delivery: Delivery, comments: list[ReviewComment]) -> bytes:
-    """The comment file: UTF-8, every comment with its time (Beijing) and author, oldest first."""
+def render_comments(delivery: Delivery, comments: list[ReviewComment], state: str = OPEN) -> bytes:
+    """The comment file: UTF-8, the review state, every comment with its time (Beijing) and author, oldest first.
+
+    The ``review state:`` line lets a province hub (and any program) tell a resend request
+    from a remark without reading the text.
+    """
     head = (f"# 总部审核意见 HQ review comments: {delivery.check_name or delivery.id}.chk "
-            f"(delivery {delivery.id})\n")
+            f"(delivery {delivery.id})\n# 审核状态 review state: {state}\n")
     parts = [head]
     for c in comments:
         stamp = c.created_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
@@ -420,10 +424,11 @@ def deliver_comments(rt: Runtime, delivery_id: int) -> str | None:
         account = s.get(Account, d.account_id) if d else None
         if d is None or account is None or not account.party:
             return None
-        comments = ReviewService(s, rt.archive).comments(d)
+        service = ReviewService(s, rt.archive)
+        comments = service.comments(d)
         if not comments:
             return None
-        name, data, party, ids = comment_file_name(d), render_comments(d, comments), account.party, \
+        name, data, party, ids = comment_file_name(d), render_comments(d, comments, service.state(d)), account.party, \
             [c.id for c in comments if c.delivered_at is None]
     key = rt.archive.put_bytes(data)
     place(rt, party, name, key, "review.comment")  # opens its own transaction: ours is closed by now

@@ -94,6 +94,8 @@ class Server:
         if s.dropbox_root:
             self._start_scanner(s.dropbox_root, "dropbox")
         self._start_pusher()
+        if s.is_hub:
+            self._start_forwarder()
         self.wsgi.prepare()  # binds now, so the effective port is known when start() returns
         self.port = int(self.wsgi.bind_addr[1])
         # Jobs a killed process held, and its debris: also with --workers 0 (separate workers
@@ -130,6 +132,16 @@ class Server:
         t = threading.Thread(target=Pusher(self.runtime).run_forever, args=(self.stop,), name="push", daemon=True)
         t.start()
         self.threads.append(t)
+
+    def _start_forwarder(self) -> None:
+        """A province hub: sync with HQ, send approved forwards, bring HQ's answers down (docs/tiers.md)."""
+        from ..hub.forwarder import Forwarder
+
+        forwarder = Forwarder(self.runtime)
+        t = threading.Thread(target=forwarder.run_forever, args=(self.stop,), name="hub-forwarder", daemon=True)
+        t.start()
+        self.threads.append(t)
+        self.on_stop.append(forwarder.wake.set)
 
     def _start_scanner(self, root: str, channel: str, busy: Any = None) -> Any:
         from ..sftp.inbox import InboxScanner

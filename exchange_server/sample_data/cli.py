@@ -27,8 +27,11 @@ def _provinces(value: str) -> list[str] | None:
               help="Data file format; mixed varies format, encoding and delimiter by province.")
 @click.option("--seed", type=int, default=2002, show_default=True, help="Same seed, same data.")
 @click.option("--list-version", default=None, help="Top-500 list version, e.g. 2026V01 (default: the cycle's year V01).")
+@click.option("--by-network", "by_network", default=None, metavar="PROVINCE",
+              help="Write this province's local networks' own deliveries (as prefectures send them to a hub) "
+                   "instead of one delivery per province.")
 def sample_data(cycle_id: str, out_dir: Path, provinces: str, scale: int, fmt: str, seed: int,
-                list_version: str | None) -> None:
+                list_version: str | None, by_network: str | None) -> None:
     """Write realistic sample deliveries (data files and check files) for one cycle."""
     from schemas.spec import load_spec
 
@@ -44,10 +47,16 @@ def sample_data(cycle_id: str, out_dir: Path, provinces: str, scale: int, fmt: s
         raise click.BadParameter(f"{list_version!r} is not a list version (e.g. 2026V01)", param_hint="--list-version")
     started = time.perf_counter()
     try:
-        result = generate(load_spec(), cycle_id, out_dir, provinces=_provinces(provinces), scale=scale, fmt=fmt,
-                          seed=seed, list_version=list_version)
+        if by_network:
+            from .generator import generate_networks
+
+            result = generate_networks(load_spec(), cycle_id, out_dir, by_network, scale=scale, fmt=fmt, seed=seed,
+                                       list_version=list_version)
+        else:
+            result = generate(load_spec(), cycle_id, out_dir, provinces=_provinces(provinces), scale=scale, fmt=fmt,
+                              seed=seed, list_version=list_version)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--provinces") from None
+        raise click.BadParameter(str(exc), param_hint="--by-network" if by_network else "--provinces") from None
     seconds = time.perf_counter() - started
     click.echo(f"wrote {len(result.deliveries)} deliveries, {result.files} files to {out_dir} in {seconds:.1f} s")
     for unit, n in sorted(result.rows.items()):

@@ -16,11 +16,12 @@ import datetime as dt
 import heapq
 import math
 import random
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from schemas.conventions import Cycle
 from schemas.spec.model import CodeListVersion, Spec
@@ -481,9 +482,17 @@ def write_province(model: SampleModel, province: str, cycle: Cycle, out: Path, f
             for row in product_rows(model, c, cycle):
                 prods.write(row)
                 result.count("VIP_CUST_PROD")
+    _write_summaries(w, f, summary_rows(model, province, cycle, top500), result)
+    return w.close()
+
+
+def _write_summaries(w: DeliveryWriter, f: str, rows: Iterable[tuple[dict[str, Any], list[dict[str, Any]],
+                                                                  list[dict[str, Any]]]],
+                     result: GenerationResult) -> None:
+    """The three summary units (32001-32003), each network's summary row with its service and income rows."""
     with w.unit("VIP_SUMMARY", fmt=f) as summ, w.unit("VIP_SERV_SUM", fmt=f) as serv, \
             w.unit("VIP_INCOME_SUM", fmt=f) as inc:
-        for s, sv, ic in summary_rows(model, province, cycle, top500):
+        for s, sv, ic in rows:
             summ.write(s)
             result.count("VIP_SUMMARY")
             for r in sv:
@@ -492,6 +501,46 @@ def write_province(model: SampleModel, province: str, cycle: Cycle, out: Path, f
             for r in ic:
                 inc.write(r)
                 result.count("VIP_INCOME_SUM")
+
+
+def write_network(model: SampleModel, province: str, network: str, cycle: Cycle, out: Path, fmt: str,
+                  result: GenerationResult) -> Path:
+    """Write one local network's own delivery (``P_<network>_...``, as a prefecture sends it to its hub).
+
+    It carries the customers whose home network it is, with their contacts and their
+    products in this network (a product a customer has in another network belongs to that
+    network's figures, not to this delivery), and this network's summaries. The networks'
+    deliveries of a province together are that province's data as its hub forwards it.
+    """
+    f, encoding, delimiter, newline = _style(province, fmt)
+    w = DeliveryWriter(model.spec, out, "P", network, cycle.id, encoding=encoding, delimiter=delimiter,
+                       newline=newline)
+    top500: dict[str, int] = {}
+    own = [c for c in model.customers(province, cycle.begin) if c.home.code == network]
+    # A network leading no customer sends its summaries only: the spec allows no empty file (E112).
+    with_contacts = any(True for c in own for _ in contact_rows(model, c, cycle))
+    with_products = any(row["LATN_ID"] == network for c in own for row in product_rows(model, c, cycle))
+    with ExitStack() as stack:
+        info = stack.enter_context(w.unit("VIP_CUST_INFO", fmt=f)) if own else None
+        contacts = stack.enter_context(w.unit("VIP_CUST_CONTACT", fmt=f)) if with_contacts else None
+        prods = stack.enter_context(w.unit("VIP_CUST_PROD", fmt=f)) if with_products else None
+        for c in own:
+            assert info is not None
+            info.write(customer_info_row(model, c, cycle))
+            result.count("VIP_CUST_INFO")
+            for row in contact_rows(model, c, cycle):
+                assert contacts is not None
+                contacts.write(row)
+                result.count("VIP_CUST_CONTACT")
+            mine = [row for row in product_rows(model, c, cycle) if row["LATN_ID"] == network]
+            if mine:
+                top500[network] = top500.get(network, 0) + 1
+            for row in mine:
+                assert prods is not None
+                prods.write(row)
+                result.count("VIP_CUST_PROD")
+    counted = (rows for rows in summary_rows(model, province, cycle, top500) if rows[0]["LATN_ID"] == network)
+    _write_summaries(w, f, counted, result)
     return w.close()
 
 
@@ -537,6 +586,24 @@ def generate(spec: Spec, cycle_id: str, out_dir: Path, provinces: Sequence[str] 
     result.deliveries += write_hq(model, cycle, version, Path(out_dir) / HQ, fmt, result)
     for p in chosen:
         result.deliveries.append(write_province(model, p, cycle, Path(out_dir) / p, fmt, result))
+    return result
+
+
+def generate_networks(spec: Spec, cycle_id: str, out_dir: Path, province: str, scale: int = 1, fmt: str = "mixed",
+                      seed: int = 2002, list_version: str | None = None,
+                      networks: Sequence[str] | None = None) -> GenerationResult:
+    """HQ's files to ``out_dir/00`` and each local network's own delivery of ``province`` to ``out_dir/<network>``."""
+    cycle = Cycle.parse(cycle_id)
+    model = SampleModel(spec, seed=seed, scale=scale)
+    if province not in model.quota:
+        raise ValueError(f"not a province code: {province}")
+    result = GenerationResult(Path(out_dir))
+    result.deliveries += write_hq(model, cycle, list_version or f"{cycle.begin.year}V01", Path(out_dir) / HQ, fmt,
+                                  result)
+    for net in model.networks(province, cycle.begin):
+        if networks is None or net.code in networks:
+            result.deliveries.append(write_network(model, province, net.code, cycle, Path(out_dir) / net.code, fmt,
+                                                   result))
     return result
 
 

@@ -33,6 +33,7 @@ from schemas.conventions import CheckFile, is_ignored
 from ..accounts.models import PROVINCE, Account
 from ..audit.services import record
 from ..runtime import Runtime
+from ..submissions.annexes import MANIFEST_SUFFIX
 from ..submissions.receiving import ReceivingService
 from ..submissions.upload import ReceivedFile, check_file_name
 from ..errors import BadRequest, ExchangeError
@@ -158,6 +159,10 @@ class InboxScanner:
         if missing:
             self._maybe_expire(party, inbox, check, missing)
             return None
+        # A hub's approval manifest travels with its delivery (uploaded before the check file).
+        annex = inbox / (check.name[:-4] + MANIFEST_SUFFIX)
+        if annex.is_file() and not annex.is_symlink() and not self.busy(annex):
+            paths.append(annex)
         return self._ingest(party, account, paths)
 
     def _sha256(self, path: Path) -> str:
@@ -183,7 +188,7 @@ class InboxScanner:
             files.append(ReceivedFile(p.name, staged.commit(), staged.size))
         check_entries = {e.name: e for e in CheckFile.parse(paths[0].read_bytes()).entries}
         for f in files[1:]:
-            if f.sha256 != check_entries[f.name].sha256:  # changed while we copied: try again next scan
+            if f.name in check_entries and f.sha256 != check_entries[f.name].sha256:  # changed while we copied: try again next scan
                 log.warning("%s changed while being taken; retrying", f.name)
                 return None
         with self.rt.db.session() as s:

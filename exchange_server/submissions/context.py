@@ -59,8 +59,12 @@ class ContextBuilder:
         if province is not None and delivery.mode in ("P", "T"):
             from ..lists.services import ListService
 
+            lists = ListService(self.session, self.archive, self.spec)
+            # A local network served its own part of the list (at a province hub) is checked against that part.
+            network = delivery.party if delivery.party != province and lists.serves_network_part(delivery.party) \
+                else None
             try:  # the entries in force during the cycle's period, across list versions
-                listed = ListService(self.session, self.archive, self.spec).cycle_list(delivery.period, province)
+                listed = lists.cycle_list(delivery.period, province, network=network)
             except ValueError:  # not a cycle id: E602 says so
                 listed = None
             if listed is not None:

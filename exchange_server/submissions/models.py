@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..clock import utcnow
@@ -144,3 +146,20 @@ class UnitVersion(Base):
 
     scope: Mapped[DataScope] = relationship(foreign_keys=[scope_id])
     delivery: Mapped[Delivery] = relationship()
+
+
+class DeliveryApproval(Base):
+    """What the province hub that forwarded a delivery says of it: who approved which networks, when.
+
+    It arrives with the delivery as ``<check>.approval.json`` (docs/tiers.md), is archived
+    like every received file and is not part of the delivery's data or its fingerprint.
+    """
+
+    __tablename__ = "delivery_approval"
+
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))  # the manifest as received, in the archive
+    hub: Mapped[str] = mapped_column(String(4))  # the province whose hub approved
+    networks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{latn_id, by, at, versions}]
+    forwarded_by: Mapped[str] = mapped_column(String(64), default="")  # who forwarded, at the hub
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

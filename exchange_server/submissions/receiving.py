@@ -24,6 +24,7 @@ from ..audit.services import record
 from ..clock import beijing_stamp, utcnow
 from ..ingestion.models import IngestJob
 from ..storage import Archive
+from .annexes import ApprovalManifests, split_annexes
 from .models import Delivery, DeliveryFile
 from .upload import ReceivedFile
 
@@ -53,7 +54,18 @@ class ReceivingService:
                                                           Delivery.fingerprint == fingerprint(files)))
 
     def receive(self, account: Account, channel: str, files: Sequence[ReceivedFile]) -> tuple[Delivery, bool]:
-        """Record a delivery whose files are archived; returns (delivery, is_duplicate)."""
+        """Record a delivery whose files are archived; returns (delivery, is_duplicate).
+
+        Annexes among the files (a hub's ``.approval.json``, ``annexes.py``) are recorded
+        with the delivery, not as its files.
+        """
+        files, annexes = split_annexes(files)
+        delivery, duplicate = self._receive(account, channel, files)
+        for annex in annexes:
+            ApprovalManifests(self.session, self.archive).record(account, delivery, annex)
+        return delivery, duplicate
+
+    def _receive(self, account: Account, channel: str, files: Sequence[ReceivedFile]) -> tuple[Delivery, bool]:
         existing = self.find_duplicate(account, files)
         if existing is not None:
             return existing, True

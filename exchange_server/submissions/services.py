@@ -117,4 +117,11 @@ def delivery_dict(service: DeliveryService, delivery: Delivery, base: str) -> di
     from ..review.services import comments_dict  # HQ's review: its state and comments to the sender
 
     out.update(comments_dict(service.session, delivery))
+    from ..hub.answers import hq_findings  # at a province hub: HQ's answers on the forwards carrying it
+    from ..submissions.models import DeliveryApproval
+
+    out["hq"] = hq_findings(service.session, delivery.id)
+    approval = service.session.get(DeliveryApproval, delivery.id)  # at HQ: what the forwarding hub said
+    out["approval"] = ({"hub": approval.hub, "forwarded_by": approval.forwarded_by, "networks": approval.networks}
+                       if approval is not None else None)
     return out

@@ -87,6 +87,15 @@ class Transport(ABC):
         """HQ's review comments on a delivery (each with its time and author), oldest first."""
         return []
 
+    def findings(self, receipt: Receipt) -> list[dict[str, Any]]:
+        """HQ's listed findings on a judged delivery (code, severity, file, line, field, value, expected,
+        message_zh, message_en), in the order of its record-level feedback."""
+        return []
+
+    def review_state(self, receipt: Receipt) -> str | None:
+        """Where HQ's review of a delivery stands (``resend_requested`` asks for a new version), where known."""
+        return None
+
     def max_resend(self, cycle: str) -> int | None:
         """The highest resend number HQ has seen from us for a cycle, where the transport can tell."""
         return None

@@ -208,6 +208,15 @@ class HttpTransport(Transport):
         """The full JSON report."""
         return self.get_json(f"/api/v1/deliveries/{receipt.delivery_id}/report")
 
+    def findings(self, receipt: Receipt) -> list[dict[str, Any]]:
+        """The listed findings of the JSON report."""
+        return list((self.report(receipt) or {}).get("findings") or [])
+
+    def review_state(self, receipt: Receipt) -> str | None:
+        """``review_state`` of the delivery JSON."""
+        state = self.get_json(f"/api/v1/deliveries/{receipt.delivery_id}").get("review_state")
+        return str(state) if state else None
+
     def fetch_list(self, dest: Path) -> tuple[str, list[Path]] | None:
         """The province's current slice: its check file and data file."""
         try:

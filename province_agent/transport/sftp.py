@@ -28,7 +28,7 @@ from .base import CycleInfo, Progress, Receipt, Transport, Verdict
 
 _SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 # A province's slice of a list version in its outbox: D_<province>_<yyyy>Vnn_<resend>.chk
-LIST_CHECK = re.compile(r"^D_[0-9]{2}_([0-9]{4}V[0-9]{2})_[0-9]{2}\.chk$")
+LIST_CHECK = re.compile(r"^D_[0-9]{2,4}_([0-9]{4}V[0-9]{2})_[0-9]{2}\.chk$")
 
 
 class SftpTransport(Transport):
@@ -149,6 +149,33 @@ class SftpTransport(Transport):
             return []
         text = data.decode("utf-8", "replace").strip()
         return [text] if text else []
+
+    def findings(self, receipt: Receipt) -> list[dict[str, Any]]:
+        """The findings of the record-level feedback ``outbox/<stem>.fbr.xml``."""
+        data = self._read(f"outbox/{receipt.check_name}.fbr.xml")
+        if data is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for e in etree.fromstring(data, _SAFE).iterfind("{*}Findings/{*}Finding"):
+            found: dict[str, Any] = {"code": e.get("code"), "severity": e.get("severity"),
+                                     "tier": int(e.get("tier") or 0)}
+            for tag, key in (("File", "file"), ("Line", "line"), ("Field", "field"), ("Value", "value"),
+                             ("Expected", "expected"), ("XPath", "xpath")):
+                text = e.findtext("{*}" + tag)
+                if text is not None:
+                    found[key] = int(text) if key == "line" and text.isdigit() else text
+            for m in e.iterfind("{*}Message"):
+                found["message_" + (m.get("lang") or "en")] = m.text or ""
+            out.append(found)
+        return out
+
+    def review_state(self, receipt: Receipt) -> str | None:
+        """The ``review state:`` line HQ writes at the head of ``outbox/<stem>.comment.txt``."""
+        data = self._read(f"outbox/{receipt.check_name}.comment.txt")
+        for line in (data or b"").decode("utf-8", "replace").splitlines()[:5]:
+            if line.startswith("#") and "review state:" in line:
+                return line.rsplit("review state:", 1)[1].strip() or None
+        return None
 
     # -- what HQ sends down ------------------------------------------------------------------------
     def _outbox(self) -> list[str]:

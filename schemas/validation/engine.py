@@ -531,9 +531,9 @@ class DeliveryValidator:
                 if attrs is not None:
                     for attr, want in (("unit", df.name.unit), ("party", df.name.party),
                                        ("period", df.name.period)):
-                        got = attrs.get(attr)
-                        if got is not None and got != want:
-                            r.add("E116", fs.name, line=attrs.get("@line"), field=f"@{attr}", value=got,
+                        stated = attrs.get(attr)
+                        if stated is not None and stated != want:
+                            r.add("E116", fs.name, line=attrs.get("@line"), field=f"@{attr}", value=stated,
                                   expected=want)
                 continue
             if scan.encoding_error_line is not None:

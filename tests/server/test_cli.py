@@ -1,10 +1,6 @@
 """The ``exchange-server`` commands as an operator uses them."""
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -70,25 +66,3 @@ def test_list_load_publish_show(tmp_path: Path) -> None:
     out = run(runner, data, "list", "load", str(check), "--publish")
     assert "loaded list 2026V01: 500 entries (+500 new" in out and "published 2026V01 to 31 province(s)" in out
     assert "2026V01   published" in run(runner, data, "list", "show")
-
-
-def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
-    """What the README's first command starts: every province's sample delivery accepted over HTTP."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "exchange_server.cli", "demo", "--data-dir", str(tmp_path / "demo"),
-                           "--port", "0", "--exit-after-load", "--cycle", "202610"],
-                          capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"31 deliveries judged in [0-9.]+ s: 31 accepted", proc.stdout), proc.stdout
-    creds = tmp_path / "demo" / "demo-credentials"
-    assert (creds / "42" / "token").read_text().startswith("kam_")
-    assert (creds / "42" / "id_ed25519").read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
-    assert oct((creds / "42" / "id_ed25519").stat().st_mode)[-3:] == "600"
-    assert "admin / admin-demo-2026" in proc.stdout
-    # A second run rebuilds its own data directory, but never touches a foreign one.
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    (foreign / "precious.db").write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "exchange_server.cli", "demo", "--data-dir", str(foreign),
-                           "--exit-after-load"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "not a demo's" in proc.stderr and (foreign / "precious.db").exists()

@@ -5,15 +5,18 @@ import datetime as dt
 from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ...accounts.models import ADMIN, Account
-from ...clock import BEIJING
+from ...clock import BEIJING, as_utc
 from ...db import get_session
+from ...org.models import Area
 from ...review.models import REVIEW_STATES
 from ...review.services import AGES, MIN_JUSTIFICATION, STATE_NAMES, QueueFilter, ReviewService, deliver_comments
 from ...routing import int_arg
 from ...runtime.flask import runtime
+from ...submissions.models import DeliveryApproval
 from ..auth import current_account, login_required
 from . import bp
 
@@ -69,7 +72,30 @@ def review_delivery(delivery_id: int) -> str:
         summary=svc.summary(d), findings=findings, findings_total=total, pages=pages,
         page=min(page, pages), code=code, context=svc.context(d, int_arg(request.args, "finding")),
         versions=svc.versions(d), comments=svc.comments(d), receipt=svc.receipt_text(d),
-        state_names=STATE_NAMES, min_justification=MIN_JUSTIFICATION, admin_section="review")
+        approval=hub_approval(delivery_id), state_names=STATE_NAMES, min_justification=MIN_JUSTIFICATION,
+        admin_section="review")
+
+
+def _manifest_time(text: Any) -> dt.datetime | None:
+    """A time from a hub's approval manifest (ISO 8601); None when absent or unreadable (it is the hub's text)."""
+    try:
+        return as_utc(dt.datetime.fromisoformat(str(text))) if text else None
+    except ValueError:
+        return None
+
+
+def hub_approval(delivery_id: int) -> dict[str, Any] | None:
+    """What the province hub that forwarded a delivery said of it: who approved which network, when (else None)."""
+    session = get_session()
+    approval = session.get(DeliveryApproval, delivery_id)
+    if approval is None:
+        return None
+    codes = [str(n.get("latn_id") or "") for n in approval.networks]
+    names = {a.code: a.name_zh for a in session.scalars(select(Area).where(Area.code.in_(codes)))} if codes else {}
+    return {"hub": approval.hub, "forwarded_by": approval.forwarded_by, "recorded_at": approval.recorded_at,
+            "networks": [{"latn_id": code, "name": names.get(code, ""), "by": n.get("by") or "",
+                          "at": _manifest_time(n.get("at")), "versions": n.get("versions") or []}
+                         for code, n in zip(codes, approval.networks)]}
 
 
 def _done(delivery_id: int) -> Response:
