@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import Spec
-from schemas.conventions import Cycle
+from schemas.conventions import DELIMITERS, Cycle
 from schemas.validation import ValidationContext, ValidationOptions, validate_delivery
 from schemas.validation.report import REJECTED, Report
 from schemas.writer import DeliveryWriter, UnitWriter
@@ -74,6 +74,10 @@ class _Run:
     def extends(self, line: int, delivery_id: int, source_file: str, source_line: int) -> bool:
         return (line == self.first_line + self.count and delivery_id == self.source_delivery_id
                 and source_file == self.source_file and source_line == self.source_first_line + self.count)
+
+
+class _DelimiterInValue(Exception):
+    """A row's value holds the delimiter the forward is being written with."""
 
 
 @dataclass
@@ -208,7 +212,15 @@ class ForwardService:
         folder = make_dir(FORWARD_KIND)
         try:
             asm = Assembly(party, cycle.id, resend, folder, networks=nets)
-            self._write(spec, cycle, asm)
+            try:
+                self._write(spec, cycle, asm, "PIPE")
+            except _DelimiterInValue:
+                # A value from an XML source holds a '|': the forward goes with the standard's
+                # unit separator instead, which no valid value can hold (a control character, E310).
+                shutil.rmtree(folder)
+                folder.mkdir()
+                asm = Assembly(party, cycle.id, resend, folder, networks=nets)
+                self._write(spec, cycle, asm, "US")
             report = self._validate(spec, cycle, asm)
             if report.status == REJECTED:
                 # The caller's transaction is rolled back: it records the refusal (record_refused).
@@ -230,8 +242,9 @@ class ForwardService:
         return finding
 
     # -- writing the files ------------------------------------------------------------------------------
-    def _write(self, spec: Spec, cycle: ReportingCycle, asm: Assembly) -> None:
-        writer = DeliveryWriter(spec, asm.folder, "P", asm.party, cycle.id, asm.resend)
+    def _write(self, spec: Spec, cycle: ReportingCycle, asm: Assembly, delimiter: str) -> None:
+        writer = DeliveryWriter(spec, asm.folder, "P", asm.party, cycle.id, asm.resend, delimiter=delimiter)
+        sep = DELIMITERS[delimiter]
         due = [u for u in cycle.units if spec.has_unit(u)]
         for unit in due:
             # One pass over each approved version's file(s), keeping the rows of its networks.
@@ -248,6 +261,8 @@ class ForwardService:
                     version = self.session.get(UnitVersion, version_id)
                     assert version is not None
                     for src_file, src_line, row in self._rows_of(spec, version, unit, set(latns)):
+                        if any(isinstance(v, str) and sep in v for v in row.values()):
+                            raise _DelimiterInValue(unit)
                         out = out or writer.unit(unit)
                         out.write(row)
                         self._note(asm, unit, out.name, out.rows, version.delivery_id, src_file, src_line)

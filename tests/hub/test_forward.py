@@ -177,3 +177,28 @@ def test_networks_from_the_central_crm_and_from_their_prefectures_go_up_together
         from exchange_server.hub.models import ForwardLine
         runs = s.scalars(select(ForwardLine).where(ForwardLine.forward_id == fid)).all()
         assert {r.source_file.rsplit(".", 1)[1] for r in runs} == {"xml", "txt"}
+
+
+def test_a_value_holding_the_pipe_goes_up_with_the_unit_separator(delivered: Delivered, tmp_path: Path) -> None:
+    """An XML delivery may hold '|' in a value; the forward, text, must not split it into two columns."""
+    d = delivered
+    a = next(n for n in d.networks if read_delivery(d.hub.spec, d.folder(n)).get("31201"))
+    address = "武汉市江汉区解放大道|688号"
+
+    def edit(unit: str, row: dict[str, str]) -> dict[str, str]:
+        return {**row, "ADDRESS": address} if unit == "31201" else row
+
+    receive_folder(d.hub, f"latn{a}", rewrite_delivery(d.hub.spec, d.folder(a), tmp_path / "xml", 1, edit=edit,
+                                                       fmt="xml"))
+    IngestionWorker(d.hub, "t").drain()
+    with d.hub.db.session() as s:
+        assert s.scalars(select(Delivery).order_by(Delivery.id.desc())).first().status == "accepted"
+    _approve(d, d.networks)
+    [fid] = _build(d)  # checked as HQ will before it is kept: a split column would be refused here
+    with d.hub.db.session() as s:
+        fwd = s.get(Forward, fid)
+        assert reconcile(s, d.hub.archive, d.hub.spec, fwd).equal
+        folder = ForwardService(d.hub, s).materialise(fwd, tmp_path / "forward")
+    rows = read_delivery(d.hub.spec, folder[0].parent)
+    assert address in {r["ADDRESS"] for r in rows["31201"]}
+    assert all(len(r) == len(d.hub.spec.unit("31201").fields) for r in rows["31201"])

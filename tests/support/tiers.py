@@ -90,8 +90,8 @@ def read_delivery(spec: Spec, folder: Path) -> dict[str, list[dict[str, str]]]:
 
 
 def rewrite_delivery(spec: Spec, folder: Path, out: Path, resend: int, units: list[str] | None = None,
-                     edit: Any = None) -> Path:
-    """The delivery in ``folder`` sent again as resend ``resend`` (only ``units``; rows through ``edit``)."""
+                     edit: Any = None, fmt: str = "txt") -> Path:
+    """The delivery in ``folder`` sent again as resend ``resend`` (only ``units``; rows through ``edit``; as ``fmt``)."""
     from schemas.conventions import CheckFile
     from schemas.writer import DeliveryWriter
 
@@ -101,7 +101,7 @@ def rewrite_delivery(spec: Spec, folder: Path, out: Path, resend: int, units: li
     for code, rows in read_delivery(spec, folder).items():
         if units is not None and code not in units:
             continue
-        with w.unit(code) as u:
+        with w.unit(code, fmt=fmt) as u:
             for row in rows:
                 u.write(edit(code, row) if edit is not None else row)
     w.close()
