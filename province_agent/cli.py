@@ -2,9 +2,12 @@
 
 Exit codes (for cron and monitoring):
   0  everything accepted (warnings allowed), or nothing to do, or another run is in progress
-  1  something was rejected (by HQ, or locally before sending)
+  1  a problem in the data: rejected by HQ, or found locally (check, or before sending)
   2  usage or configuration error
   3  transport failure after retries (HQ unreachable, transfer failed)
+  4  HQ refused our credentials (API token revoked or wrong, SSH key not registered)
+  5  a person must act, nothing was sent: the cycle is closed and no exception is in force, or HQ
+     asked for a resend and the exports have not changed
 """
 from __future__ import annotations
 
@@ -25,11 +28,15 @@ from schemas.validation import (
     validate_delivery,
 )
 
-from ._exceptions import AgentError
+from ._exceptions import (
+    EXIT_ACTION, EXIT_CONFIG, EXIT_CREDENTIALS, EXIT_OK, EXIT_REJECTED, EXIT_TRANSPORT, AgentError,
+    CredentialsError,
+)
 from .config import AgentConfig, load_config
 from .transport.base import Progress
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_TRANSPORT = 0, 1, 2, 3
+EXIT_USAGE = EXIT_CONFIG
+__all__ = ["main", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "EXIT_TRANSPORT", "EXIT_CREDENTIALS", "EXIT_ACTION"]
 DEFAULT_CONFIG = "kam-agent.toml"
 
 
@@ -46,11 +53,19 @@ def _setup_logging(verbose: bool) -> None:
               help="The configuration file (or KAM_AGENT_CONFIG).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for monitoring) instead of lines.")
 @click.option("-v", "--verbose", is_flag=True)
+@click.option("--findings", "per_code", type=click.IntRange(min=1), envvar="KAM_AGENT_FINDINGS", default=5,
+              show_default=True, help="HQ's findings printed per error code (the full report is kept in the state "
+                                      "directory's reports/; or KAM_AGENT_FINDINGS).")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path, as_json: bool, verbose: bool) -> None:
-    """Province agent for the key-account exchange with Group HQ."""
+def main(ctx: click.Context, config_path: Path, as_json: bool, verbose: bool, per_code: int) -> None:
+    """Province agent for the key-account exchange with Group HQ.
+
+    Exit codes: 0 ok / nothing to do; 1 a problem in the data (rejected by HQ or locally); 2 configuration;
+    3 HQ unreachable; 4 HQ refused our credentials; 5 a person must act (cycle closed without an exception,
+    or HQ asked for a resend and the exports have not changed).
+    """
     _setup_logging(verbose)
-    ctx.obj = {"config_path": config_path, "json": as_json}
+    ctx.obj = {"config_path": config_path, "json": as_json, "per_code": per_code}
 
 
 def _config(ctx: click.Context) -> AgentConfig:
@@ -86,25 +101,49 @@ def _finish(ctx: click.Context, outcome: Any, extra: dict[str, Any] | None = Non
 
 
 def _guarded(ctx: click.Context, fn: Callable[[], None]) -> None:
-    """Run a command; the agent's errors become one clear line and their exit status."""
+    """Run a command; the agent's errors become one clear line (both languages) and their exit status."""
+    from .runner import problem_line
+    from .transport.http import HttpError
+
     try:
         fn()
     except AgentError as exc:
+        found = list(getattr(exc, "problems", None) or [])
         if ctx.obj["json"]:
-            click.echo(json.dumps({"exit_code": exc.exit_code, "error": str(exc), "kind": type(exc).__name__},
+            listed = [p.as_dict() if callable(getattr(p, "as_dict", None)) else problem_line(p).strip() for p in found]
+            click.echo(json.dumps({"exit_code": exc.exit_code, "error": str(exc), "kind": type(exc).__name__,
+                                   **({"problems": listed} if listed else {})},
+                                  ensure_ascii=False, indent=2, default=str))
+        elif found and callable(report := getattr(exc, "report", None)):
+            # every problem, both languages, with the export's cell and the generated line (the mapping's own words)
+            head, *rest = str(report()).splitlines() or [""]
+            click.echo(f"{exc.label} ({type(exc).__name__}): {head}", err=True)
+            for line in rest:
+                click.echo("    " + line, err=True)
+        else:
+            click.echo(f"{exc.label} ({type(exc).__name__}): {exc}", err=True)
+            for p in found:
+                click.echo(problem_line(p), err=True)
+        sys.exit(exc.exit_code)
+    except HttpError as exc:  # an answer the agent did not expect (4xx): HQ refuses the request itself
+        message = f"总部拒绝了请求 / HQ refused the request: {exc}"
+        if ctx.obj["json"]:
+            click.echo(json.dumps({"exit_code": EXIT_TRANSPORT, "error": message, "kind": "HttpError"},
                                   ensure_ascii=False, indent=2))
         else:
-            click.echo(f"{type(exc).__name__}: {exc}", err=True)
-        sys.exit(exc.exit_code)
+            click.echo(message, err=True)
+        sys.exit(EXIT_TRANSPORT)
     except SchemasError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"配置错误 / configuration error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
 
 
 def _agent(ctx: click.Context) -> Any:
     from .runner import Agent
 
-    return Agent(_config(ctx), progress=_progress_factory(ctx.obj["json"]))
+    agent = Agent(_config(ctx), progress=_progress_factory(ctx.obj["json"]))
+    agent.per_code = ctx.obj.get("per_code") or agent.per_code
+    return agent
 
 
 @main.command()
@@ -214,11 +253,78 @@ def _sender(files: list[Path]) -> tuple[str, str] | None:
     return None
 
 
+def _info_line(ev: dict[str, Any]) -> str | None:
+    """What a refresh or build found, as one line for people (None: not an informational event)."""
+    kind = ev.get("event")
+    if kind == "code_lists":
+        line = f"code lists 代码表: {ev.get('result')}"
+        if ev.get("versions") is not None:
+            line += f" ({ev['versions']} version(s) beyond the standard)"
+        return line + (f" — {ev['changes']}" if ev.get("changes") else "")
+    if kind == "list":
+        if ev.get("result") == "new":
+            counts = ", ".join(f"{ev.get(k, 0)} {k}" for k in ("added", "removed", "changed", "unchanged"))
+            line = f"list 名单 {ev.get('version')}: new — {counts}"
+            return line + (f" — {ev['customers']}" if ev.get("customers") else "")
+        if ev.get("version"):
+            return (f"list 名单 {ev['version']}: {ev.get('result')} ({ev.get('rows')} rows, "
+                    f"{ev.get('versions')} version(s) kept)")
+        return f"list 名单: {ev.get('result')}"
+    if kind == "calendar":
+        line = f"calendar 日历: {ev.get('result')} ({ev.get('cycles')} cycles)"
+        return line + (f" — {ev['changes']}" if ev.get("changes") else "")
+    if kind == "since_last_build":
+        line = f"{ev.get('cycle')} since the last build 自上次生成以来: {ev.get('result')}, list {ev.get('list')}, " \
+               f"{ev.get('customers')} customers"
+        if "customers_added" in ev:
+            line += f" (+{ev['customers_added']} -{ev['customers_removed']})"
+        for k in ("added", "removed"):
+            if ev.get(k):
+                line += f"; {k} {ev[k]}"
+        return line + (f" — see what it means / 查看影响: {ev['hint']}" if ev.get("hint") else "")
+    if kind == "check" and ev.get("problems") is not None:
+        return f"{ev.get('delivery')}: {ev.get('status')} / 导出文件有误，未生成; full report 完整报告: {ev.get('report')}"
+    if kind in ("hq_request", "offline"):
+        return f"{ev.get('cycle', '')} {ev.get('delivery', '')} {ev.get('result')}".strip()
+    return None
+
+
+def _print_events(events: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> None:
+    """Every event as one line (findings and comments indented under their delivery)."""
+    for ev in events:
+        if ev.get("event") in skip:
+            continue
+        if ev.get("event") == "cycle":
+            click.echo(f"cycle {ev['cycle']}: {ev['result']}  [{ev['calendar']}]  {ev['delivery']}"
+                       + (f"  {ev['hq_request']}" if ev.get("hq_request") else ""))
+            continue
+        info = _info_line(ev)
+        click.echo(info if info is not None else
+                   "  ".join(f"{k}={v}" for k, v in ev.items() if k not in ("hq_comments", "hq_findings")))
+        _print_findings(ev.get("hq_findings"))
+        _print_comments(ev.get("hq_comments"))
+
+
+def _print_so_far(ctx: click.Context, events: list[dict[str, Any]]) -> None:
+    """When a command stops on an error: the lines of what it found so far (refresh, since the last build)."""
+    if ctx.obj["json"]:
+        return
+    for ev in events:
+        line = _info_line(ev)
+        if line is not None:
+            click.echo(line)
+
+
+def _print_findings(lines: list[str] | None) -> None:
+    for line in lines or []:
+        click.echo("  " + line)
+
+
 @main.command("fetch-list")
 @click.pass_context
 def fetch_list(ctx: click.Context) -> None:
     """Download HQ's published code lists and every list version's slice for this province not kept yet;
-    verify, keep, show what is new."""
+    verify, keep, show what changed (customers added, removed, changed; codes)."""
     from .runner import Outcome
 
     def go() -> None:
@@ -226,15 +332,55 @@ def fetch_list(ctx: click.Context) -> None:
         out = Outcome()
         try:
             agent.fetch_code_lists(out)
-            version = agent.fetch_list(out)
+            agent.fetch_list(out)
         finally:
             agent.close()
         if not ctx.obj["json"]:
-            for ev in out.events:
-                head = f"list {ev.get('version') or version or '-'}" if ev.get("event") == "list" \
-                    else str(ev.get("event"))
-                click.echo(f"{head}: " + ", ".join(f"{k} {v}" for k, v in ev.items() if k != "event"))
+            _print_events(out.events)
         _finish(ctx, out)
+
+    _guarded(ctx, go)
+
+
+@main.command()
+@click.option("--cycle", required=True, help="The cycle to check, e.g. 202611.")
+@click.option("--units", default=None, help="Only these units (names or codes, comma-separated).")
+@click.option("--test", "test_mode", is_flag=True, help="Check it as a test delivery (T).")
+@click.option("--max-per-code", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="List at most this many occurrences of each code (totals are always exact), as HQ does.")
+@click.pass_context
+def check(ctx: click.Context, cycle: str, units: str | None, test_mode: bool, max_per_code: int) -> None:
+    """Build the cycle's delivery from the exports and check it exactly as HQ will; send nothing.
+
+    Lists every problem at once, in Chinese and English, in the exports' terms where known; the
+    full report is kept in the state directory (reports/check_<delivery>.json and .txt). Exit 0
+    when HQ would accept it, 1 for problems in the data, 2 for a broken configuration.
+    """
+    from .runner import Outcome, render_report, source_map
+
+    def go() -> None:
+        agent = _agent(ctx)
+        out = Outcome()
+        try:
+            report, folder, json_path, text_path = agent.check(
+                cycle, out, "T" if test_mode else "P", [u.strip() for u in units.split(",")] if units else None,
+                cap=max_per_code)
+        except AgentError:
+            _print_so_far(ctx, out.events)
+            raise
+        finally:
+            agent.close()
+        if ctx.obj["json"]:
+            _finish(ctx, out, {"report": json.loads(json_path.read_text("utf-8")), "built": str(folder)})
+        _print_events(out.events, skip=("check",))
+        click.echo(render_report(report, source_map(folder), None,
+                                 f"built 已生成: {folder}; full report 完整报告: {text_path} ({json_path.name})"))
+        if any(e.get("event") == "calendar" for e in out.events) and any(
+                f.code == "E601" for f in report.findings):
+            from .runner import ask_for_exception
+
+            click.echo(ask_for_exception(cycle, agent.config.party))
+        sys.exit(out.exit_code)
 
     _guarded(ctx, go)
 
@@ -244,12 +390,16 @@ def fetch_list(ctx: click.Context) -> None:
 @click.option("--units", default=None, help="Only these units (names or codes, comma-separated).")
 @click.option("--test", "test_mode", is_flag=True, help="A test delivery (T): judged, never stored by HQ.")
 @click.option("--no-wait", is_flag=True, help="Send and return; `run` or `status` collect the verdict later.")
+@click.option("--no-refresh", is_flag=True, help="Do not fetch the code lists, list and calendar first: check with "
+                                                  "what was fetched before (HQ still judges with its own).")
 @click.pass_context
-def submit(ctx: click.Context, cycle: str, units: str | None, test_mode: bool, no_wait: bool) -> None:
-    """Build the cycle's delivery from the exports, validate it, send it, and wait for HQ's verdict.
+def submit(ctx: click.Context, cycle: str, units: str | None, test_mode: bool, no_wait: bool,
+           no_refresh: bool) -> None:
+    """Refresh the list and calendar, build the cycle's delivery from the exports, validate it, send it,
+    and wait for HQ's verdict (its findings printed, the full report kept).
 
-    A delivery that would be rejected is not sent (exit 1). Sending again after any failure
-    sends the same files; HQ recognises them.
+    A delivery that would be rejected is not sent (exit 1); nor is one for a closed cycle without an
+    exception (exit 5). Sending again after any failure sends the same files; HQ recognises them.
     """
     from .runner import Outcome
 
@@ -260,18 +410,28 @@ def submit(ctx: click.Context, cycle: str, units: str | None, test_mode: bool, n
 
         try:
             with RunLock(agent.config.state_dir):
-                rec = agent.submit(cycle, out, "T" if test_mode else "P",
-                                   [u.strip() for u in units.split(",")] if units else None, wait=not no_wait)
+                rec = agent.submit_cycle(cycle, out, "T" if test_mode else "P",
+                                         [u.strip() for u in units.split(",")] if units else None, wait=not no_wait,
+                                         refresh=not no_refresh)
+        except AgentError:
+            _print_so_far(ctx, out.events)  # what the refresh found, before the line that says why it stopped
+            raise
         finally:
             agent.close()
         if not ctx.obj["json"]:
+            for ev in out.events:
+                line = _info_line(ev)
+                if line is not None:
+                    click.echo(line)
             if rec is None:
-                click.echo(f"{cycle}: nothing new to send ({out.events[-1].get('result')})")
+                result = next((e.get("result") for e in reversed(out.events) if e.get("event") == "submit"), "-")
+                click.echo(f"{cycle}: nothing new to send ({result})")
             else:
                 click.echo(f"{rec.check_name}: {rec.status or rec.state}"
                            + (f" ({rec.errors} errors, {rec.warnings} warnings)" if rec.status else "")
                            + (f", HQ delivery {rec.server_id}" if rec.server_id else ""))
                 for ev in out.events:
+                    _print_findings(ev.get("hq_findings"))
                     _print_comments(ev.get("hq_comments"))
         _finish(ctx, out)
 
@@ -281,7 +441,8 @@ def submit(ctx: click.Context, cycle: str, units: str | None, test_mode: bool, n
 @main.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
-    """The scheduled job: fetch the list, send what is due and ready, collect pending verdicts."""
+    """The scheduled job: refresh the code lists, list and calendar, send what is due and ready, collect
+    pending verdicts, and print one line per cycle (exit 5 when HQ asked for a resend and nothing changed)."""
     from .runner import Outcome
 
     def go() -> None:
@@ -289,12 +450,13 @@ def run(ctx: click.Context) -> None:
         out = Outcome()
         try:
             agent.run(out)
+        except AgentError:
+            _print_so_far(ctx, out.events)
+            raise
         finally:
             agent.close()
         if not ctx.obj["json"]:
-            for ev in out.events:
-                click.echo("  ".join(f"{k}={v}" for k, v in ev.items() if k != "hq_comments"))
-                _print_comments(ev.get("hq_comments"))
+            _print_events(out.events)
         _finish(ctx, out)
 
     _guarded(ctx, go)
@@ -306,22 +468,51 @@ def _print_comments(comments: list[str] | None) -> None:
         click.echo("    HQ 总部意见: " + c.replace("\n", "\n    "))
 
 
-def _hq_comments(ctx: click.Context, records: list[Any]) -> dict[int, list[str]]:
-    """HQ's comments per sent delivery, asked of HQ (nothing when it cannot be reached: status works offline)."""
+def _from_hq(ctx: click.Context, records: list[Any]) -> tuple[dict[int, list[str]], dict[int, list[str]], str | None]:
+    """HQ's comments per sent delivery and HQ's findings per judged one (read from the reports kept, fetched
+    when missing), plus the credentials error when HQ refused us. HQ unreachable: what is kept (status
+    works offline)."""
+    from .runner import render_findings
+
     sent = [r for r in records if r.server_id is not None or r.state in ("sent", "judged")]
+    comments: dict[int, list[str]] = {}
+    findings: dict[int, list[str]] = {}
+    refused = None
     if not sent:
-        return {}
+        return comments, findings, refused
     agent = _agent(ctx)
     try:
-        return {r.id: agent.comments(r) for r in sent}
+        for r in sent:
+            json_path, text_path = agent.state.report_paths(r.check_name)
+            review = None
+            try:
+                comments[r.id] = agent.comments(r)
+                if r.state == "judged" and not json_path.exists():
+                    agent.keep_hq_report(r)
+                if r.state == "judged" and r.status in ("accepted_with_warnings", "rejected"):
+                    review = agent.review_state(r)
+            except CredentialsError as exc:
+                refused = f"{exc.label}: {exc}"
+                break
+            if json_path.exists():
+                doc = json.loads(json_path.read_text("utf-8"))
+                lines = render_findings(doc.get("counts") or [], doc.get("findings") or [], agent.per_code) \
+                    if doc.get("findings") or doc.get("counts") else []
+                if (review or doc.get("review_state")) == "resend_requested":
+                    lines.insert(0, "  HQ asks for a resend / 总部要求重报")
+                findings[r.id] = [*lines, f"  full report / 完整报告: {text_path}"]
     finally:
         agent.close()
+    return comments, findings, refused
 
 
 @main.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """What is pending, sent, accepted or rejected, per cycle."""
+    """What is pending, sent, accepted or rejected, per cycle, with HQ's findings and where the full reports are.
+
+    Works offline (from what is kept); exit 4 when HQ refuses our credentials, else 0.
+    """
     def go() -> None:
         from .state import State
 
@@ -332,12 +523,15 @@ def status(ctx: click.Context) -> None:
             lists = state.list_versions()
         finally:
             state.close()
-        comments = _hq_comments(ctx, records)
+        comments, findings, refused = _from_hq(ctx, records)
         if ctx.obj["json"]:
-            click.echo(json.dumps({"deliveries": [{**r.as_dict(), "hq_comments": comments.get(r.id, [])}
-                                                  for r in records], "lists": lists},
+            click.echo(json.dumps({"deliveries": [{**r.as_dict(), "hq_comments": comments.get(r.id, []),
+                                                   "report": str(config.state_dir / "reports" / f"{r.check_name}.json")
+                                                   if r.id in findings else None}
+                                                  for r in records], "lists": lists,
+                                   **({"error": refused, "exit_code": EXIT_CREDENTIALS} if refused else {})},
                                   ensure_ascii=False, indent=2, default=str))
-            return
+            sys.exit(EXIT_CREDENTIALS if refused else EXIT_OK)
         if not records:
             click.echo("no deliveries yet")
         for r in records:
@@ -346,24 +540,92 @@ def status(ctx: click.Context) -> None:
             click.echo(f"{r.cycle:<7} {r.check_name:<20} {r.units:<36} {verdict:<24}{counts}"
                        f"{'  HQ #' + str(r.server_id) if r.server_id else ''}"
                        f"{'  last error: ' + r.last_error if r.last_error and not r.status else ''}")
+            if r.state == "local_rejected":
+                local = config.state_dir / "reports" / f"check_{r.check_name}.txt"
+                if local.exists():
+                    click.echo(f"    report 报告: {local}")
+            _print_findings(findings.get(r.id))
             _print_comments(comments.get(r.id))
         for v in lists:  # newest first; each cycle counts the entries in force during its period
             click.echo(f"list: {v['version']} ({v['rows']} rows, fetched {v['fetched_at']})")
+        if refused:
+            click.echo(refused, err=True)
+            sys.exit(EXIT_CREDENTIALS)
 
     _guarded(ctx, go)
 
 
+SCHEDULE_USER = "kam-agent"
+SCHEDULE_LOG_DIR = Path("/var/log/kam-agent")
+
+
+def _schedule_needs(user: str, log_dir: Path, config: Path, state_dir: Path | None) -> list[tuple[str, bool, str]]:
+    """What the scheduled run needs on this machine: (what, present, how to create it)."""
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+        has_user = True
+    except KeyError:
+        has_user = False
+    needs = [(f"system user {user} 系统用户", has_user,
+              f"useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin {user}"),
+             (f"log folder {log_dir} 日志目录, writable by {user}", log_dir.is_dir() and os.access(log_dir, os.W_OK),
+              f"install -d -o {user} -m 750 {log_dir}"),
+             (f"configuration {config} 配置文件, readable by {user}", config.is_file(),
+              f"province-agent init {config}")]
+    if state_dir is not None:
+        needs.append((f"state folder {state_dir} 状态目录, writable by {user}",
+                      state_dir.is_dir() and os.access(state_dir, os.W_OK), f"install -d -o {user} -m 750 {state_dir}"))
+    return needs
+
+
 @main.command()
 @click.option("--at", "when", default="17 2 * * *", show_default=True, help="cron time fields.")
-@click.option("--user", default="kam-agent", show_default=True, help="The system user the service runs as.")
+@click.option("--user", default=SCHEDULE_USER, show_default=True, help="The system user the service runs as.")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=SCHEDULE_LOG_DIR,
+              show_default=True, help="Where cron's run appends its log.")
+@click.option("--create", is_flag=True, help="Create the log folder (and state folder) that are missing "
+                                             "(run as root to create them for another user).")
 @click.pass_context
-def schedule(ctx: click.Context, when: str, user: str) -> None:
-    """Print a crontab line and systemd service + timer units for the scheduled run."""
+def schedule(ctx: click.Context, when: str, user: str, log_dir: Path, create: bool) -> None:
+    """Print what the scheduled run needs on this machine (user, log folder, configuration) and whether it is
+    there, then a crontab line and systemd service + timer units. --create makes the folders that are missing."""
     exe = shutil.which("province-agent") or f"{sys.executable} -m province_agent.cli"
     config = Path(ctx.obj["config_path"]).resolve()
-    log_dir = "/var/log/kam-agent"
-    click.echo(f"""# --- crontab (crontab -e as {user}) ---
-# Exit codes: 0 ok, 1 rejected, 2 configuration, 3 HQ unreachable; the lock stops overlapping runs.
+    state_dir = None
+    if config.is_file():
+        try:
+            state_dir = load_config(config).state_dir
+        except AgentError:
+            state_dir = None
+    click.echo("# --- what the scheduled run needs 定时运行所需 ---")
+    missing = 0
+    for what, present, how in _schedule_needs(user, log_dir, config, state_dir):
+        if not present and create and ("install -d" in how):
+            folder = Path(how.rsplit(" ", 1)[1])
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+                try:
+                    import pwd
+
+                    entry = pwd.getpwnam(user)
+                    os.chown(folder, entry.pw_uid, entry.pw_gid)
+                except (KeyError, PermissionError):
+                    pass
+                present = folder.is_dir()
+                click.echo(f"# created 已创建: {folder}")
+            except OSError as exc:
+                click.echo(f"# could not create 无法创建 {folder}: {exc.strerror} (run as root)")
+        missing += not present
+        click.echo(f"#   [{'ok' if present else 'MISSING 缺少'}] {what}" + ("" if present else f"   ->  {how}"))
+    if missing:
+        click.echo(f"# {missing} item(s) missing: create them (as root) before enabling the schedule; "
+                   f"`province-agent schedule --create` makes the folders / 请先创建缺少的项目")
+    click.echo(f"""
+# --- crontab (crontab -e as {user}) ---
+# Exit codes: 0 ok, 1 data problem (rejected), 2 configuration, 3 HQ unreachable, 4 credentials refused,
+# 5 a person must act (closed cycle, HQ's resend request); the lock stops overlapping runs.
 {when} {exe} --config {config} run >> {log_dir}/agent.log 2>&1
 
 # --- /etc/systemd/system/kam-agent.service ---
@@ -376,7 +638,7 @@ After=network-online.target
 Type=oneshot
 User={user}
 ExecStart={exe} --config {config} run
-# 1 (rejected) and 3 (HQ unreachable) are reported, not retried by systemd: the next timer run retries.
+# 1, 3, 4 and 5 are reported, not retried by systemd: the next timer run retries.
 SuccessExitStatus=0
 Nice=10
 

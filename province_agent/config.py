@@ -35,6 +35,9 @@ delimiter = "PIPE"               # PIPE | TAB | COMMA | CARET | US
 [units.VIP_SUMMARY]              # one table per unit; see docs/agent.md for the mapping keys
 source = "summary_{cycle}.csv"
 ...
+
+[codes.Domain_c_type_id]         # the province's own names for a code list's codes, written once and used
+"钢铁冶金企业" = "1401"           # by every unit and field of that list (names the list has need no entry)
 ```
 
 Secrets are never in this file: the token and the SSH key are read from the files it names.
@@ -101,6 +104,8 @@ class AgentConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     output: OutputSettings = field(default_factory=OutputSettings)
     units: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # [codes.<Domain>]: "the province's name" = "code", for names the code list does not have
+    codes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def spool_dir(self) -> Path:
@@ -156,7 +161,7 @@ def load_config(path: Path) -> AgentConfig:
         raise ConfigError(f"cannot read the configuration: {exc.strerror}", file=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=path) from None
-    unknown = set(doc) - {"agent", "server", "sftp", "retry", "output", "units"}
+    unknown = set(doc) - {"agent", "server", "sftp", "retry", "output", "units", "codes"}
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))}", file=path)
     agent = _section(doc, "agent", {"party", "state_dir", "export_dir"}, path)
@@ -206,6 +211,15 @@ def load_config(path: Path) -> AgentConfig:
     units = doc.get("units", {})
     if not isinstance(units, dict):
         raise ConfigError("[units] must hold one table per unit", file=path, key="units")
+    codes = doc.get("codes", {})
+    if not isinstance(codes, dict):
+        raise ConfigError("[codes] must hold one table per code list, e.g. [codes.Domain_c_type_id]", file=path,
+                          key="codes")
+    for domain, table in codes.items():
+        if not isinstance(table, dict) or not all(isinstance(v, str) and v.strip() for v in table.values()):
+            raise ConfigError(f'[codes.{domain}] must be a table of "name" = "code" (codes in quotes)', file=path,
+                              key=f"codes.{domain}")
+    code_tables = {d: {str(k).strip(): v.strip() for k, v in t.items()} for d, t in codes.items()}
     token_file = server.get("token_file", "")
     ca_file = _typed(server, "ca_file", str, "", path, "server")
     if ca_file:
@@ -223,4 +237,4 @@ def load_config(path: Path) -> AgentConfig:
                           base_seconds=_typed(retry, "base_seconds", float, 2.0, path, "retry"),
                           max_seconds=_typed(retry, "max_seconds", float, 300.0, path, "retry"),
                           verdict_timeout=_typed(retry, "verdict_timeout", float, 1800.0, path, "retry")),
-        output=out, units=units)
+        output=out, units=units, codes=code_tables)

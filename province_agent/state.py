@@ -9,6 +9,7 @@ so sending again after any failure sends the same bytes, which HQ recognises.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,22 @@ CREATE TABLE IF NOT EXISTS delivery (
     sent_at TEXT,
     judged_at TEXT,
     UNIQUE (cycle, mode, resend)
+);
+-- What each cycle's last build was checked against: the list as it counted for the cycle
+-- (its versions and customers), so the next build can say what changed since.
+CREATE TABLE IF NOT EXISTS build_basis (
+    cycle TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    list_label TEXT,
+    list_ids TEXT NOT NULL,         -- JSON array of the customers on the cycle's list
+    built_at TEXT NOT NULL,
+    PRIMARY KEY (cycle, mode)
+);
+-- Small named documents: the calendar as last read from HQ ("calendar").
+CREATE TABLE IF NOT EXISTS memo (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    saved_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS list_version (
     version TEXT PRIMARY KEY,
@@ -92,6 +109,7 @@ class State:
 
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = state_dir
         self.db = sqlite3.connect(state_dir / "state.db", timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -169,3 +187,36 @@ class State:
     def add_list_version(self, version: str, folder: Path, rows: int) -> None:
         """Remember a fetched list version."""
         self.db.execute("INSERT OR REPLACE INTO list_version VALUES (?, ?, ?, ?)", (version, str(folder), rows, _now()))
+
+    # -- what the last build was checked against -------------------------------------------------
+    def basis(self, cycle: str, mode: str = "P") -> dict[str, Any] | None:
+        """The list the cycle's last build was checked against: ``{"label", "ids", "built_at"}``."""
+        row = self.db.execute("SELECT * FROM build_basis WHERE cycle = ? AND mode = ?", (cycle, mode)).fetchone()
+        if row is None:
+            return None
+        return {"label": row["list_label"], "ids": list(json.loads(row["list_ids"])), "built_at": row["built_at"]}
+
+    def set_basis(self, cycle: str, mode: str, label: str | None, ids: list[str]) -> None:
+        """Remember the list a build was checked against."""
+        self.db.execute("INSERT OR REPLACE INTO build_basis VALUES (?, ?, ?, ?, ?)",
+                        (cycle, mode, label, json.dumps(sorted(ids)), _now()))
+
+    def memo(self, name: str) -> Any:
+        """A saved JSON document, None when never saved."""
+        row = self.db.execute("SELECT value FROM memo WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row is not None else None
+
+    def set_memo(self, name: str, value: Any) -> None:
+        """Save a JSON document under a name."""
+        self.db.execute("INSERT OR REPLACE INTO memo VALUES (?, ?, ?)",
+                        (name, json.dumps(value, ensure_ascii=False, default=str), _now()))
+
+    # -- HQ's reports ----------------------------------------------------------------------------
+    @property
+    def reports_dir(self) -> Path:
+        """Where HQ's full reports are kept: ``<state_dir>/reports/``."""
+        return self.dir / "reports"
+
+    def report_paths(self, check_name: str) -> tuple[Path, Path]:
+        """The JSON and the readable text of a delivery's full report."""
+        return self.reports_dir / f"{check_name}.json", self.reports_dir / f"{check_name}.txt"

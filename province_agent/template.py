@@ -46,9 +46,21 @@ delimiter = "PIPE"                  # PIPE, TAB, COMMA, CARET or US
 #   sheet       of an XLSX (default: the first);  header_row: default 1
 #   [units.<NAME>.columns]    FIELD = "column header in the export"
 #   [units.<NAME>.constants]  FIELD = "value" (placeholders allowed), e.g. CYCLE_ID = "{{cycle}}"
-#   [units.<NAME>.values.FIELD]   "export value" = "code"   (translate your codes to the standard's)
+#   header_row  the row of the column headers; title and unit rows (单位：元) above it are ignored
+#   skip_rows_matching  total rows to leave out, default ["合计", "小计", "总计"] (in a row's first cells)
+#   amount_unit "万元" (or "千元") when the export counts money in 万元: multiplied exactly into 元;
+#               a table FIELD = "万元" sets it per column
+#   own_rows_only  a local network's agent keeps only its own rows (LATN_ID) of a province-wide
+#               export; default true when party is a network code, false turns it off
 #   [units.<NAME>.dates]      FIELD = "%Y-%m-%d"   (how the export writes dates)
 #   [units.<NAME>.defaults]   FIELD = "value used when the export's cell is empty"
+# Coded fields need no translation: a code list's own names are understood (武汉 or 武汉本地网 ->
+# 027, 银行托收 -> 03, 是/否 -> Y/N). Only for names of your own, write ONE table per code list,
+# used by every unit and field of that list:
+#   [codes.Domain_c_type_id]
+#   "钢铁企业" = "1401"
+# (per field, [units.<NAME>.values.FIELD] "export value" = "code" also works; with values_strict = true
+# a value that is neither a code, a name, nor in the tables is an error.)
 # Every field of the unit is listed below with its Chinese name; map the ones your export has.
 """
 

@@ -96,8 +96,9 @@ class Transport(ABC):
         """Where HQ's review of a delivery stands (``resend_requested`` asks for a new version), where known."""
         return None
 
-    def max_resend(self, cycle: str) -> int | None:
-        """The highest resend number HQ has seen from us for a cycle, where the transport can tell."""
+    def max_resend(self, cycle: str, mode: str = "P") -> int | None:
+        """The highest resend number HQ has seen from us for a cycle in a mode (P and T are numbered on
+        their own, CONVENTIONS.md §8), where the transport can tell."""
         return None
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Collection, Iterator, Sequence
 from urllib.parse import urlencode, urlsplit
 
-from .._exceptions import TransportError
+from .._exceptions import CredentialsError, TransportError
 from .base import CycleInfo, Progress, Receipt, Transport, Verdict
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,19 @@ def _stream(parts: list[bytes | Path]) -> Iterator[bytes]:
                 yield block
 
 
+class HttpAuthError(HttpError, CredentialsError):
+    """A 401 or 403 answer: HQ does not accept our API token (revoked, expired, mistyped, or not a
+    province's). Not retried; one bilingual line and exit status 4."""
+
+    def __str__(self) -> str:
+        what = f"HTTP {self.status} {self.code or ''}".strip()
+        return (f"总部拒绝了 API 令牌（{what}）：请向总部管理员申请新令牌并写入 server.token_file / "
+                f"HQ refused the API token ({what}): ask HQ's admin for a new token and put it in server.token_file")
+
+
 def _error(status: int, data: Any) -> HttpError:
+    if status in (401, 403):
+        return HttpAuthError(status, data)
     return ServerUnavailable(status, data) if status >= 500 or status == 429 else HttpError(status, data)
 
 
@@ -274,9 +286,10 @@ class HttpTransport(Transport):
                           tuple(c["units_due"]), c.get("exception_until_beijing"))
                 for c in self.get_json("/api/v1/cycles")]
 
-    def max_resend(self, cycle: str) -> int | None:
-        """The highest resend number HQ holds from this account for a production cycle."""
-        items = self.get_json("/api/v1/deliveries", {"cycle": cycle, "mode": "P", "per_page": 500})["items"]
+    def max_resend(self, cycle: str, mode: str = "P") -> int | None:
+        """The highest resend number HQ holds from this account for a cycle, production (P) or test (T):
+        the two are numbered on their own (CONVENTIONS.md §8)."""
+        items = self.get_json("/api/v1/deliveries", {"cycle": cycle, "mode": mode, "per_page": 500})["items"]
         numbers = [d["resend"] for d in items if d.get("resend") is not None]
         return max(numbers) if numbers else None
 

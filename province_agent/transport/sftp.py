@@ -23,7 +23,7 @@ from lxml import etree
 from schemas import CheckFileError
 from schemas.conventions import CheckFile, CheckFileName
 
-from .._exceptions import TransportError
+from .._exceptions import CredentialsError, TransportError
 from .base import CycleInfo, Progress, Receipt, Transport, Verdict
 
 _SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
@@ -64,7 +64,9 @@ class SftpTransport(Transport):
         except paramiko.BadHostKeyException as exc:
             raise TransportError(f"HQ's host key does not match known_hosts ({exc}); refusing to connect") from None
         except paramiko.AuthenticationException as exc:
-            raise TransportError(f"HQ refused our key for {self.user}: {exc}") from None
+            raise CredentialsError(f"总部拒绝了 SSH 密钥（用户 {self.user}）：请总部管理员登记 {self.key_file}.pub / "
+                                   f"HQ refused our SSH key for {self.user} ({exc}): ask HQ's admin to register "
+                                   f"the public key of {self.key_file}") from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
                 raise TransportError(f"HQ's host key for {self.host}:{self.port} is not in {self.known_hosts}; "
@@ -176,6 +178,14 @@ class SftpTransport(Transport):
             if line.startswith("#") and "review state:" in line:
                 return line.rsplit("review state:", 1)[1].strip() or None
         return None
+
+    def max_resend(self, cycle: str, mode: str = "P") -> int | None:
+        """The highest resend number of ours HQ has answered for a cycle in a mode: the receipts and
+        feedback in the outbox (``<mode>_<party>_<cycle>_<nn>.rct.xml``)."""
+        pattern = re.compile(rf"^{re.escape(mode)}_{re.escape(self.party)}_{re.escape(cycle)}_([0-9]{{2}})\."
+                             r"(rct|fbf|fbr)\.xml$")
+        numbers = [int(m.group(1)) for n in self._outbox() if (m := pattern.match(n))]
+        return max(numbers) if numbers else None
 
     # -- what HQ sends down ------------------------------------------------------------------------
     def _outbox(self) -> list[str]:

@@ -22,15 +22,15 @@ def report_json(report: Report, indent: int | None = 2) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def render_text(report: Report, max_findings: int | None = 200) -> str:
-    """The report as plain text for a terminal or an e-mail, Chinese and English."""
+def report_head(report: Report, with_party: bool = True) -> list[str]:
+    """The first lines of a report for people: verdict and counts, what was not run, the files."""
     out: list[str] = []
     name = report.delivery or "(no check file)"
     out.append(f"{name}: {STATUS_ZH[report.status]} / {STATUS_EN[report.status].upper()}"
                f"  — {report.errors} error(s), {report.warnings} warning(s)")
-    if report.party:
+    if with_party and report.party and report.resend is not None:
         out.append(f"  party {report.party}, period {report.period}, mode {report.mode}, "
-                   f"resend {report.resend:02d}, spec {report.spec.version}" if report.resend is not None else "")
+                   f"resend {report.resend:02d}, spec {report.spec.version}")
     if report.stopped_at_tier == 1:
         out.append("  delivery checks failed: later checks were not run / 交付检查未通过，后续检查未执行")
     for skipped in report.skipped:
@@ -39,6 +39,12 @@ def render_text(report: Report, max_findings: int | None = 200) -> str:
         out.append("  files / 文件:")
         for fs in report.files.values():
             out.append(f"    {fs.name}  {fs.unit or ''}  {fs.rows} rows  {fs.errors} errors  {fs.warnings} warnings")
+    return out
+
+
+def render_text(report: Report, max_findings: int | None = 200) -> str:
+    """The report as plain text for a terminal or an e-mail, Chinese and English."""
+    out = report_head(report)
     if report.counts:
         out.append("  by code / 按错误代码:")
         for c in report.code_summary():

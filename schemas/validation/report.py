@@ -221,8 +221,12 @@ class Report:
             e = self.spec.errors[code]
             return e.title_zh, e.title_en
         r = self._rules[code]
-        where = r.unit or "cross-unit"
-        return f"规则 {code}（{where}）", f"Rule {code} ({where})"
+        if r.unit and self.spec.has_unit(r.unit):
+            unit = self.spec.unit(r.unit)
+            return (f"规则 {code}（{unit.code} {unit.name_zh}）", f"Rule {code} ({unit.code} {unit.name_en})")
+        if r.unit:
+            return f"规则 {code}（{r.unit}）", f"Rule {code} ({r.unit})"
+        return f"跨单元规则 {code}", f"Cross-unit rule {code}"
 
     def as_dict(self) -> dict[str, Any]:
         """The whole report as a JSON-ready mapping."""

@@ -33,21 +33,23 @@ def test_run_fetches_published_code_lists_before_validating(agent_env: AgentEnv)
     agent_env.rows.rows["VIP_CUST_INFO"][0]["CREDIT_GRADE"] = "D"
     write_exports(agent_env.runtime.spec, agent_env.rows, agent_env.home / "exports")
     publish_grade_d(agent_env)
-    # Without HQ's code lists the agent refuses its own export and sends nothing.
-    r = agent_env.run("submit", "--cycle", CYCLE)
-    assert r.returncode == 1 and "E307" in r.stderr, r.stdout + r.stderr
-    # run fetches them first; the same exports are then built, sent and accepted.
-    r = agent_env.run("--json", "run")
+    # Without HQ's code lists the agent's own check refuses the export (offline validation, nothing fetched).
+    offline = agent_env.rows.write(agent_env.home / "offline")
+    r = agent_env.run("validate", str(offline))
+    assert r.returncode == 1 and "E307" in r.stdout, r.stdout + r.stderr
+    # submit fetches them first; the same exports are then built, sent and accepted.
+    r = agent_env.run("--json", "submit", "--cycle", CYCLE)
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     [fetched] = [e for e in doc["events"] if e["event"] == "code_lists"]
     assert fetched["result"] == "new" and fetched["versions"] == 1
+    assert "Domain_credit_grade 2026.10" in fetched["changes"] and "D 很差" in fetched["changes"]
     assert any(e.get("status") == "accepted" for e in doc["events"]), doc
     [saved] = json.loads((agent_env.home / "state" / "code_lists.json").read_text("utf-8"))
     assert saved["domain"] == DOMAIN and saved["version"]["add"][0]["code"] == "D"
     # Kept: a second fetch finds nothing new, and offline validation uses them too.
     r = agent_env.run("fetch-list")
-    assert r.returncode == 0 and "code_lists: result unchanged, versions 1" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "code lists 代码表: unchanged (1 version(s)" in r.stdout, r.stdout + r.stderr
     built = sorted((agent_env.home / "state" / "spool").rglob("*.chk"))
     assert built, "the accepted delivery stays in the spool"
     r = agent_env.run("validate", str(built[-1].parent))

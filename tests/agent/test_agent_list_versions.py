@@ -106,7 +106,7 @@ def test_a_late_cycle_is_judged_by_the_list_versions_in_force_during_it(agent_en
                                   ("2026V02", "D_42_2026V02_00.chk", "http"),
                                   ("2026V02", "D_42_2026V02_31101_00_001.txt", "http")]
     again = env.run("fetch-list")
-    assert again.returncode == 0 and "list 2026V02: version 2026V02, result unchanged" in again.stdout, again.stdout
+    assert again.returncode == 0 and "list 名单 2026V02: unchanged (4 rows, 2 version(s) kept)" in again.stdout, again.stdout
     if env.transport == "http":
         assert len(downloads(env)) == 4  # versions already kept are not fetched again
     status = env.run("status")

@@ -103,12 +103,27 @@ def env_for(hq: Hq, runtime: Runtime, tmp_path: Path, spec: Spec, transport: str
 def test_server_down_at_the_start(hq: Hq, runtime: Runtime, tmp_path: Path, spec: Spec, transport: str) -> None:
     env = env_for(hq, runtime, tmp_path, spec, transport)
     agent = env.popen("run")
-    time.sleep(2.0)  # the agent is already retrying: nothing listens yet
+    # HQ comes up once the agent says it is retrying (nothing listens yet), not after a fixed
+    # pause: on a loaded machine the agent may take longer than any pause to get that far.
+    assert agent.stderr is not None and agent.stdout is not None
+    said: list[str] = []
+    retrying = threading.Event()
+
+    def pump() -> None:
+        for line in agent.stderr:  # type: ignore[union-attr]
+            said.append(line)
+            if "retrying" in line:
+                retrying.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    assert retrying.wait(90), "".join(said)
     assert agent.poll() is None
     hq.start()
-    out, err = agent.communicate(timeout=120)
-    assert agent.returncode == 0, out + err
-    assert "retrying" in err
+    out = agent.stdout.read()
+    agent.wait(120)
+    reader.join(10)
+    assert agent.returncode == 0, out + "".join(said)
     assert_one_accepted(env)
 
 

@@ -74,7 +74,9 @@ def test_prefectures_deliver_through_their_hub_to_hq(databases: Databases, spec:
         agents[sftp_b].set_exports(stray)
         agents[fixed_c].set_exports(typo)
         with ThreadPoolExecutor(3) as pool:
-            runs = {net: pool.submit(a.run, "submit", "--cycle", CYCLE) for net, a in agents.items()}
+            # fixed_c sends without fetching HQ's list first (submit refreshes by default and would catch the typo)
+            runs = {net: pool.submit(a.run, "submit", *(("--no-refresh",) if net == fixed_c else ()), "--cycle", CYCLE)
+                    for net, a in agents.items()}
             done = {net: r.result() for net, r in runs.items()}
         for net in (http_a, sftp_b):
             assert done[net].returncode == 0, done[net].stdout + done[net].stderr
