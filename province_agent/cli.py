@@ -24,12 +24,24 @@ import click
 from schemas import SchemasError, load_spec
 from schemas.conventions import CheckFile, CheckFileName, DataFileName
 from schemas.validation import (
-    REJECTED, Report, ValidationOptions, file_feedback_xml, group_deliveries, record_feedback_xml, render_text,
+    REJECTED,
+    Report,
+    ValidationOptions,
+    file_feedback_xml,
+    group_deliveries,
+    record_feedback_xml,
+    render_text,
     validate_delivery,
 )
 
 from ._exceptions import (
-    EXIT_ACTION, EXIT_CONFIG, EXIT_CREDENTIALS, EXIT_OK, EXIT_REJECTED, EXIT_TRANSPORT, AgentError,
+    EXIT_ACTION,
+    EXIT_CONFIG,
+    EXIT_CREDENTIALS,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_TRANSPORT,
+    AgentError,
     CredentialsError,
 )
 from .config import AgentConfig, load_config
@@ -102,7 +114,7 @@ def _finish(ctx: click.Context, outcome: Any, extra: dict[str, Any] | None = Non
 
 def _guarded(ctx: click.Context, fn: Callable[[], None]) -> None:
     """Run a command; the agent's errors become one clear line (both languages) and their exit status."""
-    from .runner import problem_line
+    from .reports import problem_line
     from .transport.http import HttpError
 
     try:
@@ -356,7 +368,8 @@ def check(ctx: click.Context, cycle: str, units: str | None, test_mode: bool, ma
     full report is kept in the state directory (reports/check_<delivery>.json and .txt). Exit 0
     when HQ would accept it, 1 for problems in the data, 2 for a broken configuration.
     """
-    from .runner import Outcome, render_report, source_map
+    from .reports import render_report, source_map
+    from .runner import Outcome
 
     def go() -> None:
         agent = _agent(ctx)
@@ -472,7 +485,7 @@ def _from_hq(ctx: click.Context, records: list[Any]) -> tuple[dict[int, list[str
     """HQ's comments per sent delivery and HQ's findings per judged one (read from the reports kept, fetched
     when missing), plus the credentials error when HQ refused us. HQ unreachable: what is kept (status
     works offline)."""
-    from .runner import render_findings
+    from .reports import render_findings
 
     sent = [r for r in records if r.server_id is not None or r.state in ("sent", "judged")]
     comments: dict[int, list[str]] = {}

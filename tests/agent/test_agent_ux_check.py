@@ -13,7 +13,7 @@ from exchange_server.runtime import Runtime
 from exchange_server.runtime.serve import Server
 from province_agent import cli
 from province_agent._exceptions import ExportProblems
-from province_agent.runner import annotate, render_findings
+from province_agent.reports import annotate, render_findings
 from schemas import Spec
 from tests.agent.conftest import CYCLE, AgentEnv, make_env, write_exports
 from tests.agent.test_agent_e2e import server_deliveries
