@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from schemas.conventions import CheckFile
 from schemas.spec.model import Spec
+from schemas.validation.report import code_titles
 
 from ..accounts.models import Account
 from ..audit.services import record
@@ -275,10 +276,11 @@ class ReviewService:
                                     .group_by(Finding.code))
         listed: dict[str, int] = {code: n for code, n in rows}
         out = []
+        rules = {r.id: r for r in self.spec.all_rules()} if self.spec else {}
         for c in sorted(delivery.counts, key=lambda c: (c.severity != "error", c.code)):
-            entry = self.spec.errors.get(c.code) if self.spec else None
+            title_zh, title_en = code_titles(self.spec, c.code, rules) if self.spec else ("", "")
             out.append({"code": c.code, "severity": c.severity, "count": c.count, "listed": listed.get(c.code, 0),
-                        "title_zh": entry.title_zh if entry else "", "title_en": entry.title_en if entry else ""})
+                        "title_zh": title_zh, "title_en": title_en})
         return out
 
     def findings(self, delivery: Delivery, code: str = "", page: int = 1,

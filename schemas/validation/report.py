@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..conventions import shown
@@ -217,16 +218,7 @@ class Report:
 
     def titles(self, code: str) -> tuple[str, str]:
         """Short titles for a code (rules use their unit and id)."""
-        if code in self.spec.errors:
-            e = self.spec.errors[code]
-            return e.title_zh, e.title_en
-        r = self._rules[code]
-        if r.unit and self.spec.has_unit(r.unit):
-            unit = self.spec.unit(r.unit)
-            return (f"规则 {code}（{unit.code} {unit.name_zh}）", f"Rule {code} ({unit.code} {unit.name_en})")
-        if r.unit:
-            return f"规则 {code}（{r.unit}）", f"Rule {code} ({r.unit})"
-        return f"跨单元规则 {code}", f"Cross-unit rule {code}"
+        return code_titles(self.spec, code, self._rules)
 
     def as_dict(self) -> dict[str, Any]:
         """The whole report as a JSON-ready mapping."""
@@ -287,3 +279,19 @@ def worst_status(statuses: Sequence[str]) -> str:
     """The worst of several statuses (rejected > warnings > accepted)."""
     order = [ACCEPTED, ACCEPTED_WITH_WARNINGS, REJECTED]
     return max(statuses, key=order.index) if statuses else ACCEPTED
+
+
+def code_titles(spec: Spec, code: str, rules: Mapping[str, Rule] | None = None) -> tuple[str, str]:
+    """(Chinese, English) title of a finding code: the catalogue's, or for a rule its id and unit; empty if unknown."""
+    if code in spec.errors:
+        e = spec.errors[code]
+        return e.title_zh, e.title_en
+    r = (rules if rules is not None else {x.id: x for x in spec.all_rules()}).get(code)
+    if r is None:
+        return "", ""
+    if r.unit and spec.has_unit(r.unit):
+        unit = spec.unit(r.unit)
+        return (f"规则 {code}（{unit.code} {unit.name_zh}）", f"Rule {code} ({unit.code} {unit.name_en})")
+    if r.unit:
+        return f"规则 {code}（{r.unit}）", f"Rule {code} ({r.unit})"
+    return f"跨单元规则 {code}", f"Cross-unit rule {code}"

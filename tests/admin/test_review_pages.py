@@ -1,6 +1,7 @@
 """The review queue in-process: filters, the raw-file context (GB18030 and UTF-8), actions, roles, CSRF."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,12 @@ def test_delivery_page_shows_receipt_summary_findings_and_versions(admin: tuple[
     assert 'id="no-override"' in html and 'id="accept-warnings-form"' not in html
     code = d["counts"][0]["code"]
     assert client.get(f"/admin/review/{d['delivery_id']}", query_string={"code": code, "page": "2"}).status_code == 200
+    # Every code has its title, a rule's too (R32001-05: its id and unit), not a blank cell.
+    w = seeded["warned"]
+    html = client.get(f"/admin/review/{w['delivery_id']}").get_data(as_text=True)
+    row = re.search(r'<tr data-code="R32001-05"[^>]*>(.*?)</tr>', html, re.S)
+    assert row is not None, html
+    assert "规则 R32001-05（32001 大客户总体情况）" in row.group(1), row.group(1)
 
 
 def test_rejected_cannot_be_accepted(admin: tuple[FlaskClient, str, Login], seeded: dict[str, Any],
@@ -187,7 +194,6 @@ def test_comment_reaches_outbox_and_api(admin: tuple[FlaskClient, str, Login], s
         c = s.scalars(select(ReviewComment).where(ReviewComment.delivery_id == d["delivery_id"])).all()
         assert c[-1].delivered_at is not None
     from province_agent.transport import HttpTransport
-
     from province_agent.transport.base import Receipt
     from province_agent.transport.sftp import SftpTransport
 

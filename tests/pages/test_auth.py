@@ -6,6 +6,7 @@ import re
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from exchange_server.runtime import Runtime
 from tests.pages.conftest import ANALYST, PROVINCE
 
 
@@ -99,3 +100,30 @@ def test_downloads_are_the_api_files(client: FlaskClient) -> None:
     r = client.get("/analyst/202610/download/by_province.csv")
     assert r.status_code == 200 and r.data.startswith(b"\xef\xbb\xbf")
     assert "kam-rollup-202610-by_province.csv" in r.headers["Content-Disposition"]
+
+
+def test_hq_roles_reach_the_dashboard_and_admins_the_console_from_every_page(page_runtime: Runtime,
+                                                                             client: FlaskClient) -> None:
+    """The header of every page links the dashboard for HQ's roles, and the console for admins only."""
+    from sqlalchemy import select
+
+    from exchange_server.accounts.models import Account
+    from exchange_server.accounts.services import AccountService
+
+    with page_runtime.db.session() as s:  # the pages' data is shared by the module: made once
+        if s.scalar(select(Account).where(Account.name == "boss")) is None:
+            AccountService(s, "test").create("boss", "admin", password="admin-pages-2026")
+    sign_in(client, "boss", "admin-pages-2026")
+    for page in ("/analyst/", "/admin/", "/admin/accounts", "/account/password"):
+        html = client.get(page, follow_redirects=True).get_data(as_text=True)
+        assert 'id="console-link"' in html and 'href="/admin/"' in html, page
+        assert 'id="dashboard-link"' in html and 'href="/analyst/"' in html, page
+    client.post("/logout", data={"csrf_token": csrf_of(client.get("/analyst/", follow_redirects=True)
+                                                       .get_data(as_text=True))})
+    sign_in(client, *ANALYST)
+    html = client.get("/analyst/", follow_redirects=True).get_data(as_text=True)
+    assert 'id="dashboard-link"' in html and 'id="console-link"' not in html
+    client.post("/logout", data={"csrf_token": csrf_of(html)})
+    sign_in(client, *PROVINCE)
+    html = client.get("/province/", follow_redirects=True).get_data(as_text=True)
+    assert 'id="dashboard-link"' not in html and 'id="console-link"' not in html
