@@ -192,9 +192,9 @@ def upload_and_wait(server: Any, token: str, files: list[Path], name: str) -> Ti
 def through_hub(work: Path, nets: Path, province: str, rep: Repeat) -> list[Path]:
     """HQ and the hub; the prefectures deliver, the province approves, the hub forwards; the forward's files."""
     from exchange_server.hub.approval import ApprovalService
-    from exchange_server.hub.forward import ForwardService
+    from exchange_server.hub.forward import ForwardService, wait_until_judged
     from exchange_server.hub.forwarder import WAKE, upstream_resend_floor
-    from exchange_server.hub.models import JUDGED, Forward
+    from exchange_server.hub.models import Forward
     from exchange_server.submissions.annexes import MANIFEST_SUFFIX
     from exchange_server.submissions.models import Delivery
 
@@ -216,17 +216,7 @@ def through_hub(work: Path, nets: Path, province: str, rep: Repeat) -> list[Path
             forward_id = fwd.id
         rep.hub["forward built (assembled, validated, archived)"] = time.time() - approved
         WAKE.set()
-        end = time.monotonic() + TIMEOUT
-        while True:
-            with rt.db.session() as s:
-                fwd = s.get(Forward, forward_id)
-                assert fwd is not None
-                if fwd.state == JUDGED:
-                    s.expunge(fwd)
-                    break
-            if time.monotonic() > end:
-                raise TimeoutError("HQ did not judge the forward")
-            time.sleep(0.01)
+        fwd = wait_until_judged(rt, forward_id, TIMEOUT, interval=0.01)
         with hq.runtime.db.session() as s:
             at_hq = s.get(Delivery, fwd.hq_delivery_id)
             assert at_hq is not None

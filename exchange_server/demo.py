@@ -445,9 +445,8 @@ def _hub_feed(server: Server, hub_dir: Path, samples: Path, host: str, cycle_id:
     from province_agent.transport.sftp import SftpTransport
 
     from .hub.approval import ApprovalService
-    from .hub.forward import ForwardService
+    from .hub.forward import ForwardService, wait_until_judged
     from .hub.forwarder import WAKE, upstream_resend_floor
-    from .hub.models import JUDGED, Forward
     from .org.services import OrgService
 
     rt = server.runtime
@@ -495,19 +494,11 @@ def _hub_feed(server: Server, hub_dir: Path, samples: Path, host: str, cycle_id:
         made = ForwardService(rt, s).build(cycle_id, HUB_ADMIN, upstream_max=floor)
         forward_id, check = made[0].id, made[0].check_name
     WAKE.set()
-    end = time.monotonic() + WAIT_SECONDS
-    while True:
-        with rt.db.session() as s:
-            fwd = s.get(Forward, forward_id)
-            assert fwd is not None
-            if fwd.state == JUDGED:
-                hq_id, hq_status = fwd.hq_delivery_id, fwd.hq_status or ""
-                break
-            last_error = fwd.last_error
-        if time.monotonic() > end:
-            raise click.ClickException(f"HQ did not judge {check} (last error: {last_error or '-'}) / "
-                                       f"总部未对 {check} 作出结论")
-        time.sleep(0.1)
+    try:
+        judged = wait_until_judged(rt, forward_id, WAIT_SECONDS)
+    except TimeoutError as exc:
+        raise click.ClickException(f"{exc} / 总部未对 {check} 作出结论") from None
+    hq_id, hq_status = judged.hq_delivery_id, judged.hq_status or ""
     _say(f"the hub approved {len(networks)} networks and forwarded {check}: HQ delivery {hq_id} {hq_status} "
          f"{time.monotonic() - started_at:.1f} s after the approval")
     return {"url": server.url, "sftp_port": server.sftp_port, "creds": str(creds), "samples": str(samples),

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -442,3 +443,21 @@ def forward_deadline_passed(session: Session, cycle_id: str, now: dt.datetime | 
     """Whether HQ's deadline for the cycle is past (a forward now is late at HQ)."""
     hub = session.get(HubCycle, cycle_id)
     return hub is not None and as_utc(hub.hq_deadline) < (now or utcnow())
+
+
+def wait_until_judged(rt: Runtime, forward_id: int, timeout: float, interval: float = 0.1) -> Forward:
+    """Block until HQ's verdict on a forward is recorded at the hub; the forward, detached (TimeoutError if not)."""
+    end = time.monotonic() + timeout
+    while True:
+        with rt.db.session() as s:
+            fwd = s.get(Forward, forward_id)
+            if fwd is None:
+                raise LookupError(f"no forward {forward_id}")
+            if fwd.state == JUDGED:
+                s.expunge(fwd)
+                return fwd
+            last_error = fwd.last_error
+        if time.monotonic() > end:
+            raise TimeoutError(f"HQ did not judge {fwd.check_name} within {timeout:.0f} s "
+                               f"(last error: {last_error or '-'})")
+        time.sleep(interval)

@@ -1,6 +1,8 @@
 """``exchange-server review ...``: HQ's review actions from the command line (the admin pages' twins)."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import click
 
 from ..runtime import Runtime
@@ -21,19 +23,24 @@ def review_group() -> None:
 AS = click.option("--as", "actor", default="cli", show_default=True, help="The reviewer's name, for the record.")
 
 
+def _act(delivery_id: int, action: Callable[[Any, Any], Any], done: str) -> None:
+    """One review action on a delivery, committed, then the comment files placed in the sender's outbox."""
+    from .services import ReviewService, deliver_comments
+
+    rt = _runtime()
+    with rt.db.session() as s:
+        svc = ReviewService(s, rt.archive)
+        action(svc, svc.delivery(delivery_id))
+    click.echo(f"{done}: {deliver_comments(rt, delivery_id) or '-'}")
+
+
 @review_group.command("comment")
 @click.argument("delivery_id", type=int)
 @click.argument("body")
 @AS
 def review_comment(delivery_id: int, body: str, actor: str) -> None:
     """Send the delivery's sender a comment (its outbox, API and agent show it)."""
-    from .services import ReviewService, deliver_comments
-
-    rt = _runtime()
-    with rt.db.session() as s:
-        svc = ReviewService(s, rt.archive)
-        svc.comment(actor, svc.delivery(delivery_id), body)
-    click.echo(f"comment sent: {deliver_comments(rt, delivery_id) or '-'}")
+    _act(delivery_id, lambda svc, d: svc.comment(actor, d, body), "comment sent")
 
 
 @review_group.command("resend")
@@ -42,10 +49,4 @@ def review_comment(delivery_id: int, body: str, actor: str) -> None:
 @AS
 def review_resend(delivery_id: int, note: str, actor: str) -> None:
     """Ask the sender to send the cycle again (a rejected or accepted-with-warnings delivery)."""
-    from .services import ReviewService, deliver_comments
-
-    rt = _runtime()
-    with rt.db.session() as s:
-        svc = ReviewService(s, rt.archive)
-        svc.request_resend(actor, svc.delivery(delivery_id), note)
-    click.echo(f"resend requested: {deliver_comments(rt, delivery_id) or '-'}")
+    _act(delivery_id, lambda svc, d: svc.request_resend(actor, d, note), "resend requested")
