@@ -427,6 +427,7 @@ def cycle_import(ctx: click.Context, check_file: Path, open_now: bool) -> None:
 
 
 def _register() -> None:
+    from .admin.cli import reminders_group
     from .consolidation.cli import report
     from .demo import demo
     from .hub.cli import hub_group
@@ -442,6 +443,7 @@ def _register() -> None:
     main.add_command(report)
     main.add_command(hub_group)
     main.add_command(review_group)
+    main.add_command(reminders_group)
 
 
 _register()

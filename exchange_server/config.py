@@ -40,6 +40,7 @@ class Settings:
     job_lease_seconds: int = 900  # a claimed job whose worker vanished is retried after this
     job_max_attempts: int = 3
     findings_cap: int = 1000  # occurrences listed per error code (totals always exact)
+    review_late_acceptances: bool = False  # a delivery late (W603) but otherwise clean is a review item
     # HTTP (see docs/deploying.md for what these promise)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -81,6 +82,17 @@ class Settings:
     upstream_timeout: float = 120.0
     hub_sync_seconds: float = 300.0  # how often the hub fetches HQ's calendar, list and code lists
     hub_poll_seconds: float = 5.0  # how often the forwarder sends queued forwards and asks HQ for answers
+    # Reminders before a cycle's deadline (docs/admin.md "Reminders")
+    reminder_days_before: str = "3,1"  # leads in days; each is sent at most once per party and cycle
+    reminder_check_seconds: float = 3600.0  # how often `serve` looks for reminders to send (0: never; cron instead)
+    # E-mail (reminders): none is sent unless smtp_host is set
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = ""  # the sender address, e.g. kam-exchange@hq.example
+    smtp_starttls: bool = False  # upgrade the connection with STARTTLS before signing in
+    smtp_user: str = ""  # sign in when set
+    smtp_password: str = ""
+    smtp_timeout: float = 30.0
     # Auth
     token_ttl_days: int = 365
     session_cookie_secure: bool = False  # always Secure; without it, Secure whenever the request came over HTTPS
@@ -120,6 +132,12 @@ class Settings:
     def is_hub(self) -> bool:
         """Whether this server is a province hub (it has an upstream HQ) rather than HQ."""
         return bool(self.hub_party)
+
+    @property
+    def reminder_leads(self) -> tuple[int, ...]:
+        """``reminder_days_before`` parsed: whole days, largest first (load_settings has checked it)."""
+        return tuple(sorted({int(p) for p in self.reminder_days_before.replace(";", ",").split(",") if p.strip()},
+                            reverse=True))
 
     @property
     def is_sqlite(self) -> bool:
@@ -210,6 +228,15 @@ def _check(s: Settings) -> None:
         if missing:
             raise ConfigError(f"a hub ({s.hub_party}) reaching HQ over {s.upstream_transport} needs "
                               f"{', '.join(missing)} (docs/tiers.md)")
+    try:
+        leads = s.reminder_leads
+    except ValueError:
+        leads = (-1,)
+    if any(d < 0 for d in leads):
+        raise ConfigError(f"setting reminder_days_before must list whole days before a deadline, e.g. \"3,1\"; "
+                          f"got {s.reminder_days_before!r}")
+    if s.smtp_host and not s.smtp_from:
+        raise ConfigError("setting smtp_host needs smtp_from (the sender address of reminder e-mails)")
     for name in ("http_header_timeout", "http_idle_timeout", "http_timeout"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name} must be a positive number of seconds")

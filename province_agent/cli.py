@@ -481,6 +481,28 @@ def _print_comments(comments: list[str] | None) -> None:
         click.echo("    HQ 总部意见: " + c.replace("\n", "\n    "))
 
 
+def _reminders(ctx: click.Context) -> list[dict[str, Any]]:
+    """HQ's reminders before deadlines still ahead (none when HQ cannot be reached or refuses us)."""
+    agent = _agent(ctx)
+    try:
+        return agent.reminders()
+    except CredentialsError:
+        return []  # said once by the deliveries' part of status (exit 4)
+    finally:
+        agent.close()
+
+
+def _print_reminders(reminders: list[dict[str, Any]]) -> None:
+    """One block per reminder: the cycle, its deadline (Beijing) and the units HQ has not accepted yet."""
+    for r in reminders:
+        stamp = str(r.get("deadline_beijing") or "")
+        when = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[8:10]}:{stamp[10:12]}" if len(stamp) == 14 else stamp
+        units = r.get("missing_units") or []
+        click.echo(f"REMINDER 催报: cycle {r.get('cycle')} is due {when} Beijing / 周期 {r.get('cycle')} 截止 {when}（北京时间）; "
+                   f"missing 尚缺: " + ", ".join(f"{u.get('code')} {u.get('name_en') or ''}".strip()
+                                                  for u in units if isinstance(u, dict)))
+
+
 def _from_hq(ctx: click.Context, records: list[Any]) -> tuple[dict[int, list[str]], dict[int, list[str]], str | None]:
     """HQ's comments per sent delivery and HQ's findings per judged one (read from the reports kept, fetched
     when missing), plus the credentials error when HQ refused us. HQ unreachable: what is kept (status
@@ -537,14 +559,17 @@ def status(ctx: click.Context) -> None:
         finally:
             state.close()
         comments, findings, refused = _from_hq(ctx, records)
+        reminders = _reminders(ctx) if not refused else []
         if ctx.obj["json"]:
-            click.echo(json.dumps({"deliveries": [{**r.as_dict(), "hq_comments": comments.get(r.id, []),
+            click.echo(json.dumps({"reminders": reminders,
+                                   "deliveries": [{**r.as_dict(), "hq_comments": comments.get(r.id, []),
                                                    "report": str(config.state_dir / "reports" / f"{r.check_name}.json")
                                                    if r.id in findings else None}
                                                   for r in records], "lists": lists,
                                    **({"error": refused, "exit_code": EXIT_CREDENTIALS} if refused else {})},
                                   ensure_ascii=False, indent=2, default=str))
             sys.exit(EXIT_CREDENTIALS if refused else EXIT_OK)
+        _print_reminders(reminders)
         if not records:
             click.echo("no deliveries yet")
         for r in records:

@@ -861,6 +861,18 @@ class Agent:
         """Every delivery the agent knows, newest first."""
         return self.state.all()
 
+    def reminders(self) -> list[dict[str, Any]]:
+        """HQ's reminders before deadlines whose deadline is still ahead (empty when HQ cannot be reached)."""
+        try:
+            found = self.transport.reminders()
+        except CredentialsError:
+            raise
+        except (OSError, http.client.HTTPException, AgentError, HttpError) as exc:  # offline: status still works
+            log.info("HQ's reminders could not be read (%s)", exc)
+            return []
+        now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y%m%d%H%M%S")
+        return [r for r in found if str(r.get("deadline_beijing") or "99999999999999") > now]
+
     def comments(self, rec: Record) -> list[str]:
         """HQ's review comments on a sent delivery (empty when HQ cannot be reached: status works offline)."""
         if rec.state not in (SENT, JUDGED):

@@ -23,6 +23,7 @@ class Account(Base):
     role: Mapped[str] = mapped_column(String(16))
     party: Mapped[str | None] = mapped_column(ForeignKey("area.code"), default=None)  # provinces: 42 or 0668
     display_name: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str | None] = mapped_column(String(254), default=None)  # where reminders are e-mailed, if anywhere
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)  # argon2id
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

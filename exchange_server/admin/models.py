@@ -1,9 +1,9 @@
-"""Records the admin console adds: cycle exceptions, sign-in attempts."""
+"""Records the admin console adds: cycle exceptions, sign-in attempts, reminders sent."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..clock import as_utc, utcnow
@@ -45,3 +45,26 @@ class LoginAttempt(Base):
     account_name: Mapped[str] = mapped_column(String(64))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     ok: Mapped[bool] = mapped_column(default=False)
+
+
+class Reminder(Base):
+    """One reminder sent to a party that had not delivered a cycle's units ``lead_days`` before its deadline.
+
+    At most one per (party, cycle, lead): the unique key is what makes sending idempotent,
+    whether the command, the server's loop or an admin's "send now" runs first.
+    """
+
+    __tablename__ = "reminder"
+    __table_args__ = (UniqueConstraint("party", "cycle", "lead_days"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    party: Mapped[str] = mapped_column(String(4), index=True)
+    cycle: Mapped[str] = mapped_column(String(7), index=True)
+    lead_days: Mapped[int] = mapped_column()
+    deadline: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # the party's deadline when sent (exceptions move it)
+    missing_units: Mapped[list[str]] = mapped_column(JSON, default=list)
+    outbox_file: Mapped[str | None] = mapped_column(String(64), default=None)
+    emailed_to: Mapped[list[str]] = mapped_column(JSON, default=list)
+    email_error: Mapped[str | None] = mapped_column(Text, default=None)
+    sent_by: Mapped[str] = mapped_column(String(64), default="system")
+    sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -30,8 +30,8 @@ def init_app(app: Flask) -> ExchangeApi:
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     api = ExchangeApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer", "description": "A province's API token"}}}})
-    from . import code_lists, cycles, deliveries, lists, reports
+    from . import code_lists, cycles, deliveries, lists, monitor, reports
 
-    for module in (deliveries, cycles, lists, code_lists, reports):
+    for module in (deliveries, cycles, lists, code_lists, reports, monitor):
         api.register_blueprint(module.blp)
     return api

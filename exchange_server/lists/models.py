@@ -9,7 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..clock import utcnow
 from ..db import Base, UTCDateTime
 
-DRAFT, PUBLISHED, SUPERSEDED = "draft", "published", "superseded"
+# CLOSED: a draft closed without publishing it (kept, with its name, for the record; never in force).
+DRAFT, PUBLISHED, SUPERSEDED, CLOSED = "draft", "published", "superseded", "closed"
 
 
 class ListVersion(Base):

@@ -18,15 +18,16 @@ the same work runs in it, as before.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, Unpack, cast
+from typing import Any, Iterable, Iterator, cast
 
-from sqlalchemy import Engine, Row, Select, Table, and_, case, func, insert, select
+from sqlalchemy import Engine, Row, Table, and_, case, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,7 +45,16 @@ from ..errors import BadRequest, Conflict, NotFound, Unprocessable
 from ..org.services import OrgService
 from ..storage.archive import Archive
 from .importers import UNIT, ImportedList, check_version, import_list, source_files
-from .models import DRAFT, PUBLISHED, SUPERSEDED, ListDownload, ListEntry, ListSlice, ListVersion
+from .models import (
+    CLOSED,
+    DRAFT,
+    PUBLISHED,
+    SUPERSEDED,
+    ListDownload,
+    ListEntry,
+    ListSlice,
+    ListVersion,
+)
 
 ADDED, CHANGED, REMOVED, UNCHANGED = "A", "M", "D", "U"
 # Spec field id -> ListEntry attribute, for every field an entry keeps.
@@ -205,6 +215,25 @@ def _published() -> AnySelect:
     """The id and name of the version in force."""
     return (select(ListVersion.id, ListVersion.version).where(ListVersion.state == PUBLISHED)
             .order_by(ListVersion.published_at.desc(), ListVersion.id.desc()).limit(1))
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    """One page of a version's entries as searched, with how many match in all, per province and per change.
+
+    ``by_province`` counts the matches of the search alone (what each province filter would
+    give); ``by_change`` those of the search and the province (what each change filter would
+    give); ``total`` the matches of every filter. Each row is a dict of ENTRY_COLUMNS, plus
+    ``changes`` ({field id: [old, new]}) for a changed entry.
+    """
+
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+    per_page: int
+    by_province: dict[str, int]
+    by_change: dict[str, int]
 
 
 class ListService:
@@ -651,7 +680,8 @@ class ListService:
     # -- what is in force for a cycle -------------------------------------------------
     def stamp(self, draft: ListVersion | None = None) -> tuple[int, ...]:
         """What the in-force answers depend on: the ids of the versions that count (published ones, a draft)."""
-        ids = tuple(self.session.scalars(select(ListVersion.id).where(ListVersion.state != DRAFT)
+        # Published and superseded versions: neither a draft nor a closed draft was ever in force.
+        ids = tuple(self.session.scalars(select(ListVersion.id).where(ListVersion.state.in_((PUBLISHED, SUPERSEDED)))
                                          .order_by(ListVersion.id)))
         return ids + ((-draft.id,) if draft is not None else ())
 
@@ -721,3 +751,99 @@ class ListService:
         return list(self.session.scalars(
             select(ListDownload).join(ListSlice, ListSlice.id == ListDownload.slice_id)
             .where(ListSlice.list_version_id == listv.id).order_by(ListDownload.at, ListDownload.id)))
+
+    # -- browsing a version: search, pages, per-province changes, every entry in order ---
+    def entries(self, version: ListVersion, *, search: str = "", province: str | None = None,
+                change: str | None = None, page: int = 1, per_page: int = 100) -> EntryPage:
+        """A page of the version's entries by rank, searched by customer id or name (any part, any case).
+
+        Only the page's rows are read (LIMIT/OFFSET) and the counts are SQL aggregates, so a
+        national list of a million entries pages as quickly as one of 500. A page past the
+        last is the last.
+        """
+        c = ENTRIES.c
+        where: list[Any] = [c.list_version_id == version.id]
+        text = search.strip()
+        if text:
+            where.append(or_(c.national_cust_id.icontains(text, autoescape=True),
+                             c.cust_name.icontains(text, autoescape=True),
+                             c.group_parent_name.icontains(text, autoescape=True)))
+        by_province = {str(p): int(n) for p, n in self.session.execute(
+            select(c.lead_prov_id, func.count()).where(*where).group_by(c.lead_prov_id))}
+        if province:
+            where.append(c.lead_prov_id == province)
+        if text or province:
+            by_change = {str(k): int(n) for k, n in self.session.execute(
+                select(c.change_type, func.count()).where(*where).group_by(c.change_type))}
+        else:
+            # The whole version: the counts stored at load time (no index covers the change type).
+            by_change = {ADDED: version.added, CHANGED: version.changed, REMOVED: version.removed,
+                         UNCHANGED: version.unchanged}
+        if change:
+            where.append(c.change_type == change)
+            total = by_change.get(change, 0)
+        else:
+            total = sum(by_change.values())
+        pages = max(1, math.ceil(total / per_page))
+        page = min(max(page, 1), pages)
+        # A changed entry is shown with what changed: the base version's entry for the same customer.
+        old = ENTRIES.alias("old")
+        base_id = version.based_on_id if version.based_on_id is not None else -1
+        source = ENTRIES.outerjoin(old, and_(old.c.list_version_id == base_id,
+                                             old.c.national_cust_id == c.national_cust_id, c.change_type == CHANGED))
+        attrs = list(FIELD_ATTRS.values())
+        query = (select(*(c[a] for a in ENTRY_COLUMNS), old.c.id, *(old.c[a] for a in attrs)).select_from(source)
+                 .where(*where).order_by(c.rank, c.id).limit(per_page).offset((page - 1) * per_page))
+        rows: list[dict[str, Any]] = []
+        n = len(ENTRY_COLUMNS)
+        for row in self.session.execute(query):
+            entry = dict(zip(ENTRY_COLUMNS, row[:n]))
+            if row[n] is not None:
+                was = dict(zip(FIELD_ATTRS, map(_text, row[n + 1:])))
+                entry["changes"] = _changes(was, {f: _text(entry[a]) for f, a in FIELD_ATTRS.items()})
+            else:
+                entry["changes"] = {}
+            rows.append(entry)
+        return EntryPage(rows, total, page, pages, per_page, by_province, by_change)
+
+    def changes_by_province(self, version: ListVersion) -> list[dict[str, Any]]:
+        """Per lead province, how many customers the version adds, changes and removes (untouched ones left out)."""
+        c = ENTRIES.c
+        out: dict[str, dict[str, Any]] = {}
+        for prov, kind, n in self.session.execute(
+                select(c.lead_prov_id, c.change_type, func.count()).where(
+                    c.list_version_id == version.id, c.change_type != UNCHANGED)
+                .group_by(c.lead_prov_id, c.change_type)):
+            counts = out.setdefault(str(prov), {"prov_id": str(prov), ADDED: 0, CHANGED: 0, REMOVED: 0})
+            counts[str(kind)] = int(n)
+        return [out[p] for p in sorted(out)]
+
+    def iter_entries(self, version: ListVersion) -> Iterator[Row[Any]]:
+        """Every entry of the version by rank (as ``_cut`` orders a slice), ENTRY_COLUMNS as attributes, streamed."""
+        c = ENTRIES.c
+        query = (select(*(c[a] for a in ENTRY_COLUMNS)).where(c.list_version_id == version.id)
+                 .order_by(c.rank, c.national_cust_id).execution_options(yield_per=BATCH))
+        yield from self.session.execute(query)
+
+    # -- closing a draft ---------------------------------------------------------------
+    def close(self, version: ListVersion, actor: str | None = None) -> ListVersion:
+        """Close a draft without publishing it: never in force, never sliced; kept, with its name, for the record.
+
+        Nothing reaches the provinces, so nothing of theirs changes. A published version is
+        not closed: provinces already hold its slice and check their data against it; HQ
+        corrects it by publishing a newer version.
+        """
+        who = actor or self.actor
+        # Read the state again under a row lock: a publication may have come first.
+        version = self.session.scalars(select(ListVersion).where(ListVersion.id == version.id).with_for_update()
+                                       .execution_options(populate_existing=True)).one()
+        if version.state != DRAFT:
+            raise Conflict(f"list version {version.version} is {version.state}, not a draft; only a draft can be "
+                           f"closed",
+                           f"名单版本 {version.version} 的状态为 {version.state}，不是草稿；只有草稿可以关闭",
+                           code="list_not_draft", errors={"version": version.version, "state": version.state})
+        version.state = CLOSED
+        self.session.flush()
+        record(self.session, who, "list.close", f"list:{version.version}", added=version.added,
+               changed=version.changed, removed=version.removed, unchanged=version.unchanged)
+        return version

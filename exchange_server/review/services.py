@@ -6,6 +6,23 @@ that turns a rejected delivery into an accepted one. Every action is audited in 
 transaction as the change it records. Comments reach the province as
 ``<check stem>.comment.txt`` in its outbox (every comment so far, newest last) and in the
 delivery JSON of the API.
+
+The queue empties itself. Whether an item is still open is decided when the queue is read,
+from the deliveries themselves (nothing is recorded when a resend is accepted, so no order
+of verdicts, no upgrade and no change of setting can leave a stale item):
+
+- **superseded**: a delivery is closed by the first later delivery of the same resend
+  sequence (same party, cycle and mode; sent by an entitled account; later by resend number,
+  then receipt) that was accepted (with or without warnings) and carries every *failing
+  unit* of it. The failing units are the units of the data files the listed findings point
+  at; when a finding points at no data file (the check file, a missing file, lateness, the
+  delivery as a whole) or the listed findings were capped, every unit of the delivery is
+  failing. A partial resend therefore closes an item only if it resends what failed.
+- **late only**: an accepted-with-warnings delivery whose only warnings are W603 (late) is
+  not a review item unless the ``review_late_acceptances`` setting is on.
+
+The open queue is what has had no action yet or awaits a requested resend; reviewing an
+item or accepting its warnings closes it.
 """
 from __future__ import annotations
 
@@ -15,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from sqlalchemy import Select, and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, not_, or_, select, true
+from sqlalchemy.orm import Session, aliased
 
-from schemas.conventions import CheckFile
+from schemas.conventions import DELIMITERS, CheckFile
 from schemas.spec.model import Spec
 from schemas.validation.report import code_titles
 
@@ -29,9 +46,9 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..org.models import Area
 from ..runtime import Runtime
 from ..storage import Archive
-from ..submissions.models import (ACCEPTED_WITH_WARNINGS, REJECTED, Delivery, DeliveryFile, Finding,
+from ..submissions.models import (ACCEPTED, ACCEPTED_WITH_WARNINGS, REJECTED, Delivery, DeliveryFile, Finding,
                                   FindingCount)
-from .models import (OPEN, RESEND_REQUESTED, REVIEW_STATES, REVIEWED, WARNINGS_ACCEPTED, DeliveryReview,
+from .models import (OPEN, RESEND_REQUESTED, REVIEWED, WARNINGS_ACCEPTED, DeliveryReview,
                      ReviewComment)
 
 #: Deliveries that need HQ's eyes.
@@ -50,6 +67,15 @@ STATE_NAMES: dict[str, tuple[str, str]] = {
 }
 MIN_JUSTIFICATION = 10
 MAX_COMMENT = 4000
+MAX_BULK = 200  # deliveries one bulk action may name (a page of the queue is 50)
+LATE = "W603"
+#: The queue's views besides the review states: open (the default), closed, all, superseded.
+CLOSED, ALL, SUPERSEDED = "closed", "all", "superseded"
+VIEWS: dict[str, tuple[str, str]] = {
+    OPEN: ("待处理", "open"), CLOSED: ("已关闭", "closed"), ALL: ("全部", "all"),  # open: see ReviewService._open
+    REVIEWED: STATE_NAMES[REVIEWED], RESEND_REQUESTED: STATE_NAMES[RESEND_REQUESTED],
+    WARNINGS_ACCEPTED: STATE_NAMES[WARNINGS_ACCEPTED], SUPERSEDED: ("已被取代", "superseded"),
+}
 CONTEXT_RADIUS = 5
 MAX_LINE_BYTES = 64 * 1024  # a longer line is shown cut (a 2 GB file on one line must not be read whole)
 PER_PAGE = 50
@@ -78,7 +104,7 @@ class QueueFilter:
         f = cls(text["cycle"], text["province"], text["unit"], text["code"], text["age"], text["state"], page)
         if f.age and f.age not in AGES:
             raise BadRequest(f"unknown age filter {f.age!r}", f"未知的时长筛选 {f.age!r}", code="invalid_arguments")
-        if f.state and f.state not in REVIEW_STATES:
+        if f.state and f.state not in VIEWS:
             raise BadRequest(f"unknown review state {f.state!r}", f"未知的审核状态 {f.state!r}",
                              code="invalid_arguments")
         return f
@@ -98,6 +124,8 @@ class QueueRow:
     state: str
     codes: list[str]
     sender: str
+    superseded_by: int | None = None  # the later accepted resend that closed this item
+    late_only: bool = False  # accepted with no warning but W603
 
 
 @dataclass(frozen=True)
@@ -112,6 +140,8 @@ class QueuePage:
     provinces: list[tuple[str, str]]
     units: list[tuple[str, str]]
     codes: list[str]
+    titles: dict[str, tuple[str, str]]  # code -> (Chinese, English) title, for every code shown
+    open_total: int = 0  # the open items whatever the view (the queue's badge)
 
 
 @dataclass(frozen=True)
@@ -132,6 +162,7 @@ class FileContext:
     file: str
     encoding: str
     lines: list[ContextLine]
+    fields: list["LabelledField"] | None = None  # the failing line split into the unit's fields
 
 
 def _codec(encoding: str) -> str:
@@ -171,6 +202,43 @@ def read_context(path: Path, line: int, encoding: str, radius: int = CONTEXT_RAD
     return out
 
 
+@dataclass(frozen=True)
+class LabelledField:
+    """One value of a raw line with the unit's field it belongs to; ``failing`` marks the finding's field."""
+
+    position: int  # 1-based column
+    field_id: str  # "" for a value beyond the unit's last field
+    name_zh: str
+    name_en: str
+    value: str | None  # None: the line ended before this field
+    failing: bool = False
+
+
+def labelled_fields(spec: Spec | None, unit: str | None, line: str, delimiter: str,
+                    failing_field: str | None = None) -> list[LabelledField] | None:
+    """A delimited raw line as field → value, labelled with ``unit``'s field ids and names.
+
+    None when the line cannot be labelled (no spec or unknown unit, no delimiter): the
+    caller shows the line as it is. Values beyond the unit's fields are kept (unnamed), and
+    fields the line does not reach are listed without a value, so a short or long line (E201)
+    shows where it went wrong. ``failing_field`` is the finding's field id (or its name).
+    """
+    if spec is None or not unit or not delimiter or not spec.has_unit(unit):
+        return None
+    fields = sorted(spec.unit(unit).fields, key=lambda f: f.position)
+    values = line.split(delimiter)
+    out: list[LabelledField] = []
+    for i in range(max(len(fields), len(values))):
+        value = values[i] if i < len(values) else None
+        if i < len(fields):
+            f = fields[i]
+            failing = bool(failing_field) and failing_field in (f.id, f.name_zh, f.name_en)
+            out.append(LabelledField(i + 1, f.id, f.name_zh, f.name_en, value, failing))
+        else:
+            out.append(LabelledField(i + 1, "", "（多余的值）", "(extra value)", value))
+    return out
+
+
 def comment_file_name(delivery: Delivery) -> str:
     """``P_42_202610_00.comment.txt``: beside the delivery's receipt and feedback files in the outbox."""
     return f"{delivery.check_name or f'delivery-{delivery.id}'}.comment.txt"
@@ -191,19 +259,82 @@ def render_comments(delivery: Delivery, comments: list[ReviewComment], state: st
     return "".join(parts).encode("utf-8")
 
 
+def _exists(table: Any, *where: ColumnElement[bool]) -> ColumnElement[bool]:
+    """EXISTS over ``table``, correlated to every other table named (nested subqueries need it said)."""
+    return select(literal(1)).select_from(table).where(*where).correlate_except(table).exists()
+
+
+def superseded_by_column() -> ColumnElement[int | None]:
+    """The id of the later accepted resend that closes a queued ``Delivery`` (NULL if none): see the module doc.
+
+    A correlated scalar subquery on ``Delivery`` (the queue's row), evaluated by the database
+    per row, so the open queue can be counted and paged.
+    """
+    later = aliased(Delivery, name="later")
+    mine, theirs, other = (aliased(DeliveryFile, name=n) for n in ("mine", "theirs", "other"))
+    f, g = aliased(Finding, name="f"), aliased(Finding, name="g")
+    listed = select(func.count()).select_from(g).where(g.delivery_id == Delivery.id).correlate_except(g)
+    # Every unit fails when a listed finding points at no data file of the delivery, or the list was capped.
+    off_unit = _exists(f, f.delivery_id == Delivery.id, ~_exists(
+        other, other.delivery_id == Delivery.id, other.name == f.file, other.unit.is_not(None)))
+    whole = or_(Delivery.errors + Delivery.warnings > listed.scalar_subquery(), off_unit)
+    # The file's own findings first: the whole-delivery test only runs for files without any.
+    failing_unit = and_(mine.delivery_id == Delivery.id, mine.unit.is_not(None),
+                        or_(_exists(f, f.delivery_id == Delivery.id, f.file == mine.name), whole))
+    uncovered = _exists(mine, failing_unit, ~_exists(theirs, theirs.delivery_id == later.id, theirs.unit == mine.unit))
+    after = or_(later.resend > Delivery.resend,
+                and_(later.resend == Delivery.resend,
+                     or_(later.received_at > Delivery.received_at,
+                         and_(later.received_at == Delivery.received_at, later.id > Delivery.id))))
+    return (select(func.min(later.id))
+            .where(later.party == Delivery.party, later.period == Delivery.period, later.mode == Delivery.mode,
+                   later.entitled.is_(True), Delivery.entitled.is_(True),
+                   later.status.in_((ACCEPTED, ACCEPTED_WITH_WARNINGS)), after, ~uncovered)
+            .correlate_except(later).scalar_subquery())
+
+
+def late_only_column() -> ColumnElement[bool]:
+    """Whether a queued ``Delivery`` was accepted with no warning but lateness (W603)."""
+    return and_(Delivery.status == ACCEPTED_WITH_WARNINGS,
+                ~_exists(FindingCount, FindingCount.delivery_id == Delivery.id, FindingCount.code != LATE))
+
+
 class ReviewService:
     """Reads the queue and a delivery's review page; applies the admins' actions (audited)."""
 
-    def __init__(self, session: Session, archive: Archive, spec: Spec | None = None) -> None:
+    def __init__(self, session: Session, archive: Archive, spec: Spec | None = None,
+                 late_acceptances: bool = False) -> None:
         self.session = session
         self.archive = archive
         self.spec = spec
+        self.late_acceptances = late_acceptances  # the review_late_acceptances setting
+
+    def _open(self, state: ColumnElement[str], superseded: ColumnElement[int | None],
+              late_only: ColumnElement[bool]) -> ColumnElement[bool]:
+        """What is still open: no action yet or a resend awaited, not superseded, not merely late (unless wanted).
+
+        A resend request keeps the item open until the resend is accepted (it then closes
+        itself); reviewing it or accepting its warnings closes it.
+        """
+        return and_(state.in_((OPEN, RESEND_REQUESTED)), superseded.is_(None),
+                    true() if self.late_acceptances else not_(late_only))
 
     # -- reading ------------------------------------------------------------------------------
-    def _queue_query(self, f: QueueFilter) -> Select[Delivery, str, str]:
+    def _queue_query(self, f: QueueFilter) -> Select[Delivery, str, str, int | None, bool]:
         state = func.coalesce(DeliveryReview.state, OPEN)
-        q = (select(Delivery, state, Account.name).outerjoin(DeliveryReview, DeliveryReview.delivery_id == Delivery.id)
+        superseded, late_only = superseded_by_column(), late_only_column()
+        q = (select(Delivery, state, Account.name, superseded, late_only)
+             .outerjoin(DeliveryReview, DeliveryReview.delivery_id == Delivery.id)
              .join(Account, Account.id == Delivery.account_id).where(Delivery.status.in_(QUEUE_STATUSES)))
+        view = f.state or OPEN
+        if view == OPEN:
+            q = q.where(self._open(state, superseded, late_only))
+        elif view == CLOSED:
+            q = q.where(not_(self._open(state, superseded, late_only)))
+        elif view == SUPERSEDED:
+            q = q.where(superseded.is_not(None))
+        elif view != ALL:
+            q = q.where(state == view)
         if f.cycle:
             q = q.where(Delivery.period == f.cycle)
         if f.province:
@@ -220,8 +351,6 @@ class ReviewService:
                 q = q.where(Delivery.received_at >= now - dt.timedelta(days=newer))
             if older is not None:
                 q = q.where(Delivery.received_at < now - dt.timedelta(days=older))
-        if f.state:
-            q = q.where(state == f.state)
         return q
 
     def queue(self, f: QueueFilter, per_page: int = PER_PAGE) -> QueuePage:
@@ -235,9 +364,10 @@ class ReviewService:
         codes: dict[int, list[str]] = {}
         if rows:
             for c in self.session.scalars(select(FindingCount).where(
-                    FindingCount.delivery_id.in_([d.id for d, _s, _n in rows])).order_by(FindingCount.code)):
+                    FindingCount.delivery_id.in_([r[0].id for r in rows])).order_by(FindingCount.code)):
                 codes.setdefault(c.delivery_id, []).append(c.code)
-        items = [QueueRow(d, s, codes.get(d.id, []), n) for d, s, n in rows]
+        items = [QueueRow(d, s, codes.get(d.id, []), n, sup, bool(late)) for d, s, n, sup, late in rows]
+        open_total = total if (f.state or OPEN) == OPEN and f == QueueFilter(page=f.page) else self.open_count()
         in_queue = select(Delivery.id).where(Delivery.status.in_(QUEUE_STATUSES))
         cycles = sorted({c for c in self.session.scalars(select(Delivery.period).where(Delivery.id.in_(in_queue))
                                                          .distinct()) if c}, reverse=True)
@@ -248,7 +378,39 @@ class ReviewService:
         unit_names = [(u, self.spec.unit(u).name_zh if self.spec and self.spec.has_unit(u) else "") for u in units]
         all_codes = sorted(set(self.session.scalars(select(FindingCount.code).where(
             FindingCount.delivery_id.in_(in_queue)).distinct())))
-        return QueuePage(items, total, page, pages, cycles, provinces, unit_names, all_codes)
+        shown = set(all_codes) | {c for r in items for c in r.codes}
+        return QueuePage(items, total, page, pages, cycles, provinces, unit_names, all_codes,
+                         self.titles(shown), open_total)
+
+    def open_count(self) -> int:
+        """How many deliveries still need HQ (the open view, unfiltered)."""
+        q = self._queue_query(QueueFilter())
+        return self.session.scalar(select(func.count()).select_from(q.subquery())) or 0
+
+    def titles(self, codes: set[str] | list[str]) -> dict[str, tuple[str, str]]:
+        """(Chinese, English) titles of finding codes (the catalogue's, or a rule's id and unit)."""
+        if self.spec is None:
+            return {c: ("", "") for c in codes}
+        rules = {r.id: r for r in self.spec.all_rules()}
+        return {c: code_titles(self.spec, c, rules) for c in codes}
+
+    def superseded_by(self, delivery: Delivery) -> Delivery | None:
+        """The later accepted resend that closed this delivery's review item, if any (see the module doc)."""
+        if delivery.status not in QUEUE_STATUSES:
+            return None
+        later = self.session.scalar(select(superseded_by_column()).where(Delivery.id == delivery.id))
+        return self.session.get(Delivery, later) if later is not None else None
+
+    def late_only(self, delivery: Delivery) -> bool:
+        """Whether the delivery's only warnings are lateness (W603) and no errors."""
+        return bool(self.session.scalar(select(late_only_column()).where(Delivery.id == delivery.id)))
+
+    def is_open(self, delivery: Delivery) -> bool:
+        """Whether the delivery is in the open queue (see :meth:`_open`)."""
+        if delivery.status not in QUEUE_STATUSES:
+            return False
+        return self.state(delivery) in (OPEN, RESEND_REQUESTED) and self.superseded_by(delivery) is None and (
+            self.late_acceptances or not self.late_only(delivery))
 
     def delivery(self, delivery_id: int) -> Delivery:
         """A delivery in the review queue's scope; NotFound otherwise."""
@@ -296,15 +458,20 @@ class ReviewService:
                                           .offset((page - 1) * per_page).limit(per_page)))
         return items, total, pages
 
-    def encoding(self, delivery: Delivery) -> str:
-        """The encoding the check file declares (UTF-8 when it cannot be read)."""
+    def check_file(self, delivery: Delivery) -> CheckFile | None:
+        """The delivery's check file, parsed (None when there is none or it cannot be read)."""
         check = next((f for f in delivery.files if f.unit is None and f.name.endswith(".chk")), None)
         if check is None:
-            return "UTF-8"
+            return None
         try:
-            return CheckFile.parse(self.archive.read_bytes(check.sha256)).encoding
+            return CheckFile.parse(self.archive.read_bytes(check.sha256))
         except (ValueError, OSError):  # a malformed check file is what got the delivery rejected
-            return "UTF-8"
+            return None
+
+    def encoding(self, delivery: Delivery) -> str:
+        """The encoding the check file declares (UTF-8 when it cannot be read)."""
+        check = self.check_file(delivery)
+        return check.encoding if check else "UTF-8"
 
     def context(self, delivery: Delivery, finding_id: int | None = None) -> FileContext | None:
         """The raw lines around a finding (the given one, else the first with a file and line), decoded."""
@@ -318,9 +485,16 @@ class ReviewService:
         file = next((f for f in delivery.files if f.name == finding.file), None)
         if file is None or not self.archive.exists(file.sha256):
             return None
-        encoding = self.encoding(delivery)
-        return FileContext(finding, file.name, encoding,
-                           read_context(self.archive.path(file.sha256), finding.line, encoding))
+        check = self.check_file(delivery)
+        encoding = check.encoding if check else "UTF-8"
+        lines = read_context(self.archive.path(file.sha256), finding.line, encoding)
+        failing = next((line for line in lines if line.failing), None)
+        fields = None
+        # XML files hold records, not lines: their failing line is shown as it is.
+        if failing is not None and check is not None and file.unit and not file.name.lower().endswith(".xml"):
+            fields = labelled_fields(self.spec, file.unit, failing.text, check.delimiter
+                                     if check.delimiter_name in DELIMITERS else "", finding.field)
+        return FileContext(finding, file.name, encoding, lines, fields)
 
     def versions(self, delivery: Delivery) -> list[Delivery]:
         """The party's deliveries for the same cycle and mode, in resend order.
@@ -415,6 +589,42 @@ class ReviewService:
                              f"请填写不少于 {MIN_JUSTIFICATION} 个字的理由", code="justification_required",
                              errors={"justification": len(text)})
         return self._set(actor, delivery, WARNINGS_ACCEPTED, text)
+
+
+    # -- bulk actions (the queue page's checkboxes) -------------------------------------------
+    def selected(self, ids: list[int]) -> list[Delivery]:
+        """The deliveries a bulk action names, in the order given; each must exist and be under review."""
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            raise BadRequest("select at least one delivery", "请至少选择一个报送", code="nothing_selected")
+        if len(unique) > MAX_BULK:
+            raise BadRequest(f"a bulk action takes at most {MAX_BULK} deliveries",
+                             f"批量操作最多 {MAX_BULK} 个报送", code="too_many_selected")
+        found = {d.id: d for d in self.session.scalars(select(Delivery).where(Delivery.id.in_(unique)))}
+        missing = [i for i in unique if i not in found]
+        if missing:
+            raise NotFound(f"no delivery {missing[0]}", f"报送 {missing[0]} 不存在", code="delivery_not_found")
+        out = [found[i] for i in unique]
+        for d in out:
+            self._in_queue(d)
+        return out
+
+    def bulk_mark_reviewed(self, actor: str, ids: list[int]) -> list[Delivery]:
+        """Mark several deliveries reviewed (each audited as a single action would be); all or none."""
+        deliveries = self.selected(ids)
+        for d in deliveries:
+            self.mark_reviewed(actor, d)
+        return deliveries
+
+    def bulk_comment(self, actor: str, ids: list[int], body: str) -> list[Delivery]:
+        """One comment body to each selected delivery's sender (each its own comment, audited); all or none.
+
+        The caller places the comment files (``deliver_comments``) after the commit, as for one comment.
+        """
+        deliveries = self.selected(ids)
+        for d in deliveries:
+            self.comment(actor, d, body)
+        return deliveries
 
 
 def deliver_comments(rt: Runtime, delivery_id: int) -> str | None:

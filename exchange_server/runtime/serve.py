@@ -104,6 +104,7 @@ class Server:
         sweeper = threading.Thread(target=sweep_forever, args=(self.runtime, self.stop), name="sweep", daemon=True)
         sweeper.start()
         self.threads.append(sweeper)
+        self._start_reminders()
         for i in range(s.worker_threads if workers is None else workers):
             worker = IngestionWorker(self.runtime, f"w{i}", hooks)
             t = threading.Thread(target=worker.run_forever, args=(self.stop,), name=f"ingest-{i}", daemon=True)
@@ -113,6 +114,14 @@ class Server:
         web.start()
         self.threads.append(web)
         return self
+
+    def _start_reminders(self) -> None:
+        """Reminders before deadlines, every ``reminder_check_seconds`` (docs/admin.md)."""
+        from ..admin.reminders import reminders_forever
+
+        t = threading.Thread(target=reminders_forever, args=(self.runtime, self.stop), name="reminders", daemon=True)
+        t.start()
+        self.threads.append(t)
 
     def _start_sftp(self) -> None:
         from ..sftp.server import EmbeddedSftpServer

@@ -96,6 +96,10 @@ class Transport(ABC):
         """Where HQ's review of a delivery stands (``resend_requested`` asks for a new version), where known."""
         return None
 
+    def reminders(self) -> list[dict[str, Any]]:
+        """HQ's reminders before deadlines (cycle, deadline_beijing, missing_units, subject, text), where HQ gives them."""
+        return []
+
     def max_resend(self, cycle: str, mode: str = "P") -> int | None:
         """The highest resend number HQ has seen from us for a cycle in a mode (P and T are numbered on
         their own, CONVENTIONS.md §8), where the transport can tell."""

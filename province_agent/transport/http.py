@@ -286,6 +286,16 @@ class HttpTransport(Transport):
                           tuple(c["units_due"]), c.get("exception_until_beijing"))
                 for c in self.get_json("/api/v1/cycles")]
 
+    def reminders(self) -> list[dict[str, Any]]:
+        """``GET /api/v1/reminders``: the party's reminders in force (an HQ without the route: none)."""
+        try:
+            doc = self.get_json("/api/v1/reminders")
+        except HttpError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(doc.get("reminders") or []) if isinstance(doc, dict) else []
+
     def max_resend(self, cycle: str, mode: str = "P") -> int | None:
         """The highest resend number HQ holds from this account for a cycle, production (P) or test (T):
         the two are numbered on their own (CONVENTIONS.md §8)."""

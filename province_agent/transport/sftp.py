@@ -179,6 +179,17 @@ class SftpTransport(Transport):
                 return line.rsplit("review state:", 1)[1].strip() or None
         return None
 
+    def reminders(self) -> list[dict[str, Any]]:
+        """``outbox/reminders.json``: the reminders HQ sent that still stand (HQ rewrites it as they clear)."""
+        data = self._read("outbox/reminders.json")
+        if not data:
+            return []
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise TransportError("HQ's outbox/reminders.json is not valid JSON") from None
+        return list(doc.get("reminders") or []) if isinstance(doc, dict) else []
+
     def max_resend(self, cycle: str, mode: str = "P") -> int | None:
         """The highest resend number of ours HQ has answered for a cycle in a mode: the receipts and
         feedback in the outbox (``<mode>_<party>_<cycle>_<nn>.rct.xml``)."""

@@ -58,7 +58,8 @@ def test_upload_diff_publish_and_downloads(client: FlaskClient, accounts: Accoun
     # Version 2: one customer renamed, the last one dropped.
     changed = [dict(r) for r in list_rows[:-1]]
     changed[0]["CUST_NAME"] = changed[0]["CUST_NAME"] + "（集团）"
-    assert client.post("/admin/lists/2026V01/publish", data={"csrf_token": csrf}).status_code == 303
+    assert client.post("/admin/lists/2026V01/publish", data={"csrf_token": csrf,
+                                                             "confirm_impact": "yes"}).status_code == 303
     hubei = accounts.province("42")
     assert any(p.name.startswith("D_42_2026V01") for p in trees(admin_runtime)[0].outbox("42").iterdir())
     r = send(client, csrf, csv_bytes(spec, changed), "v2.csv", "2026V02")
@@ -66,7 +67,8 @@ def test_upload_diff_publish_and_downloads(client: FlaskClient, accounts: Accoun
     page = client.get("/admin/lists/2026V02").get_data(as_text=True)
     assert 'data-added="0" data-changed="1" data-removed="1"' in page
     assert f'data-customer="{list_rows[0]["NATIONAL_CUST_ID"]}"' in page and "CUST_NAME" in page
-    assert client.post("/admin/lists/2026V02/publish", data={"csrf_token": csrf}).status_code == 303
+    assert client.post("/admin/lists/2026V02/publish", data={"csrf_token": csrf,
+                                                             "confirm_impact": "yes"}).status_code == 303
     r = client.post("/admin/lists/2026V02/publish", data={"csrf_token": csrf})
     assert r.status_code == 409 and "list_already_published" in r.get_data(as_text=True)
 

@@ -2,7 +2,8 @@
 
 This package creates the one ``admin`` blueprint; each view module registers its routes on
 it with ``from . import bp``: :mod:`.review` (the review queue), :mod:`.lists` (the top-500
-list) and :mod:`.manage` (cycles, code lists, accounts, the audit log); :mod:`.actions` holds
+list) and :mod:`.manage` (cycles, code lists, accounts, the audit log), :mod:`.monitor` (the transmission
+monitor and reminders); :mod:`.actions` holds
 what their views share. Templates live in ``templates/admin/`` and
 extend ``admin/base_admin.html``, whose navigation is :data:`NAV`.
 """
@@ -23,6 +24,8 @@ NAV: list[tuple[str, str, str, str]] = [
     ("code_lists", "admin.code_lists", "代码表", "Code lists"),
     ("accounts", "admin.accounts", "账户", "Accounts"),
     ("audit", "admin.audit", "审计", "Audit"),
+    ("monitor", "admin.monitor", "传输监控", "Monitor"),
+    ("reminders", "admin.reminders", "催报提醒", "Reminders"),
 ]
 
 
@@ -33,4 +36,4 @@ def admin_nav() -> list[tuple[str, str, str, str]]:
 
 bp.add_app_template_global(admin_nav)
 
-from . import lists, manage, review  # noqa: E402,F401  (they register their routes on bp)
+from . import lists, manage, monitor, review  # noqa: E402,F401  (they register their routes on bp)

@@ -2,28 +2,31 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
-from flask import abort, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ...accounts.models import ADMIN, Account
 from ...clock import BEIJING, as_utc
 from ...db import get_session
+from ...errors import BadRequest, ExchangeError
 from ...org.models import Area
-from ...review.models import REVIEW_STATES
-from ...review.services import AGES, MIN_JUSTIFICATION, STATE_NAMES, QueueFilter, ReviewService, deliver_comments
+from ...review.services import (AGES, MAX_COMMENT, MIN_JUSTIFICATION, STATE_NAMES, VIEWS, QueueFilter, ReviewService,
+                                deliver_comments)
 from ...routing import int_arg
 from ...runtime.flask import runtime
 from ...submissions.models import DeliveryApproval
 from ..auth import current_account, login_required
 from . import bp
+from .actions import SEP, after_commit
 
 
 def _service() -> ReviewService:
     rt = runtime()
-    return ReviewService(get_session(), rt.archive, rt.spec)
+    return ReviewService(get_session(), rt.archive, rt.spec, late_acceptances=rt.settings.review_late_acceptances)
 
 
 def _actor() -> str:
@@ -54,8 +57,49 @@ def review_queue() -> str:
     q = _service().queue(f)
     spec = runtime().spec
     unit_en = {code: spec.unit(code).name_en for code, _zh in q.units if spec.has_unit(code)}  # for English pages
-    return render_template("admin/review_queue.html", q=q, f=f, ages=AGES, unit_en=unit_en,
-                           states=REVIEW_STATES, state_names=STATE_NAMES, admin_section="review")
+    return render_template("admin/review_queue.html", q=q, f=f, ages=AGES, unit_en=unit_en, views=VIEWS,
+                           state_names=STATE_NAMES, max_comment=MAX_COMMENT, admin_section="review",
+                           late_acceptances=runtime().settings.review_late_acceptances)
+
+
+def _ids(values: list[str]) -> list[int]:
+    """The checked deliveries' ids (a value that is not an id is refused, not skipped)."""
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise BadRequest("a selected delivery is not a delivery id", "所选报送编号无效",
+                         code="invalid_arguments") from None
+
+
+@bp.post("/review/bulk")
+@login_required(ADMIN)
+def review_bulk() -> Response:
+    """Mark the checked deliveries reviewed, or send each of their senders the same comment; back to the queue."""
+    back = QueueFilter.from_args(request.form)  # the queue's filters ride along as hidden fields
+    action = request.form.get("action", "")
+    svc = _service()
+    try:
+        ids = _ids(request.form.getlist("delivery"))
+        if action == "reviewed":
+            done = svc.bulk_mark_reviewed(_actor(), ids)
+            get_session().commit()
+            flash(f"已将 {len(done)} 个报送标记为已审核{SEP}{len(done)} marked reviewed", "ok")
+        elif action == "comment":
+            done = svc.bulk_comment(_actor(), ids, request.form.get("body", ""))
+            get_session().commit()
+            parties = ", ".join(sorted({d.party or "?" for d in done}))
+            for d in done:
+                after_commit("意见投递", "placing the comment file", partial(deliver_comments, runtime(), d.id))
+            flash(f"已向 {len(done)} 个报送的报送方（{parties}）发送意见{SEP}"
+                  f"comment sent to the senders of {len(done)} deliveries ({parties})", "ok")
+        else:
+            raise BadRequest(f"unknown bulk action {action!r}", f"未知的批量操作 {action!r}", code="invalid_arguments")
+    except ExchangeError as exc:
+        get_session().rollback()
+        if exc.status >= 500:
+            raise
+        flash(f"{exc.message_zh}{SEP}{exc.message}", "warn")
+    return redirect(url_for("admin.review_queue", **back.args()), code=303)
 
 
 @bp.get("/review/<id:delivery_id>")
@@ -72,6 +116,7 @@ def review_delivery(delivery_id: int) -> str:
         summary=svc.summary(d), findings=findings, findings_total=total, pages=pages,
         page=min(page, pages), code=code, context=svc.context(d, int_arg(request.args, "finding")),
         versions=svc.versions(d), comments=svc.comments(d), receipt=svc.receipt_text(d),
+        superseded_by=svc.superseded_by(d), late_only=svc.late_only(d), late_acceptances=svc.late_acceptances,
         approval=hub_approval(delivery_id), state_names=STATE_NAMES, min_justification=MIN_JUSTIFICATION,
         admin_section="review")
 
