@@ -13,10 +13,9 @@ from ..db import get_session
 from ..errors_http import DELIVERY_FAILED
 from ..ingestion.models import IngestJob
 from ..runtime.flask import runtime
+from ..submissions.http_delivery import HttpReceiver
 from ..submissions.models import FAILED, Delivery
-from ..submissions.receiving import ReceivingService
 from ..submissions.services import DeliveryService, delivery_dict, receipt_dict
-from ..submissions.upload import receive_multipart
 from .auth import authenticate
 from .schemas import DeliveryPageSchema, DeliveryQueryArgsSchema, DeliverySchema, ErrorSchema, ReceiptSchema
 
@@ -71,10 +70,9 @@ class DeliveryCollection(MethodView):
         """Upload a delivery: the check file and its data files in one multipart request."""
         account = authenticate(PROVINCE)
         rt = runtime()
-        files = receive_multipart(request.stream, request.content_type, request.content_length, rt.archive,
-                                  rt.settings)
         session = get_session()
-        delivery, duplicate = ReceivingService(session, rt.archive, rt.spec).receive(account, "http", files)
+        delivery, duplicate = HttpReceiver(session, rt.archive, rt.spec, rt.settings).receive(
+            account, "http", request.stream, request.content_type, request.content_length)
         session.commit()
         body = receipt_dict(delivery, duplicate, _base())
         return body, 200 if duplicate else 202

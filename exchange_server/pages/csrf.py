@@ -23,12 +23,21 @@ def csrf_token() -> str:
     return token
 
 
+#: Endpoints whose POST body is a streamed upload. They check the token themselves (from the body's
+#: first part, ``verify_csrf``): reading ``request.form`` here would spool the whole upload first.
+STREAMED: set[str] = set()
+
+
 def check_csrf() -> None:
     """Refuse a POST whose form does not carry the session's CSRF token."""
-    if request.method != "POST":
+    if request.method != "POST" or request.endpoint in STREAMED:
         return
+    verify_csrf(request.form.get(FIELD, ""))
+
+
+def verify_csrf(sent: str) -> None:
+    """Refuse ``sent`` unless it is the session's CSRF token."""
     expected = session.get("csrf")
-    sent = request.form.get(FIELD, "")
     if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), sent.encode()):
         raise BadRequest("the form is out of date or was not sent from this site; reload the page and try again",
                          "表单已过期或并非来自本站，请刷新页面后重试", code="csrf_failed")

@@ -12,31 +12,36 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from schemas import FileNameError
+from schemas.conventions import CHECK_NAME_FORM, CheckFileName
 from schemas.spec.model import Spec
 
 from ..accounts.models import Account
-from ..accounts.services import visible_parties
+from ..accounts.services import authorised_parties, visible_parties
 from ..admin.models import CycleException
 from ..admin.services import CycleExceptionService
+from ..audit.models import AuditEvent
 from ..clock import as_utc, utcnow
 from ..cycles.models import CLOSED, OPEN, PLANNED, ReportingCycle
 from ..cycles.services import CycleService
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, Unprocessable
 from ..hub.answers import hq_findings
 from ..org.models import Area
 from ..org.services import OrgService
 from ..review.models import OPEN as REVIEW_OPEN
-from ..review.models import DeliveryReview, ReviewComment
+from ..review.models import RESEND_REQUESTED, DeliveryReview, ReviewComment
+from ..review.services import ReviewService
 from ..routing import MAX_PAGE, int_arg
 from ..storage import Archive
 from ..submissions.models import (ACCEPTED, ACCEPTED_WITH_WARNINGS, FAILED, QUEUED, REJECTED, VALIDATING,
                                   DataScope, Delivery, DeliveryFile, UnitVersion)
 from ..submissions.services import FEEDBACK, DeliveryService
+from ..submissions.upload import ReceivedFile
 
 PER_PAGE = 50
 #: Delivery statuses, in the order the filter offers them: status -> (Chinese, English).
@@ -57,6 +62,12 @@ CYCLE_STATE_NAMES: dict[str, tuple[str, str]] = {
 UNIT_STATE_NAMES: dict[str, tuple[str, str]] = {
     "accepted": ("已采纳", "accepted"), "late": ("已采纳（逾期）", "accepted (late)"),
     "received": ("已收到，未采纳", "received, not accepted"), "missing": ("未报送", "not delivered"),
+    "not_open": ("未开放", "not open"),
+}
+#: Whether a delivery's accepted data counts now: mark -> (Chinese, English).
+COUNT_MARKS: dict[str, tuple[str, str]] = {
+    "current": ("现行版本", "current"), "partly": ("部分现行", "partly current"),
+    "superseded": ("已被取代", "superseded"),
 }
 _CYCLE_ARG = re.compile(r"[0-9A-Za-z]{4,7}")
 
@@ -98,6 +109,43 @@ class DeliveryRow:
     party_name: tuple[str, str]
     review_state: str
     comments: int
+    versions: list["UnitMark"]  # what counts now of its accepted data (empty: none of it ever counted)
+    resend_answer: "ResendAnswer | None"  # the accepted resend that answered HQ's resend request, if one did
+
+    @property
+    def count_mark(self) -> str | None:
+        """``current``, ``partly`` (some units superseded), ``superseded``; None when it never became a version."""
+        return count_mark(self.versions)
+
+
+@dataclass(frozen=True)
+class ResendAnswer:
+    """The accepted resend that answered HQ's resend request."""
+
+    id: int
+    check_name: str | None
+    resend: int | None
+    visible: bool  # whether the account may open it (a network's account is not shown its province's)
+
+
+@dataclass(frozen=True)
+class UnitMark:
+    """One unit version a delivery produced: whether it is the one that counts now, and if not which does."""
+
+    unit: str  # the unit's code (31201)
+    number: int  # version number in its scope
+    current: bool
+    current_delivery: int | None  # the delivery whose version counts now (None: this one, or none)
+    current_resend: int | None
+    visible: bool  # whether the account may open current_delivery
+
+
+def count_mark(marks: list[UnitMark]) -> str | None:
+    """The mark of a delivery from its unit versions (see :data:`COUNT_MARKS`)."""
+    if not marks:
+        return None
+    current = sum(m.current for m in marks)
+    return "current" if current == len(marks) else "superseded" if not current else "partly"
 
 
 @dataclass(frozen=True)
@@ -119,6 +167,7 @@ class UnitState:
     name: tuple[str, str]
     state: str
     delivery_id: int | None  # the accepted (or latest received) delivery, only when the account may open it
+    label: str = ""  # the unit's name in the standard (VIP_CUST_INFO)
 
 
 @dataclass(frozen=True)
@@ -131,6 +180,7 @@ class CycleRow:
     deadline: dt.datetime  # the exception's end while one is valid, else the cycle's deadline
     overdue: bool
     units: list[UnitState]
+    opened: bool = True  # whether the cycle was ever open (to this province); never: nothing was due yet
 
     @property
     def complete(self) -> bool:
@@ -143,6 +193,7 @@ class ProvinceService:
 
     def __init__(self, session: Session, archive: Archive, spec: Spec) -> None:
         self.session = session
+        self.archive = archive
         self.spec = spec
         self.deliveries = DeliveryService(session, archive)
 
@@ -165,7 +216,10 @@ class ProvinceService:
                 select(ReviewComment.delivery_id, func.count()).where(ReviewComment.delivery_id.in_(ids))
                 .group_by(ReviewComment.delivery_id))}
         names = self.area_names({d.party for d in items if d.party})
-        rows = [DeliveryRow(d, names.get(d.party or "", ("", "")), states.get(d.id, REVIEW_OPEN), counts.get(d.id, 0))
+        marks = self.unit_marks(account, ids)
+        rows = [DeliveryRow(d, names.get(d.party or "", ("", "")), states.get(d.id, REVIEW_OPEN), counts.get(d.id, 0),
+                            marks.get(d.id, []),
+                            self.resend_answer(account, d) if states.get(d.id) == RESEND_REQUESTED else None)
                 for d in items]
         return DeliveryPage(rows, total, page, pages, [c.id for c in CycleService(self.session, self.spec).calendar()])
 
@@ -180,6 +234,58 @@ class ProvinceService:
         verdict is on the province's forward, which the prefecture is told of anyway. Empty at HQ.
         """
         return hq_findings(self.session, delivery.id)
+
+    def unit_marks(self, account: Account, delivery_ids: list[int]) -> dict[int, list[UnitMark]]:
+        """Per delivery, the unit versions it produced and whether each is the one that counts now."""
+        if not delivery_ids:
+            return {}
+        rows = list(self.session.execute(
+            select(UnitVersion.delivery_id, UnitVersion.id, UnitVersion.number, DataScope.unit,
+                   DataScope.current_version_id).join(DataScope, UnitVersion.scope_id == DataScope.id)
+            .where(UnitVersion.delivery_id.in_(delivery_ids)).order_by(DataScope.unit)))
+        current_ids = {r.current_version_id for r in rows if r.current_version_id is not None}
+        current: dict[int, tuple[int, int]] = {}  # version id -> (delivery id, resend)
+        if current_ids:
+            current = {v: (d, n) for v, d, n in self.session.execute(
+                select(UnitVersion.id, UnitVersion.delivery_id, UnitVersion.resend)
+                .where(UnitVersion.id.in_(current_ids)))}
+        visible = self._visible_ids({d for d, _ in current.values()}, account)
+        out: dict[int, list[UnitMark]] = {}
+        for r in rows:
+            is_current = r.current_version_id == r.id
+            now = None if is_current else current.get(r.current_version_id)
+            out.setdefault(r.delivery_id, []).append(UnitMark(
+                r.unit, r.number, is_current, now[0] if now else None, now[1] if now else None,
+                bool(now and now[0] in visible)))
+        return out
+
+    def _visible_ids(self, ids: set[int], account: Account) -> set[int]:
+        """Of ``ids``, the deliveries the account may open (DeliveryService's rule)."""
+        if not ids:
+            return set()
+        q = select(Delivery.id).where(Delivery.id.in_(ids))
+        where = self.deliveries.visible_where(account)
+        return set(self.session.scalars(q if where is None else q.where(where)))
+
+    def resend_answer(self, account: Account, delivery: Delivery) -> ResendAnswer | None:
+        """The accepted resend that answered HQ's resend request of ``delivery``, if one did.
+
+        One rule with HQ's review queue (:meth:`ReviewService.superseded_by`): the first later
+        resend of the same party, cycle and mode, sent by an entitled account, accepted (with or
+        without warnings) and carrying every unit that failed. Once it exists the request is
+        answered here exactly when HQ's item closes itself.
+        """
+        review = self.session.scalar(select(DeliveryReview).where(DeliveryReview.delivery_id == delivery.id))
+        if review is None or review.state != RESEND_REQUESTED:
+            return None
+        later = ReviewService(self.session, self.archive, self.spec).superseded_by(delivery)
+        if later is None:
+            return None
+        return ResendAnswer(later.id, later.check_name, later.resend, bool(self._visible_ids({later.id}, account)))
+
+    def unit_labels(self) -> dict[str, tuple[str, str, str]]:
+        """Every unit of the standard: code -> (Chinese name, English name, the standard's name)."""
+        return {u.code: (u.name_zh, u.name_en, u.name) for u in self.spec.units}
 
     def visible_versions(self, account: Account, versions: list[Delivery]) -> list[Delivery]:
         """Of a delivery's versions (as ReviewService lists them for HQ), those the account may open."""
@@ -245,22 +351,106 @@ class ProvinceService:
                 late, linked = accepted.get(key, (False, None))
                 accepted[key] = (late or delivery.late, delivery.id if delivery.id in visible_ids else linked)
 
+        opened = self.ever_opened()
         rows = []
         for c in cycles:
             granted = exceptions.valid(c.id, province, now) if province else None
             deadline = as_utc(granted.until) if granted else as_utc(c.deadline)
             # As the validator's context builder does: a valid exception makes the cycle open for this province.
             open_to_us = c.state == OPEN or granted is not None
+            # Nothing was ever due in a cycle that never opened: its units are "not open", not "not delivered".
+            was_open = open_to_us or c.id in opened
             units = []
             for u in c.units:
-                name = (self.spec.unit(u).name_zh, self.spec.unit(u).name_en) if self.spec.has_unit(u) else ("", "")
+                spec_unit = self.spec.unit(u) if self.spec.has_unit(u) else None
+                name = (spec_unit.name_zh, spec_unit.name_en) if spec_unit else ("", "")
+                label = spec_unit.name if spec_unit else ""
                 if (c.id, u) in accepted:
                     late, linked = accepted[(c.id, u)]
-                    units.append(UnitState(u, name, "late" if late else "accepted", linked))
+                    units.append(UnitState(u, name, "late" if late else "accepted", linked, label))
                 elif (c.id, u) in received:
-                    units.append(UnitState(u, name, "received", received[(c.id, u)]))
+                    units.append(UnitState(u, name, "received", received[(c.id, u)], label))
                 else:
-                    units.append(UnitState(u, name, "missing", None))
+                    units.append(UnitState(u, name, "missing" if was_open else "not_open", None, label))
             overdue = open_to_us and now > deadline and any(x.state in ("received", "missing") for x in units)
-            rows.append(CycleRow(c, granted, open_to_us, deadline, overdue, units))
+            rows.append(CycleRow(c, granted, open_to_us, deadline, overdue, units, was_open))
         return rows
+
+    def ever_opened(self) -> set[str]:
+        """The cycles that were open at some time: open now or closed after being open (the audit log says).
+
+        A planned cycle never was; a closed one was unless it was created closed (an old cycle
+        entered for the record) and never opened since.
+        """
+        opened = set(self.session.scalars(select(ReportingCycle.id).where(ReportingCycle.state == OPEN)))
+        for action, target, detail in self.session.execute(
+                select(AuditEvent.action, AuditEvent.target, AuditEvent.detail)
+                .where(AuditEvent.action.in_(("cycle.open", "cycle.reopen", "cycle.create")),
+                       AuditEvent.target.like("cycle:%"))):
+            if action != "cycle.create" or (detail or {}).get("state") == OPEN:
+                opened.add(target.split(":", 1)[1])
+        return opened
+
+
+# -- uploading on the page ------------------------------------------------------------------------
+class UploadChecks:
+    """What the upload page checks of the archived files before a delivery is recorded.
+
+    The rules are the validator's own (E101 a check file named by the standard, E606 a party the
+    account may send as, E602/E601 a known cycle open to its province, with HQ's exceptions):
+    the API records such a delivery and rejects it; a person at the page is told at once instead,
+    and nothing is recorded. Everything else — data file names, rows, rules — is the validator's.
+    """
+
+    def __init__(self, session: Session, spec: Spec) -> None:
+        self.session = session
+        self.spec = spec
+
+    def __call__(self, account: Account, files: Sequence[ReceivedFile]) -> None:
+        """Refuse (Unprocessable) files that cannot be a delivery this account may send now."""
+        names = [f.name for f in files]
+        checks = [n for n in names if n.endswith(".chk")]
+        if not checks:
+            upper = [n for n in names if n.lower().endswith(".chk")]
+            if upper:
+                raise Unprocessable(
+                    f"the check file's name must end in a lower-case .chk ({CHECK_NAME_FORM}): "
+                    f"rename {upper[0]} to {upper[0][:-4]}.chk",
+                    f"校验文件名须以小写 .chk 结尾（{CHECK_NAME_FORM}）：请将 {upper[0]} 改名为 {upper[0][:-4]}.chk",
+                    code="no_check_file", errors={"files": names[:20]})
+            raise Unprocessable(f"no check file among the {len(names)} file(s): choose the check file "
+                                f"({CHECK_NAME_FORM}) together with its data files",
+                                f"所选的 {len(names)} 个文件中没有校验文件：请同时选择校验文件（{CHECK_NAME_FORM}）及其数据文件",
+                                code="no_check_file", errors={"files": names[:20]})
+        if len(checks) > 1:
+            listed = ", ".join(checks[:5])
+            raise Unprocessable(f"one delivery has one check file; these are {len(checks)}: {listed} — upload them "
+                                "one at a time", f"一次报送只能有一个校验文件，所选文件中有 {len(checks)} 个：{listed}，请分别上传",
+                                code="several_check_files", errors={"files": checks})
+        try:
+            parsed = CheckFileName.parse(checks[0])
+        except FileNameError:
+            raise Unprocessable(f"{checks[0]} is not a check file name of the standard ({CHECK_NAME_FORM}; E101)",
+                                f"{checks[0]} 不符合标准的校验文件命名（{CHECK_NAME_FORM}；E101）",
+                                code="bad_check_name", errors={"file": checks[0]}) from None
+        parties = authorised_parties(self.session, account)
+        if parsed.party not in parties:
+            mine = ", ".join(sorted(parties)) or "—"
+            raise Unprocessable(f"{checks[0]} is a delivery of party {parsed.party}; this account may deliver as "
+                                f"{mine} only (E606)",
+                                f"{checks[0]} 是报送方 {parsed.party} 的报送；本账户只能以 {mine} 的身份报送（E606）",
+                                code="not_your_party", errors={"party": parsed.party, "allowed": sorted(parties)})
+        cycle = self.session.get(ReportingCycle, parsed.period)
+        if cycle is None:
+            raise Unprocessable(f"cycle {parsed.period} is not in HQ's reporting calendar (E602)",
+                                f"周期 {parsed.period} 不在总部的报告日历中（E602）", code="cycle_unknown",
+                                errors={"cycle": parsed.period})
+        if cycle.state != OPEN:
+            province = OrgService(self.session).province_of(parsed.party)
+            granted = CycleExceptionService(self.session).valid(cycle.id, province, utcnow()) if province else None
+            if granted is None:
+                state = CYCLE_STATE_NAMES.get(cycle.state, (cycle.state, cycle.state))
+                raise Unprocessable(f"cycle {cycle.id} is {state[1]} and HQ has granted your province no exception "
+                                    "for it: nothing can be delivered to it now (E601)",
+                                    f"周期 {cycle.id} {state[0]}，总部未给贵省批准例外，现在不能报送（E601）",
+                                    code="cycle_closed", errors={"cycle": cycle.id, "state": cycle.state})

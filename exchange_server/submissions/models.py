@@ -29,7 +29,7 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
-    channel: Mapped[str] = mapped_column(String(16))  # http | sftp | dropbox
+    channel: Mapped[str] = mapped_column(String(16))  # http | sftp | dropbox | web (the province upload page)
     # The identity of the bytes: SHA-256 over the sorted "name sha256" lines of every file.
     fingerprint: Mapped[str] = mapped_column(String(64))
     check_name: Mapped[str | None] = mapped_column(String(64), default=None)  # P_42_202610_00 (no .chk)
