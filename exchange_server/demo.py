@@ -101,6 +101,59 @@ def _summary(verdicts: dict[str, int]) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(verdicts.items()))
 
 
+class Readiness:
+    """What ``/healthz`` says while the demo loads: 503 with the reason until its data is in, then the app's answer.
+
+    A WSGI wrapper around the server's app (the server looks its app up per request), so a script
+    that polls ``/healthz`` waits for the same moment as the banner: every sample delivery judged
+    and the roll-up holding data. Everything else is served as usual meanwhile (the provinces'
+    uploads come through it).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.ready = threading.Event()
+        self.reason = "loading the sample deliveries"
+        self.reason_zh = "正在载入样例报送"
+
+    @classmethod
+    def install(cls, server: Server) -> Readiness:
+        """Put the gate in front of a started server's app."""
+        gate = cls(server.wsgi.wsgi_app)
+        server.wsgi.wsgi_app = gate
+        return gate
+
+    def loading(self, reason: str, reason_zh: str) -> None:
+        """Say what is being waited for (shown in the 503's body)."""
+        self.reason, self.reason_zh = reason, reason_zh
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Answer ``/healthz`` with 503 until ready; pass everything else on."""
+        if not self.ready.is_set() and environ.get("PATH_INFO") == "/healthz":
+            body = json.dumps({"status": "starting", "ready": False, "reason": f"demo: {self.reason}",
+                               "reason_zh": f"演示：{self.reason_zh}"}, ensure_ascii=False).encode("utf-8")
+            start_response("503 Service Unavailable", [("Content-Type", "application/json"),
+                                                       ("Content-Length", str(len(body))), ("Retry-After", "2")])
+            return [body]
+        return self.app(environ, start_response)
+
+
+def _wait_rollup(rt: Runtime, cycle_id: str, provinces: int, timeout: float = WAIT_SECONDS) -> dict[str, Any]:
+    """Block until the cycle's roll-up holds ``provinces`` provinces' figures (computing it also warms its cache)."""
+    from .consolidation.rollups import RollupService
+
+    end = time.monotonic() + timeout
+    while True:
+        with rt.db.session() as s:
+            rollup = RollupService(s, rt.spec).rollup(cycle_id)
+            if len(rollup.by_province) >= provinces and rollup.totals["networks"] > 0:
+                return dict(rollup.totals)
+        if time.monotonic() > end:
+            raise click.ClickException(f"the roll-up of {cycle_id} has no data after {timeout:.0f} s / "
+                                       f"{timeout:.0f} 秒后周期 {cycle_id} 的汇总仍无数据")
+        time.sleep(0.2)
+
+
 def _system_account(accounts: Any, name: str, party: str, creds: Path) -> str:
     """A party's agent account with an API token and an SSH key pair written under ``creds/<party>/``; the token."""
     acct = accounts.create(name, "province", party)
@@ -175,8 +228,9 @@ class HubProcess:
 
 
 def _hq(data_dir: Path, host: str, port: int, sftp_port: int, cycle_id: str, scale: int, workers: int,
-        hub: HubProcess) -> tuple[Server, dict[str, Any]]:
-    """HQ with 30 provinces delivering directly and Hubei through its hub; returns HQ's server and the hub's report."""
+        hub: HubProcess) -> tuple[Server, Readiness, dict[str, Any]]:
+    """HQ with 30 provinces delivering directly and Hubei through its hub: its server, its /healthz gate, the hub's
+    report (returned once the roll-up has every accepted province's figures)."""
     from province_agent.transport import HttpError, HttpTransport
 
     from .accounts.services import AccountService
@@ -231,6 +285,7 @@ def _hq(data_dir: Path, host: str, port: int, sftp_port: int, cycle_id: str, sca
             lists.publish(loaded)
             lists_version = loaded.version
     server = Server(rt, host, port, sftp_port=sftp_port).start()
+    gate = Readiness.install(server)  # /healthz: 503 until the banner
     try:
         known_hosts = creds / "known_hosts"
         known_hosts.write_text(f"[{host}]:{server.sftp_port} {host_key_line(rt.settings)}\n")
@@ -250,8 +305,10 @@ def _hq(data_dir: Path, host: str, port: int, sftp_port: int, cycle_id: str, sca
                 ids.append(receipt["delivery_id"])
             except HttpError as exc:
                 click.echo(f"  {prov}: upload refused: {exc}", err=True)
+        gate.loading(f"judging {len(ids)} provinces' deliveries", f"正在校验 {len(ids)} 个省的报送")
         verdicts, seconds = _wait_final(rt, ids, started)
         click.echo(f"{len(ids)} deliveries judged at HQ in {seconds:.1f} s: {_summary(verdicts)}")
+        gate.loading("waiting for Hubei's delivery through its hub", "正在等待湖北经省级枢纽的报送")
         report = hub.report()
         with rt.db.session() as s:  # what HQ itself holds of the forward
             d = s.get(Delivery, report["hq_delivery_id"])
@@ -262,10 +319,16 @@ def _hq(data_dir: Path, host: str, port: int, sftp_port: int, cycle_id: str, sca
             click.echo(f"HQ: delivery {d.id} ({d.check_name}) from the Hubei hub {d.status}, approved at the "
                        f"province for {len(approval.networks) if approval else 0} local networks "
                        f"by {approval.forwarded_by if approval else '-'}")
+        # Ready means the dashboard has figures: every accepted province in the roll-up.
+        gate.loading("computing the roll-up", "正在计算汇总")
+        accepted = verdicts.get("accepted", 0) + (report["hq_status"] == "accepted")
+        totals = _wait_rollup(rt, cycle_id, accepted)
+        click.echo(f"roll-up of {cycle_id} ready: {totals['networks']} of {totals['networks_expected']} local "
+                   f"networks reported, group revenue {totals['income_amt']:,} yuan")
     except BaseException:
         server.shutdown()
         raise
-    return server, report
+    return server, gate, report
 
 
 @click.command()
@@ -296,12 +359,13 @@ def demo(host: str, port: int, sftp_port: int, data_dir: Path, cycle_id: str | N
     hub = HubProcess.start(hub_dir, host, _next_port(port), _next_port(sftp_port), cycle_id, scale, workers,
                            exit_after_load)
     try:
-        server, report = _hq(data_dir, host, port, sftp_port, cycle_id, scale, workers, hub)
+        server, gate, report = _hq(data_dir, host, port, sftp_port, cycle_id, scale, workers, hub)
     except BaseException:
         hub.stop()
         raise
     creds, samples = data_dir / "demo-credentials", data_dir / "sample-deliveries"
     hub_url, hub_creds = report["url"], report["creds"]
+    gate.ready.set()  # before the banner says so: whoever reads "Ready" and asks /healthz gets 200
     click.echo(f"""
 Key-account exchange demo / 大客户数据交换演示 — three tiers: HQ, a province hub, prefectures
 HQ / 集团总部
@@ -328,6 +392,7 @@ Hubei province hub / 湖北省级枢纽   ({report['forward']} -> HQ delivery {r
 Try:  curl -H "Authorization: Bearer $(cat {creds}/42/token)" {server.url}/api/v1/deliveries
       exchange-server --data-dir {hub_dir} hub status {cycle_id}
       exchange-server --data-dir {hub_dir} hub reconcile {report['forward_id']}
+Ready / 就绪: the sample deliveries are judged and the roll-up has data ({server.url}/healthz answers 200 from now on).
 Stop with Ctrl-C.""")
     if exit_after_load:
         hub.stop()

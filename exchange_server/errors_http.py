@@ -1,10 +1,15 @@
-"""Errors to HTTP responses, in one place: always the JSON error shape, never a stack trace."""
+"""Errors to HTTP responses, in one place: the JSON error shape (HTML pages for browsers), never a stack trace.
+
+The API (``/api/...``) and every client that does not prefer HTML get JSON. A browser asking for
+a page that exists nowhere (an unknown URL outside the API) gets the pages' HTML error page in
+its reader's language, not raw JSON: it prefers ``text/html`` to ``application/json``.
+"""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, has_request_context, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .errors import ExchangeError
@@ -40,9 +45,36 @@ def exchange_error_response(error: ExchangeError) -> Response:
     return _response(error.as_dict(), error.status)
 
 
+def wants_page() -> bool:
+    """Whether this request is a browser's for a page: outside ``/api/`` and preferring HTML to JSON."""
+    if not has_request_context():
+        return False
+    path = request.path
+    if path == "/api" or path.startswith("/api/") or path == "/healthz":
+        return False
+    accept = request.accept_mimetypes
+    return accept["text/html"] > accept["application/json"]
+
+
+def _page_response(error: HTTPException) -> Response:
+    """The pages' HTML error page for ``error``, with the pages' security headers (and Allow on a 405)."""
+    # The pages import this module: import them late.
+    from .pages.blueprints import security_headers
+    from .pages.errors import http_error_page
+
+    html, status = http_error_page(error)
+    resp = make_response(html, status)
+    if status == 405 and error.get_response().headers.get("Allow"):
+        resp.headers["Allow"] = error.get_response().headers["Allow"]
+    security_headers(resp)
+    return resp
+
+
 def http_error_response(error: HTTPException) -> Response:
-    """A Werkzeug HTTP error as JSON (flask-smorest puts argument errors in ``data``)."""
+    """A Werkzeug HTTP error as JSON (flask-smorest puts argument errors in ``data``); a page for a browser."""
     status = error.code or 500
+    if status < 500 and wants_page():
+        return _page_response(error)
     code, zh = HTTP_CODES.get(status, ("http_error", "请求错误"))
     body: dict[str, Any] = {"code": code, "status": status, "message": error.description or error.name,
                             "message_zh": zh}

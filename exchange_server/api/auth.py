@@ -9,6 +9,11 @@ from ..db import get_session
 from ..errors import Forbidden, Unauthorized
 
 
+def with_article(word: str) -> str:
+    """``word`` after its indefinite article: "an analyst", "an admin", "a province"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def authenticate(*roles: str) -> Account:
     """The account of the request's bearer token, if it has one of ``roles`` (any role if none given)."""
     if "account" not in g:
@@ -22,6 +27,6 @@ def authenticate(*roles: str) -> Account:
         session.commit()  # records last use; ends the read transaction before the real work
     account: Account = g.account
     if roles and account.role not in roles:
-        raise Forbidden(f"this needs the role {' or '.join(roles)}; the token belongs to a {account.role} account",
+        raise Forbidden(f"this needs the role {' or '.join(roles)}; the token belongs to {with_article(account.role)} account",
                         f"需要 {' 或 '.join(roles)} 角色；此令牌属于 {account.role} 账户", code="wrong_role")
     return account

@@ -13,7 +13,13 @@ from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from ..consolidation.exports import (
-    CSV_BREAKDOWNS, RENDERED, json_bytes, rollup_csv, rollup_json, rollup_xlsx, rollup_xml,
+    CSV_BREAKDOWNS,
+    RENDERED,
+    json_bytes,
+    rollup_csv,
+    rollup_json,
+    rollup_xlsx,
+    rollup_xml,
 )
 from ..consolidation.rollups import Rollup, RollupService
 from ..cycles.services import CycleService
@@ -117,7 +123,8 @@ def report_csv(cycle_id: str, breakdown: str) -> Response:
         raise NotFound(f"no breakdown {breakdown}; one of {', '.join(CSV_BREAKDOWNS)}",
                        f"没有汇总维度 {breakdown}；可选：{', '.join(CSV_BREAKDOWNS)}", code="breakdown_not_found")
     data = _rendered(cycle_id, f"csv:{breakdown}", lambda roll: rollup_csv(roll, breakdown))
-    return _download(data, "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
+    # Plain text/csv: the response adds the one "charset=utf-8" (naming it here too would say it twice).
+    return _download(data, "text/csv", f"kam-rollup-{cycle_id}-{breakdown}.csv")
 
 
 @blp.route("/<cycle_id>/trace/<breakdown>/<key>")

@@ -12,11 +12,18 @@ completeness and lineage), top-500 revenue and customers per product (``agg_prod
 customers and revenue per level and industry (``agg_customer``) and top-500 coverage
 (``agg_coverage``, which also depends on the list versions: it carries the list stamp it
 was computed with and is computed again when that no longer matches).
+
+Coverage is kept per customer, not only counted: ``missing_ids`` holds every listed customer
+of the province lacking at least one of the four kinds (details 31201, contacts 31202,
+products and revenue 31203), as ``id:kinds:network`` tokens (``kinds`` the letters of the
+missing kinds, ``dcpr``) — those without details first, so the roll-up's first 50 ids
+missing details are read from the head of the text alone. Only the gaps are stored: a
+province that covers its list stores nothing, one that sent nothing stores its list once.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, delete, func, insert, literal, select
 from sqlalchemy import inspect as sa_inspect
@@ -27,12 +34,21 @@ from schemas import Spec
 from ..org.services import OrgService
 from ..storage import Archive
 from .models import (
-    FACTS, CoverageAggregate, CustomerAggregate, CustProdFact, CustomerFact, ProductAggregate, SourceAggregate,
+    FACTS, ContactFact, CoverageAggregate, CustomerAggregate, CustProdFact, CustomerFact, ProductAggregate,
+    SourceAggregate,
 )
 
 log = logging.getLogger(__name__)
-MISSING_LISTED = 50  # missing customer ids kept per province (the counts are always exact)
+MISSING_LISTED = 50  # missing customer ids the roll-up lists per province (the counts are always exact)
 CUSTOMER_DIMENSIONS = ("level_id", "c_type_id")
+# The four kinds of coverage: key, letter in a gap token, units whose current facts show it.
+COVERAGE_KINDS: dict[str, tuple[str, str]] = {"details": ("d", "31201"), "contacts": ("c", "31202"),
+                                              "products": ("p", "31203"), "revenue": ("r", "31203")}
+# Appended to the list stamp of a coverage row: rows of an older layout (only the first 50 ids
+# without details) are stale and computed again.
+COVERAGE_LAYOUT = "gaps2"
+# A gap token is at most 10 (id) + 1 + 4 (kinds) + 1 + 4 (network) + 1 (space) characters.
+GAP_TOKEN_MAX = 21
 
 
 def _table(model: Any) -> Table:
@@ -43,6 +59,41 @@ def _table(model: Any) -> Table:
 def list_stamp_text(stamp: tuple[int, ...]) -> str:
     """A list stamp (the ids of the versions that count) as stored with a coverage row."""
     return ",".join(str(i) for i in stamp)
+
+
+def coverage_stamp_text(stamp: tuple[int, ...]) -> str:
+    """What a coverage row carries: the list stamp and the layout of its gap text."""
+    return f"{list_stamp_text(stamp)};{COVERAGE_LAYOUT}"
+
+
+class Gap(NamedTuple):
+    """One listed customer of a province lacking at least one kind of coverage."""
+
+    cust_id: str
+    missing: frozenset[str]  # keys of COVERAGE_KINDS
+    latn_id: str  # its lead local network ('' when the list names none)
+
+
+_LETTER_KIND = {letter: kind for kind, (letter, _unit) in COVERAGE_KINDS.items()}
+
+
+def gap_text(gaps: list[Gap]) -> str:
+    """Gaps as stored: ``id:kinds:network`` tokens, those without details first, each part by id."""
+    ordered = sorted(gaps, key=lambda g: ("details" not in g.missing, g.cust_id))
+    return " ".join(f"{g.cust_id}:{''.join(COVERAGE_KINDS[k][0] for k in COVERAGE_KINDS if k in g.missing)}:"
+                    f"{g.latn_id}" for g in ordered)
+
+
+def parse_gaps(text: str | None) -> list[Gap]:
+    """Stored gap text back as gaps (a bare id, the layout before kinds were kept, lacks details)."""
+    out = []
+    for token in (text or "").split():
+        cust, _, rest = token.partition(":")
+        letters, _, latn = rest.partition(":")
+        kinds = frozenset(_LETTER_KIND[ch] for ch in letters if ch in _LETTER_KIND) if rest else \
+            frozenset({"details"})
+        out.append(Gap(cust, kinds, latn))
+    return out
 
 
 class Aggregates:
@@ -61,7 +112,7 @@ class Aggregates:
             self.products(cycle, province)
         if units & {"31201", "31203"}:
             self.customers(cycle, province)
-        if "31201" in units:
+        if units & {unit for _letter, unit in COVERAGE_KINDS.values()}:
             self.coverage(cycle, [province])
 
     def rebuild(self, cycle: str) -> None:
@@ -131,7 +182,12 @@ class Aggregates:
                                              for (dim, code), (n, fen) in sorted(sums.items())])
 
     def coverage(self, cycle: str, provinces: list[str]) -> None:
-        """Top-500 coverage of provinces for a cycle: the customers in force for it, with details or missing."""
+        """Top-500 coverage of provinces for a cycle: the customers in force for it, and each one's gaps.
+
+        Per province, the ids with current facts of each kind (indexed reads of that province,
+        as large as what it sent) are compared with its list in force for the cycle; only the
+        customers lacking something are stored (``gap_text``).
+        """
         from ..lists.services import ListService
 
         lists = ListService(self.session, self.archive, self.spec)
@@ -145,15 +201,38 @@ class Aggregates:
             listed = lists.cycle_list(cycle, province)
             if listed is None:
                 continue
-            received = set(self.session.scalars(select(CustomerFact.national_cust_id).where(
-                CustomerFact.cycle == cycle, CustomerFact.prov_id == province, CustomerFact.current.is_(True))))
-            ids = listed.ids
-            missing = sorted(ids - received)
-            rows.append(dict(cycle=cycle, prov_id=province, list_stamp=list_stamp_text(stamp),
-                             list_version=listed.label, listed=len(ids), received=len(ids) - len(missing),
-                             missing_ids=" ".join(missing[:MISSING_LISTED])))
+            have = self._covered(cycle, province)
+            gaps = []
+            for cust, entry in listed.entries.items():
+                missing = frozenset(kind for kind in COVERAGE_KINDS if cust not in have[kind])
+                if missing:
+                    gaps.append(Gap(cust, missing, entry.lead_latn or ""))
+            without_details = sum(1 for g in gaps if "details" in g.missing)
+            rows.append(dict(cycle=cycle, prov_id=province, list_stamp=coverage_stamp_text(stamp),
+                             list_version=listed.label, listed=len(listed.entries),
+                             received=len(listed.entries) - without_details, missing_ids=gap_text(gaps)))
         if rows:
             self.session.execute(insert(t), rows)
+
+    def _covered(self, cycle: str, province: str) -> dict[str, set[str]]:
+        """Per kind of coverage, the customers of a province with current facts of it for a cycle."""
+        c, k, p = CustomerFact, ContactFact, CustProdFact
+
+        def ids(query: Any) -> set[str]:
+            return set(self.session.scalars(query))
+
+        revenue_rows = (select(p.national_cust_id).where(p.cycle == cycle, p.prov_id == province, p.current.is_(True))
+                        .group_by(p.national_cust_id))
+        return {
+            "details": ids(select(c.national_cust_id).where(c.cycle == cycle, c.prov_id == province,
+                                                            c.current.is_(True))),
+            "contacts": ids(select(k.national_cust_id).where(k.cycle == cycle, k.prov_id == province,
+                                                             k.current.is_(True)).distinct()),
+            "products": ids(revenue_rows),
+            # Revenue received: some product row with a non-zero amount (0 is what a province
+            # writes when it has the product but no billing figure).
+            "revenue": ids(revenue_rows.having(func.sum(func.abs(p.income_amt)) > 0)),
+        }
 
     def stale_coverage(self, cycle: str) -> list[str]:
         """Provinces whose coverage of a cycle was computed with other list versions (or never)."""
@@ -162,7 +241,7 @@ class Aggregates:
         ids = ListService(self.session, self.archive, self.spec).stamp()
         if not ids:
             return []
-        stamp = list_stamp_text(ids)
+        stamp = coverage_stamp_text(ids)
         have = dict(self.session.execute(select(CoverageAggregate.prov_id, CoverageAggregate.list_stamp)
                                          .where(CoverageAggregate.cycle == cycle)).all())
         return [a.code for a in OrgService(self.session).provinces() if have.get(a.code) != stamp]

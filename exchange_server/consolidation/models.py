@@ -214,7 +214,8 @@ class CoverageAggregate(Base):
     list_version: Mapped[str] = mapped_column(String(200))
     listed: Mapped[int] = mapped_column()
     received: Mapped[int] = mapped_column()
-    missing_ids: Mapped[str] = mapped_column(Text)  # the first MISSING_LISTED ids, space-separated
+    # Every listed customer lacking some kind of coverage, as aggregates.gap_text writes them.
+    missing_ids: Mapped[str] = mapped_column(Text)
 
 
 # unit code -> fact model.

@@ -32,7 +32,7 @@ from ..code_lists.services import live_spec
 from ..cycles.models import ReportingCycle
 from ..org.models import LOCAL_NETWORK, PROVINCE, Area
 from ..submissions.models import DataScope, Delivery, DeliveryApproval, DeliveryFile, UnitVersion
-from .aggregates import Aggregates, list_stamp_text
+from .aggregates import GAP_TOKEN_MAX, MISSING_LISTED, Aggregates, list_stamp_text, parse_gaps
 from .models import (
     FACTS, MONEY_SCALE, CoverageAggregate, CustomerAggregate, CycleGeneration, IncomeFact, ProductAggregate, ServFact,
     SourceAggregate, SummaryFact,
@@ -303,25 +303,54 @@ class RollupService:
         return self._by_customer_attr(cycle, "c_type_id", "Domain_c_type_id")
 
     # -- coverage, completeness, lineage ------------------------------------------------------
-    def coverage(self, cycle: str) -> list[dict[str, Any]]:
-        """Top-500 coverage per province: the customers in force for the cycle, with details received or missing.
-
-        Kept per province by each acceptance; computed again here for provinces whose rows
-        were computed with other list versions (after a publication), so it is never stale.
-        """
+    def refresh_coverage(self, cycle: str) -> None:
+        """Compute again the coverage rows computed with other list versions (after a publication), or never."""
         aggregates = Aggregates(self.session, None, self.spec)
         stale = aggregates.stale_coverage(cycle)
         if stale:
             aggregates.coverage(cycle, stale)
             self.session.flush()
+
+    def coverage(self, cycle: str) -> list[dict[str, Any]]:
+        """Top-500 coverage per province: the customers in force for the cycle, with details received or missing.
+
+        Kept per province by each acceptance; computed again here for provinces whose rows
+        were computed with other list versions (after a publication), so it is never stale.
+        Only the head of each province's gap text is read: the first ids without details
+        come first in it (``aggregates.gap_text``); every gap, by kind, is ``coverage_gaps``'s.
+        """
+        self.refresh_coverage(cycle)
+        a = CoverageAggregate
+        head = MISSING_LISTED * GAP_TOKEN_MAX
         out = []
-        for row in self.session.scalars(select(CoverageAggregate).where(CoverageAggregate.cycle == cycle)
-                                        .order_by(CoverageAggregate.prov_id)):
-            if not row.listed and not row.received:
+        for prov_id, version, listed, received, text in self.session.execute(
+                select(a.prov_id, a.list_version, a.listed, a.received, func.substr(a.missing_ids, 1, head))
+                .where(a.cycle == cycle).order_by(a.prov_id)):
+            if not listed and not received:
                 continue
-            out.append({"prov_id": row.prov_id, "list_version": row.list_version, "listed": row.listed,
-                        "received": row.received, "missing": row.listed - row.received,
-                        "missing_ids": row.missing_ids.split() if row.missing_ids else []})
+            if text and len(text) >= head:
+                text = text.rsplit(" ", 1)[0]  # the last token may be cut
+            ids = [g.cust_id for g in parse_gaps(text) if "details" in g.missing][:MISSING_LISTED]
+            out.append({"prov_id": prov_id, "list_version": version, "listed": listed, "received": received,
+                        "missing": listed - received, "missing_ids": ids})
+        return out
+
+    def coverage_gaps(self, cycle: str, province: str | None = None) -> list[dict[str, Any]]:
+        """Per province (or one): list version, listed count, and every listed customer lacking a kind of coverage.
+
+        Each province's ``gaps`` are ``aggregates.Gap`` (id, missing kinds, lead network), by
+        province then customer id; reading them is proportional to what is missing, never to
+        the facts.
+        """
+        self.refresh_coverage(cycle)
+        a = CoverageAggregate
+        q = select(a.prov_id, a.list_version, a.listed, a.missing_ids).where(a.cycle == cycle).order_by(a.prov_id)
+        if province is not None:
+            q = q.where(a.prov_id == province)
+        out = []
+        for prov_id, version, listed, text in self.session.execute(q):
+            gaps = sorted(parse_gaps(text), key=lambda g: g.cust_id)
+            out.append({"prov_id": prov_id, "list_version": version, "listed": listed, "gaps": gaps})
         return out
 
     def _counted(self, cycle: str) -> list[Counted]:

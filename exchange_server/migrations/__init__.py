@@ -1,9 +1,14 @@
 """Alembic migrations of the exchange database; run by ``exchange-server init``."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from alembic import command
+# Alembic logs every plugin it sets up (on import) and every step at INFO: noise for whoever starts a
+# server or the demo. `exchange-server init` reports the revision itself; warnings still show.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+from alembic import command  # noqa: E402  (after the level: importing it logs)
 from alembic.config import Config
 from sqlalchemy import Engine
 

@@ -1,7 +1,8 @@
-"""The server's pages (server-rendered jinja2, no JavaScript): sign-in and the analyst dashboard.
+"""The server's pages (server-rendered jinja2): sign-in, the analyst pages, the admin console, the province pages.
 
-Templates live in the top-level ``templates/`` package (``base.html``, ``auth/``,
-``analyst/``), the stylesheet in ``templates/static/``. The pages use the signed session
+No page runs a script except the province upload page, whose one static script only shows the
+upload's progress (the form works without it). Templates live in the top-level ``templates/``
+package (``base.html``, ``auth/``, ``analyst/``, ``admin/``, ``province/``), the stylesheets in ``templates/static/``. The pages use the signed session
 cookie of :mod:`.auth`; the API under ``/api/`` keeps its bearer tokens and JSON errors.
 """
 from __future__ import annotations
@@ -26,8 +27,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(i18n.bp)
     app.register_blueprint(analyst.bp)
-    app.register_blueprint(admin.bp)  # admin pages: review queue (+ manage.py)
-    app.register_blueprint(province.bp)  # province pages: own deliveries and the calendar (read-only)
+    app.register_blueprint(admin.bp)  # admin pages: review queue, lists, monitor, reminders, management
+    app.register_blueprint(province.bp)  # province pages: own deliveries, the calendar, upload in the browser
     if runtime(app).settings.is_hub:
         app.register_blueprint(hub.bp)  # a province hub's pages: approve networks, forward to HQ (docs/tiers.md)
     app.register_blueprint(static)

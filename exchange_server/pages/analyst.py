@@ -5,9 +5,19 @@ import datetime as dt
 import io
 from typing import Any
 
-from flask import abort, redirect, render_template, request, send_file, url_for
+from flask import (
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 
 from ..accounts.models import ADMIN, ANALYST
@@ -17,9 +27,57 @@ from ..runtime.flask import runtime
 from ..submissions.models import DeliveryApproval
 from .auth import login_required
 from .blueprints import page_blueprint
-from .services import STATES, DashboardService
+from .services import BAR_ORDERS, STATES, DashboardService, area_label
 
 bp = page_blueprint("analyst", __name__, url_prefix="/analyst")
+
+
+@bp.app_template_global()
+def has_endpoint(name: str) -> bool:
+    """Whether the app has a view called ``name``: links to pages that may not be installed render only if they are."""
+    return name in current_app.view_functions
+
+
+# The analyst's pages beyond the dashboard: endpoint, its arguments besides the cycle, link id, Chinese, English.
+# They are built by separate modules; a link shows only once its page exists.
+ANALYST_PAGES: tuple[tuple[str, dict[str, str], str, str, str], ...] = (
+    ("analyst.compare", {"by": "product"}, "nav-compare", "同比环比", "Comparisons"),
+    ("analyst.pivot", {}, "nav-pivot", "透视表", "Pivot"),
+    ("analyst.timeliness", {}, "nav-timeliness", "迟报缺报", "Late and missing"),
+    ("analyst.coverage", {}, "nav-coverage", "500强覆盖", "Top-500 coverage"),
+)
+
+
+@bp.app_template_global()
+def analyst_links(cycle: str | None = None) -> list[dict[str, str]]:
+    """The links to the analyst's pages that exist, for ``cycle`` (default: the page's cycle, else the newest with data).
+
+    Each is ``{"id", "href", "zh", "en", "current"}``; a page whose URL cannot be built is left out
+    rather than breaking the page that links to it.
+    """
+    present = [p for p in ANALYST_PAGES if p[0] in current_app.view_functions]
+    if not present:
+        return []
+    if cycle is None:
+        cycle = (request.view_args or {}).get("cycle")
+    if cycle is None:
+        if "analyst_default_cycle" not in g:
+            g.analyst_default_cycle = _service().default_cycle()
+        cycle = g.analyst_default_cycle
+    links = []
+    for endpoint, args, link_id, zh, en in present:
+        values: dict[str, Any] = {**args, **({"cycle": cycle} if cycle else {})}
+        try:
+            href = url_for(endpoint, **values)
+        except BuildError:
+            continue
+        links.append({"id": link_id, "href": href, "zh": zh, "en": en,
+                      "current": "yes" if request.endpoint == endpoint else ""})
+    return links
+
+
+# A province's name as a column header or label in the page's language (湖北 / Hubei).
+bp.add_app_template_global(area_label, "area_label")
 
 
 def _service() -> DashboardService:
@@ -33,15 +91,17 @@ def index() -> Any:
     picked = request.args.get("cycle", "").strip() or _service().default_cycle()
     if picked is None:
         return render_template("analyst/empty.html")
-    return redirect(url_for("analyst.dashboard", cycle=picked))
+    sort = request.args.get("sort", "")
+    return redirect(url_for("analyst.dashboard", cycle=picked, sort=sort if sort in BAR_ORDERS and sort != "value"
+                            else None))
 
 
 @bp.get("/<cycle>")
 @login_required(ANALYST, ADMIN)
 def dashboard(cycle: str) -> str:
-    """One cycle's dashboard."""
-    d = _service().dashboard(cycle)
-    return render_template("analyst/dashboard.html", d=d, states=STATES,
+    """One cycle's dashboard; ``?sort=value|code|name`` orders the bars (by value, largest first, by default)."""
+    d = _service().dashboard(cycle, request.args.get("sort", "value"))
+    return render_template("analyst/dashboard.html", d=d, states=STATES, orders=BAR_ORDERS,
                            approvals=province_approvals(get_session(), d.rollup.completeness))
 
 
@@ -100,3 +160,6 @@ def download(cycle: str, name: str) -> Response:
 def not_found(rest: str) -> Response:
     """Any other path under /analyst/: the HTML 404 page rather than the API's JSON one."""
     abort(404)
+
+
+from . import analyst_compare, analyst_late  # noqa: E402,F401  (they register their routes on bp)

@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 from flask import g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from ..accounts.models import Account
+from ..accounts.models import ADMIN, ANALYST, Account, ApiToken
 from ..accounts.services import AccountService
 from ..admin.services import LoginGuard
-from ..clock import BEIJING
+from ..api.auth import with_article
+from ..clock import BEIJING, as_utc, utcnow
 from ..db import get_session
 from ..errors import BadRequest, ExchangeError, Forbidden, Unauthorized
 from .blueprints import page_blueprint
@@ -83,8 +84,8 @@ def login_required(*roles: str) -> Callable[[F], F]:
             if account is None:
                 return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
             if roles and account.role not in roles:
-                raise Forbidden(f"this page is for {' or '.join(roles)} accounts; you are signed in as a "
-                                f"{account.role} account",
+                raise Forbidden(f"this page is for {' or '.join(roles)} accounts; you are signed in as "
+                                f"{with_article(account.role)} account",
                                 f"此页面仅限 {' 或 '.join(roles)} 账户；当前为 {account.role} 账户", code="wrong_role")
             return view(*args, **kwargs)
 
@@ -205,3 +206,44 @@ def password() -> Any:
             return redirect(url_for("auth.password", changed=1), code=303)
     status = 200 if error is None else 429 if error.code == "account_locked" else error.status
     return render_template("auth/password.html", error=error, changed=request.args.get("changed") == "1"), status
+
+
+# -- one's own API token (analysts and admins) ---------------------------------------------------------------
+OWN_TOKEN_LABEL = "own token / 本人令牌"  # how a token made on the page is labelled in the admins' listing
+OWN_TOKEN_DAYS = 365
+
+
+def _live_tokens(account: Account) -> list[ApiToken]:
+    """The account's tokens that still authenticate (not revoked, not expired), newest first."""
+    now = utcnow()
+    return sorted((tk for tk in account.tokens if tk.revoked_at is None
+                   and (tk.expires_at is None or as_utc(tk.expires_at) > now)),
+                  key=lambda tk: tk.created_at, reverse=True)
+
+
+@bp.route("/account/token", methods=["GET", "POST"])
+@login_required(ANALYST, ADMIN)
+def token() -> Any:
+    """An analyst's (or admin's) own API token for the reports API: create it, or rotate it.
+
+    POST makes a new token and, in the same transaction, revokes every token of the account that
+    still worked: after a rotation only the new one authenticates. The secret is shown on this
+    answer only; the server keeps its SHA-256 (as for every API token). Both steps are audited
+    under the account's own name.
+    """
+    account = current_account()
+    assert account is not None  # login_required ran first
+    secret: str | None = None
+    revoked: list[ApiToken] = []
+    status = 200
+    if request.method == "POST":
+        service = AccountService(get_session(), account.name)
+        revoked = _live_tokens(account)
+        secret, _new = service.create_token(account, OWN_TOKEN_LABEL, OWN_TOKEN_DAYS)
+        for old in revoked:
+            service.revoke_token(old.id)
+        get_session().commit()
+        status = 201
+    live = _live_tokens(account)
+    return render_template("auth/token.html", secret=secret, new_token=live[0] if secret and live else None,
+                           revoked=revoked, tokens=live, days=OWN_TOKEN_DAYS), status

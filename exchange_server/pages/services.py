@@ -8,8 +8,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas.conventions import Cycle
-
 from ..consolidation.models import SummaryFact
 from ..consolidation.rollups import Rollup, RollupService
 from ..cycles.models import ReportingCycle
@@ -20,6 +18,10 @@ from .i18n import current_language, t
 TREND_LENGTH = 12
 # Suffixes dropped for column headers and chart labels (内蒙古自治区 -> 内蒙古), as reports do.
 _AREA_SUFFIX = re.compile(r"(维吾尔自治区|壮族自治区|回族自治区|自治区|特别行政区|省|市)$")
+_EN_SUFFIX = re.compile(r"\s+(Province|Municipality|(Uygur |Uyghur |Zhuang |Hui )?Autonomous Region|SAR)$", re.I)
+# How the dashboard's bars may be ordered (?sort=): the first is the default.
+BAR_ORDERS: dict[str, tuple[str, str]] = {"value": ("按数值", "by value"), "code": ("按代码", "by code"),
+                                          "name": ("按名称", "by name")}
 
 # Completeness states as the matrix shows them: symbol, Chinese (the workbook's words), English.
 STATES: dict[str, tuple[str, str, str]] = {
@@ -49,6 +51,26 @@ def short_area_name(name_zh: str) -> str:
     return _AREA_SUFFIX.sub("", name_zh) or name_zh
 
 
+def area_label(name_zh: str, name_en: str | None) -> str:
+    """A province's name for a chart label or column header in the page's language.
+
+    Chinese: the short name (湖北省 -> 湖北). English: the code list's English name ("Hubei"), which
+    is already short; a name spelt with its suffix ("Hubei Province") loses it.
+    """
+    if current_language() == "en" and name_en:
+        return _EN_SUFFIX.sub("", name_en.strip()) or name_en
+    return short_area_name(name_zh)
+
+
+def sort_bars(items: list[BarItem], order: str) -> list[BarItem]:
+    """Bars in the reader's order: by value (largest first, the default), by code or by name."""
+    if order == "code":
+        return sorted(items, key=lambda i: i.key)
+    if order == "name":
+        return sorted(items, key=lambda i: (i.label.casefold(), i.key))
+    return sorted(items, key=lambda i: (-i.value, i.key))
+
+
 def cycle_label(cycle_id: str) -> str:
     """A compact axis label: 202610 -> 2026-10; quarters, halves and years as they are."""
     return f"{cycle_id[:4]}-{cycle_id[4:]}" if re.fullmatch(r"\d{6}", cycle_id) else cycle_id
@@ -63,6 +85,7 @@ class Export:
     filename: str
 
 
+BOM = b"\xef\xbb\xbf"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -78,6 +101,7 @@ class Dashboard:
     trend_chart: LineChart
     units: list[dict[str, str]]
     csv_tables: list[tuple[str, str, str]]  # (table, Chinese, English) offered as CSV
+    sort: str = "value"  # the bars' order (a key of BAR_ORDERS)
 
 
 class DashboardService:
@@ -112,30 +136,40 @@ class DashboardService:
                                   cid == cycle_id, share if share is not None and share < 100 else None))
         return items
 
-    def dashboard(self, cycle_id: str) -> Dashboard:
+    def dashboard(self, cycle_id: str, sort: str = "value") -> Dashboard:
         """The dashboard of one calendar cycle in the page's language; NotFound when it is not in the calendar.
 
-        Province bars keep their Chinese short names (proper names; the hover title is in the reader's
-        language); products, units and the rest are named in the reader's language.
+        Provinces, products and units are named in the reader's language (the code lists carry
+        both names); the bars are ordered by ``sort`` (a key of BAR_ORDERS; unknown: by value).
         """
+        sort = sort if sort in BAR_ORDERS else "value"
         cycle = self.cycles.get(cycle_id)
         rollup = self.rollups.rollup(cycle_id)
-        provinces = bar_chart([BarItem(p["prov_id"], short_area_name(p["name_zh"]) or p["prov_id"],
-                                       t(p["name_zh"], p["name_en"]) or p["prov_id"], p["income_amt"])
-                               for p in rollup.by_province], label_width=70)
-        products = bar_chart([BarItem(p["prod_id"], t(p["name_zh"], p["name_en"]) or p["prod_id"],
-                                      f"{p['prod_id']} {t(p['name_zh'], p['name_en'])}", p["top500_income_amt"])
-                              for p in rollup.by_product if p["top500_income_amt"] or p["serv_cnt"]],
+        provinces = bar_chart(sort_bars([BarItem(p["prov_id"], area_label(p["name_zh"], p["name_en"]) or p["prov_id"],
+                                                 t(p["name_zh"], p["name_en"]) or p["prov_id"], p["income_amt"])
+                                         for p in rollup.by_province], sort),
+                              label_width=100 if current_language() == "en" else 70)
+        products = bar_chart(sort_bars([BarItem(p["prod_id"], t(p["name_zh"], p["name_en"]) or p["prod_id"],
+                                                f"{p['prod_id']} {t(p['name_zh'], p['name_en'])}",
+                                                p["top500_income_amt"])
+                                        for p in rollup.by_product if p["top500_income_amt"] or p["serv_cnt"]], sort),
                              label_width=210 if current_language() == "en" else 150, row_height=17)
         units = [{"code": u, "name_zh": self.spec.unit(u).name_zh, "name_en": self.spec.unit(u).name_en}
                  for u in rollup.completeness["units"]]
         return Dashboard(cycle, self.cycles.calendar(), rollup, provinces, products, line_chart(self.trend(cycle_id)),
-                         units, [(key, zh, en) for key, (zh, en) in CSV_TABLES.items()])
+                         units, [(key, zh, en) for key, (zh, en) in CSV_TABLES.items()], sort)
 
     def export(self, cycle_id: str, name: str) -> Export | None:
-        """``rollup.xlsx``, ``rollup.json`` or ``<table>.csv`` of a cycle, named as the API names them, or None."""
+        """``rollup.xlsx``, ``rollup.json``, ``rollup.xml`` or ``<table>.csv`` of a cycle, named as the API names
+        them, or None.
+
+        CSV files are UTF-8 with a byte-order mark (written by the exports module), so Excel and
+        LibreOffice read the Chinese right; the type is plain ``text/csv``: the response adds the one
+        ``charset=utf-8``.
+        """
         breakdown = name.removesuffix(".csv")
-        if name not in ("rollup.xlsx", "rollup.json") and (breakdown == name or breakdown not in CSV_TABLES):
+        if name not in ("rollup.xlsx", "rollup.json", "rollup.xml") and (breakdown == name
+                                                                         or breakdown not in CSV_TABLES):
             return None
         self.cycles.get(cycle_id)
         # Imported here: the exports module is written alongside the API and is only needed for downloads.
@@ -156,8 +190,16 @@ class DashboardService:
             return Export(rendered("xlsx", exports.rollup_xlsx), XLSX, f"kam-rollup-{cycle_id}.xlsx")
         if name == "rollup.json":
             return Export(rendered("json", exports.rollup_json), "application/json", f"kam-rollup-{cycle_id}.json")
-        return Export(rendered(f"csv:{breakdown}", lambda roll: exports.rollup_csv(roll, breakdown)),
-                      "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
+        if name == "rollup.xml":
+            return Export(rendered("xml", lambda roll: exports.rollup_xml(roll, self.spec.namespace)),
+                          "application/xml", f"kam-rollup-{cycle_id}.xml")
+        return Export(rendered(f"csv:{breakdown}", lambda roll: with_bom(exports.rollup_csv(roll, breakdown))),
+                      "text/csv", f"kam-rollup-{cycle_id}-{breakdown}.csv")
+
+
+def with_bom(data: bytes) -> bytes:
+    """UTF-8 text with its byte-order mark (once): how Excel knows a CSV file is UTF-8."""
+    return data if data.startswith(BOM) else BOM + data
 
 
 def stamp_text(stamp: str | None) -> str:

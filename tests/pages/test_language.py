@@ -58,7 +58,9 @@ ENGLISH_UI = ["Sign out", "Sign in", "Review queue", "Key-account", "Admin", "Ac
 UI_ATTRIBUTES = ("title", "aria-label", "placeholder", "alt")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # GET routes that answer with a file, not a page.
-FILES = {"analyst.download", "admin.code_snippet"}
+FILES = {"analyst.download", "admin.code_snippet", "admin.list_files"}
+FILES |= {"analyst.compare_csv", "analyst.compare_xlsx", "analyst.pivot_csv_download", "analyst.pivot_xlsx_download"}
+FILES |= {"analyst.timeliness_csv", "analyst.coverage_download"}
 
 
 class UiText(HTMLParser):

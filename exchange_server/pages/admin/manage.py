@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from flask import abort, render_template, request
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ...accounts.models import ADMIN, ANALYST, PROVINCE, ROLES, ApiToken
@@ -24,6 +25,7 @@ from ...cycles.models import STATES as CYCLE_STATES
 from ...cycles.services import CycleService
 from ...db import get_session
 from ...errors import BadRequest, ExchangeError
+from ...org.models import LOCAL_NETWORK, Area
 from ...org.services import OrgService
 from ...runtime.flask import runtime
 from ...sftp import outbox
@@ -45,8 +47,11 @@ def _cycles(error: ExchangeError | None = None, form: dict[str, str] | None = No
     exceptions = CycleExceptionService(session).listing()
     provinces = OrgService(session).provinces()
     now = utcnow()
+    # The exception form proposes the open cycle (the newest open one), where exceptions are asked for.
+    default_cycle = next((c.id for c in cycles if c.state == "open"), cycles[0].id if cycles else "")
     return render_template("admin/cycles.html", cycles=cycles, exceptions=exceptions, provinces=provinces,
                            names={p.code: p.name_zh for p in provinces}, now=now, error=error, form=form or {},
+                           names_en={p.code: p.name_en for p in provinces}, default_cycle=default_cycle,
                            local=forms.beijing_local, default_until=forms.beijing_local(now + dt.timedelta(days=3)),
                            states=CYCLE_STATES)
 
@@ -244,11 +249,31 @@ def code_withdraw(name: str, draft_id: int) -> Any:
 # -- accounts ---------------------------------------------------------------------------------
 
 
+# What an account is, as the pages name it: Chinese, English. A province-role account whose party is a
+# local network is a local network's (本地网), not a province company's (省公司).
+ROLE_NAMES: dict[str, tuple[str, str]] = {"province": ("省公司", "Province"), "local_network": ("本地网", "Local network"),
+                                          "analyst": ("分析员", "Analyst"), "admin": ("管理员", "Admin")}
+
+
+def _parties(codes: set[str]) -> dict[str, Area]:
+    """The areas behind the accounts' parties (provinces and local networks), by code."""
+    wanted = sorted(c for c in codes if c)
+    return {a.code: a for a in get_session().scalars(select(Area).where(Area.code.in_(wanted)))} if wanted else {}
+
+
+def role_kind(role: str, party: Area | None) -> str:
+    """The key of ROLE_NAMES for an account: its role, or ``local_network`` for a province role on a local network."""
+    return LOCAL_NETWORK if role == PROVINCE and party is not None and party.level == LOCAL_NETWORK else role
+
+
 def _accounts(error: ExchangeError | None = None, form: dict[str, str] | None = None) -> str:
     session = get_session()
     accounts = AccountService(session).list()
+    parties = _parties({a.party or "" for a in accounts})
     return render_template("admin/accounts.html", accounts=accounts, roles=ROLES, error=error, form=form or {},
-                           areas={p.code: p.name_zh for p in OrgService(session).provinces()}, now=utcnow())
+                           areas={p.code: p.name_zh for p in OrgService(session).provinces()}, now=utcnow(),
+                           parties=parties, role_names=ROLE_NAMES,
+                           kinds={a.name: role_kind(a.role, parties.get(a.party or "")) for a in accounts})
 
 
 @bp.get("/accounts")
@@ -284,9 +309,11 @@ def _account_page(name: str, error: ExchangeError | None = None, secret: str | N
     account = AccountService(get_session()).get(name)
     tokens = sorted(account.tokens, key=lambda t: t.created_at, reverse=True)
     keys = sorted(account.ssh_keys, key=lambda k: k.created_at, reverse=True)
+    party = _parties({account.party or ""}).get(account.party or "")
     return render_template("admin/accounts_detail.html", a=account, tokens=tokens, keys=keys, error=error,
                            secret=secret, new_token=new_token, revoked=revoked, now=utcnow(),
-                           is_self=account.name == actor())
+                           is_self=account.name == actor(), party=party, role_names=ROLE_NAMES,
+                           kind=role_kind(account.role, party))
 
 
 @bp.get("/accounts/<name>")
