@@ -63,6 +63,20 @@ def _share(done: int, expected: int) -> Decimal | None:
     return (Decimal(done * 100) / expected).quantize(Decimal("0.01"))
 
 
+def latest_received(session: Session, cycle: str) -> dict[tuple[str, str], tuple[int, str]]:
+    """(party, unit) -> the latest entitled delivery of the cycle (production mode) received for it: its id and status."""
+    out: dict[tuple[str, str], tuple[int, str]] = {}
+    for did, party, status, unit in session.execute(
+            select(Delivery.id, Delivery.party, Delivery.status, DeliveryFile.unit)
+            .join(DeliveryFile, DeliveryFile.delivery_id == Delivery.id)
+            .where(Delivery.period == cycle, Delivery.mode == "P", DeliveryFile.unit.is_not(None),
+                   Delivery.entitled.is_(True))
+            .order_by(Delivery.id)):
+        if party is not None and unit is not None:
+            out[(party, unit)] = (did, status)
+    return out
+
+
 def previous_cycle(cycle: str) -> str | None:
     """The cycle month on month (quarter on quarter, ...) compares with; None for a cycle id that is not one."""
     try:
@@ -386,14 +400,10 @@ class RollupService:
             src["networks"] += 1
             src["rows"] += counted.rows
         latest: dict[tuple[str, str], tuple[int, str]] = {}
-        for did, party, status, unit in self.session.execute(
-                select(Delivery.id, Delivery.party, Delivery.status, DeliveryFile.unit)
-                .join(DeliveryFile, DeliveryFile.delivery_id == Delivery.id)
-                .where(Delivery.period == cycle, Delivery.mode == "P", DeliveryFile.unit.is_not(None),
-                       Delivery.entitled.is_(True))
-                .order_by(Delivery.id)):
-            if party is not None and unit is not None:
-                latest[(parent.get(party) or party, unit)] = (did, status)
+        for (party, unit), (did, status) in latest_received(self.session, cycle).items():
+            key = (parent.get(party) or party, unit)  # a network's delivery shows in its province's cell
+            if key not in latest or latest[key][0] < did:
+                latest[key] = (did, status)
         approvals = self._approvals(cycle)
         matrix: list[dict[str, Any]] = []
         counts = {"accepted": 0, "late": 0, "received": 0, "missing": 0}

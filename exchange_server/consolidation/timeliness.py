@@ -33,8 +33,8 @@ from ..admin.models import CycleException
 from ..clock import as_utc, beijing_stamp, utcnow
 from ..cycles.models import PLANNED, ReportingCycle
 from ..org.models import LOCAL_NETWORK, PROVINCE, Area
-from ..submissions.models import DataScope, Delivery, DeliveryFile, UnitVersion
-from .rollups import previous_cycle
+from ..submissions.models import DataScope, Delivery, UnitVersion
+from .rollups import latest_received, previous_cycle
 
 HISTORY_LENGTH = 12
 ON_TIME, LATE, MISSING, NOT_DUE = "on_time", "late", "missing", "not_due"
@@ -222,16 +222,7 @@ class TimelinessService:
 
     def _not_accepted(self, cycle_id: str) -> dict[tuple[str, str], tuple[int, str]]:
         """(party, unit) -> the latest delivery of the cycle received for it (its id and status)."""
-        out: dict[tuple[str, str], tuple[int, str]] = {}
-        for did, party, status, unit in self.session.execute(
-                select(Delivery.id, Delivery.party, Delivery.status, DeliveryFile.unit)
-                .join(DeliveryFile, DeliveryFile.delivery_id == Delivery.id)
-                .where(Delivery.period == cycle_id, Delivery.mode == "P", DeliveryFile.unit.is_not(None),
-                       Delivery.entitled.is_(True))
-                .order_by(Delivery.id)):
-            if party is not None and unit is not None:
-                out[(party, unit)] = (did, status)
-        return out
+        return latest_received(self.session, cycle_id)
 
     # -- the answer ------------------------------------------------------------------------------
     def report(self, cycle: ReportingCycle) -> Timeliness:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 from typing import Any
 
 from flask import (
@@ -12,7 +11,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from sqlalchemy import select
@@ -26,6 +24,7 @@ from ..db import get_session
 from ..runtime.flask import runtime
 from ..submissions.models import DeliveryApproval
 from .auth import login_required
+from .files import attachment
 from .blueprints import page_blueprint
 from .services import BAR_ORDERS, STATES, DashboardService, area_label
 
@@ -151,8 +150,7 @@ def download(cycle: str, name: str) -> Response:
     export = _service().export(cycle, name)
     if export is None:
         abort(404)
-    return send_file(io.BytesIO(export.data), mimetype=export.mimetype, as_attachment=True,
-                     download_name=export.filename, max_age=0)
+    return attachment(export.data, export.mimetype, export.filename)
 
 
 @bp.get("/<path:rest>")

@@ -1,10 +1,9 @@
 """Analyst pages: every breakdown compared with the previous period and the same period last year, and the pivot."""
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from flask import abort, render_template, request, send_file
+from flask import abort, render_template, request
 from werkzeug.wrappers import Response
 
 from ..accounts.models import ADMIN, ANALYST
@@ -36,14 +35,8 @@ from ..errors import BadRequest
 from ..runtime.flask import runtime
 from .analyst import bp  # noqa: F401  (routes are registered on the analyst blueprint)
 from .auth import login_required
+from .files import attachment
 from .i18n import current_language
-
-
-def _download(data: bytes, mimetype: str, filename: str) -> Response:
-    """A file download whose Content-Type is exactly ``mimetype`` (send_file adds a charset to text/* types)."""
-    response = send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True, download_name=filename, max_age=0)
-    response.headers["Content-Type"] = mimetype
-    return response
 
 
 def _comparison(cycle: str, by: str) -> Any:
@@ -81,14 +74,14 @@ def compare(cycle: str) -> str:
 @login_required(ANALYST, ADMIN)
 def compare_csv(cycle: str, by: str) -> Response:
     """The comparison of every measure of a breakdown as CSV (UTF-8 with BOM)."""
-    return _download(comparison_csv(_comparison(cycle, by)), CSV_MIMETYPE, f"kam-compare-{cycle}-{by}.csv")
+    return attachment(comparison_csv(_comparison(cycle, by)), CSV_MIMETYPE, f"kam-compare-{cycle}-{by}.csv")
 
 
 @bp.get("/<cycle>/compare/<by>.xlsx")
 @login_required(ANALYST, ADMIN)
 def compare_xlsx(cycle: str, by: str) -> Response:
     """The comparison of every measure of a breakdown as an XLSX workbook."""
-    return _download(comparison_xlsx(_comparison(cycle, by)), XLSX_MIMETYPE, f"kam-compare-{cycle}-{by}.xlsx")
+    return attachment(comparison_xlsx(_comparison(cycle, by)), XLSX_MIMETYPE, f"kam-compare-{cycle}-{by}.xlsx")
 
 
 def _pivot_args() -> dict[str, str]:
@@ -141,7 +134,7 @@ def _pivot_file() -> Any:
 def pivot_csv_download() -> Response:
     """The pivot as CSV (UTF-8 with BOM), same query string as the page."""
     p = _pivot_file()
-    return _download(pivot_csv(p), CSV_MIMETYPE, f"kam-pivot-{p.measure}-{p.rows_dim}-{p.cols_dim}.csv")
+    return attachment(pivot_csv(p), CSV_MIMETYPE, f"kam-pivot-{p.measure}-{p.rows_dim}-{p.cols_dim}.csv")
 
 
 @bp.get("/pivot.xlsx")
@@ -149,5 +142,5 @@ def pivot_csv_download() -> Response:
 def pivot_xlsx_download() -> Response:
     """The pivot as an XLSX workbook, same query string as the page."""
     p = _pivot_file()
-    return _download(pivot_xlsx(p), XLSX_MIMETYPE, f"kam-pivot-{p.measure}-{p.rows_dim}-{p.cols_dim}.xlsx")
+    return attachment(pivot_xlsx(p), XLSX_MIMETYPE, f"kam-pivot-{p.measure}-{p.rows_dim}-{p.cols_dim}.xlsx")
 

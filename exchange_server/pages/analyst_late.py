@@ -5,6 +5,7 @@ from flask import render_template, request
 from werkzeug.wrappers import Response
 
 from ..accounts.models import ADMIN, ANALYST
+from ..consolidation.analysis_files import CSV_MIMETYPE as CSV
 from ..consolidation.coverage import (
     KIND_TITLES,
     KINDS,
@@ -19,17 +20,8 @@ from ..errors import BadRequest
 from ..runtime.flask import runtime
 from .analyst import bp  # noqa: F401  (routes are registered on the analyst blueprint)
 from .auth import login_required
+from .files import attachment
 from .services import XLSX
-
-CSV = "text/csv; charset=utf-8"  # one charset parameter, set here rather than left to send_file
-
-
-def _download(data: bytes, mimetype: str, filename: str) -> Response:
-    """A file to save, with exactly the Content-Type given."""
-    response = Response(data)
-    response.headers["Content-Type"] = mimetype
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 @bp.get("/<cycle>/late")
@@ -49,7 +41,7 @@ def timeliness_csv(cycle: str) -> Response:
     session = get_session()
     found = CycleService(session, runtime().spec).get(cycle)
     report = TimelinessService(session, runtime().spec).report(found)
-    return _download(late_csv(report), CSV, f"kam-late-{cycle}.csv")
+    return attachment(late_csv(report), CSV, f"kam-late-{cycle}.csv")
 
 
 def _filters() -> tuple[str | None, str | None, int]:
@@ -87,5 +79,5 @@ def coverage_download(cycle: str, ext: str) -> Response:
     listing = CoverageService(session, runtime().spec).listing(cycle, province, kind, per_page=None)
     suffix = "".join(f"-{v}" for v in (province, kind) if v)
     if ext == "csv":
-        return _download(coverage_csv(listing), CSV, f"kam-coverage-{cycle}{suffix}.csv")
-    return _download(coverage_xlsx(listing), XLSX, f"kam-coverage-{cycle}{suffix}.xlsx")
+        return attachment(coverage_csv(listing), CSV, f"kam-coverage-{cycle}{suffix}.csv")
+    return attachment(coverage_xlsx(listing), XLSX, f"kam-coverage-{cycle}{suffix}.xlsx")

@@ -164,8 +164,8 @@ class DashboardService:
         them, or None.
 
         CSV files are UTF-8 with a byte-order mark (written by the exports module), so Excel and
-        LibreOffice read the Chinese right; the type is plain ``text/csv``: the response adds the one
-        ``charset=utf-8``.
+        LibreOffice read the Chinese right; the type is ``text/csv; charset=utf-8``, sent as it is
+        (``pages.files.attachment``).
         """
         breakdown = name.removesuffix(".csv")
         if name not in ("rollup.xlsx", "rollup.json", "rollup.xml") and (breakdown == name
@@ -194,7 +194,7 @@ class DashboardService:
             return Export(rendered("xml", lambda roll: exports.rollup_xml(roll, self.spec.namespace)),
                           "application/xml", f"kam-rollup-{cycle_id}.xml")
         return Export(rendered(f"csv:{breakdown}", lambda roll: with_bom(exports.rollup_csv(roll, breakdown))),
-                      "text/csv", f"kam-rollup-{cycle_id}-{breakdown}.csv")
+                      "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
 
 
 def with_bom(data: bytes) -> bytes:

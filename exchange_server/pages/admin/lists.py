@@ -10,20 +10,19 @@ with the reason and nothing is done.
 """
 from __future__ import annotations
 
-import io
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from flask import abort, render_template, request, send_file
+from flask import abort, render_template, request
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ...accounts.models import ADMIN, Account
 from ...db import get_session
 from ...errors import BadRequest, Conflict, ExchangeError
-from ...lists.downloads import CSV_TYPE, FORMATS, list_file
+from ...lists.downloads import FORMATS, list_file
 from ...lists.impact import ListImpactService
 from ...lists.importers import NATIONAL
 from ...lists.models import DRAFT, ListVersion
@@ -33,6 +32,7 @@ from ...routing import int_arg
 from ...runtime.flask import runtime
 from ...sftp import outbox
 from ..auth import login_required
+from ..files import attachment
 from ..i18n import current_language
 from . import bp
 from .actions import actor, after_commit, done, refused
@@ -138,12 +138,7 @@ def list_files(version: str, fmt: str) -> Response:
     # HQ's versions are the national list; a province hub's are its province's slice from HQ.
     party = runtime().settings.hub_party or NATIONAL
     out = list_file(svc, svc.get(version), fmt, english=current_language() == "en", party=party)
-    response = send_file(io.BytesIO(out.data), mimetype=out.mimetype, as_attachment=True,
-                         download_name=out.filename, max_age=0)
-    if out.mimetype == CSV_TYPE:
-        # send_file may add its own charset to a text type: say it exactly once.
-        response.headers["Content-Type"] = CSV_TYPE
-    return response
+    return attachment(out.data, out.mimetype, out.filename)
 
 
 def _unconfirmed(version: str, action: str, zh: str, en: str) -> Conflict:
