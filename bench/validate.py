@@ -2,6 +2,7 @@
 
     python -m bench.validate                      # 1M and 4M rows of VIP_CUST_INFO, txt and XML
     python -m bench.validate --rows 200000 --big 0 --frictionless-rows 50000   # a quick run
+    python -m bench.validate --rows 200000 --big 800000 --no-xml   # text only: rows core vs columnar core
 
 The data is the widest upload unit (31201 VIP_CUST_INFO, 25 columns) from the sample-data
 generator. Every measurement runs in a fresh Python process, one after another, so each one
@@ -47,11 +48,43 @@ class Measurement:
 
 
 # -- data ----------------------------------------------------------------------------------
-def make_delivery(rows: int, fmt: str, work: Path) -> Path:
+def make_delivery(rows: int, fmt: str, work: Path, encoding: str = "GB18030") -> Path:
     """A delivery holding one VIP_CUST_INFO file of about ``rows`` rows (and its check file)."""
     from bench.data import unit_delivery
 
-    return unit_delivery(UNIT, rows, fmt, work / f"{fmt}_{rows}", cycle=CYCLE)
+    return unit_delivery(UNIT, rows, fmt, work / f"{fmt}_{encoding}_{rows}", cycle=CYCLE, encoding=encoding)
+
+
+def make_failing(delivery: Path, failing: int, work: Path) -> Path:
+    """A copy of a text delivery whose last field (JOIN_DATE) is a date that does not exist on ``failing`` rows.
+
+    The rows are spread evenly over the file; the check file is rewritten (size, digest) so
+    tier 1 passes and every failing row reaches the field checks (E304).
+    """
+    import hashlib
+
+    from schemas.conventions import CheckFile
+
+    out = work / f"{delivery.name}_failing_{failing}"
+    out.mkdir()
+    check_path = next(delivery.glob("*.chk"))
+    data = next(p for p in delivery.iterdir() if not p.name.endswith(".chk"))
+    total = CheckFile.parse(check_path.read_bytes()).entries[0].rows
+    step = max(1, total // max(1, failing))
+    digest = hashlib.sha256()
+    size = 0
+    with data.open("rb") as src, (out / data.name).open("wb") as dst:
+        for n, line in enumerate(src):
+            if n % step == 0 and n // step < failing:
+                line = line[:-9] + b"20261332\n"  # JOIN_DATE: no 32nd of a 13th month
+            digest.update(line)
+            size += len(line)
+            dst.write(line)
+    check = CheckFile.parse(check_path.read_bytes())
+    entry = check.entries[0]
+    entries = [type(entry)(entry.name, size, entry.rows, entry.period, entry.generated_at, digest.hexdigest())]
+    (out / check_path.name).write_bytes(check.with_entries(entries).render())
+    return out
 
 
 # -- what each child process runs --------------------------------------------------------
@@ -76,11 +109,14 @@ def _prepare(kind: str, path: Path, data: Path, extra: str) -> Callable[[], tupl
     if kind == "ours":
         from schemas.validation import ValidationOptions, validate_paths
 
-        workers = int(extra or 1)
+        workers = int(extra) if extra.isdigit() else 1
         # A parallel run splits files above parallel_min_bytes; a serial one never does.
         # The 4M-row XML file is past the standard's 2 GiB cap per file; lift it to measure.
         opts = ValidationOptions(workers=workers, parallel_min_bytes=1 if workers > 1 else 1 << 62,
                                  max_file_size=1 << 40)
+
+        if extra == "columnar":
+            opts = ValidationOptions(core="columnar", workers=1, max_file_size=1 << 40)
 
         def ours() -> tuple[int, int | None]:
             report = validate_paths([path], spec, options=opts)[0]
@@ -129,33 +165,53 @@ def _prepare(kind: str, path: Path, data: Path, extra: str) -> Callable[[], tupl
     raise SystemExit(f"unknown kind {kind}")
 
 
-def measure(kind: str, delivery: Path, fmt: str, extra: str = "") -> Measurement:
+def measure(kind: str, delivery: Path, fmt: str, extra: str = "", label: str = "") -> Measurement:
     """Run one measurement in a fresh interpreter."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     out = subprocess.run([sys.executable, "-m", "bench.validate", "--child", kind, str(delivery), extra],
                          check=True, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     name = {"ours": f"ours ({extra or 1} worker{'s' if extra not in ('', '1') else ''})"}.get(kind, kind)
+    if kind == "ours" and extra == "columnar":
+        name = "columnar (1 process)"
+    if label:
+        name = f"{name}, {label}"
     return Measurement(name, fmt, r["rows"], r["seconds"], r["peak_mib"], r["findings"])
 
 
 # -- the run -------------------------------------------------------------------------------
-def run(rows: int, big: int, friction_rows: int, work: Path, workers: int) -> list[Measurement]:
-    """Generate the data and take every measurement; returns them in table order."""
+def run(rows: int, big: int, friction_rows: int, work: Path, workers: int, xml: bool = True,
+        failing: int = 0) -> list[Measurement]:
+    """Generate the data and take every measurement; returns them in table order.
+
+    Text runs carry the encoding in their format column (``txt GB18030``, ``txt UTF-8``);
+    the columnar core (issue 18) runs next to the row core on each text file.
+    """
     results: list[Measurement] = []
-    for fmt in ("txt", "xml"):
-        d = make_delivery(rows, fmt, work)
-        results.append(measure("csv" if fmt == "txt" else "iterparse", d, fmt))
-        results.append(measure("ours", d, fmt, "1"))
-        if workers > 1 and fmt == "txt":
-            results.append(measure("ours", d, fmt, str(workers)))
-        if fmt == "txt" and friction_rows:
-            fd = d if friction_rows >= rows else make_delivery(friction_rows, fmt, work)
-            results.append(measure("frictionless", fd, fmt))
-        if big:
-            b = make_delivery(big, fmt, work)
-            results.append(measure("csv" if fmt == "txt" else "iterparse", b, fmt))
-            results.append(measure("ours", b, fmt, "1"))
+    kinds = [("txt", "GB18030"), ("txt", "UTF-8")] + ([("xml", "GB18030")] if xml else [])
+    for fmt, enc in kinds:
+        d = make_delivery(rows, fmt, work, enc)
+        tag = f"{fmt} {enc}" if fmt == "txt" else fmt
+        results.append(measure("csv" if fmt == "txt" else "iterparse", d, tag))
+        results.append(measure("ours", d, tag, "1"))
+        if fmt == "txt":
+            results.append(measure("ours", d, tag, "columnar"))
+        if workers > 1 and fmt == "txt" and enc == "GB18030":
+            results.append(measure("ours", d, tag, str(workers)))
+        if fmt == "txt" and enc == "GB18030" and friction_rows:
+            fd = d if friction_rows >= rows else make_delivery(friction_rows, fmt, work, enc)
+            results.append(measure("frictionless", fd, tag))
+        if fmt == "txt" and enc == "GB18030" and failing:
+            f = make_failing(d, failing, work)
+            results.append(measure("ours", f, tag, "1", f"{failing:,} failing rows"))
+            results.append(measure("ours", f, tag, "columnar", f"{failing:,} failing rows"))
+            shutil.rmtree(f)
+        if big and enc == "GB18030":
+            b = make_delivery(big, fmt, work, enc)
+            results.append(measure("csv" if fmt == "txt" else "iterparse", b, tag))
+            results.append(measure("ours", b, tag, "1"))
+            if fmt == "txt":
+                results.append(measure("ours", b, tag, "columnar"))
             shutil.rmtree(b)
         shutil.rmtree(d)
     return results
@@ -164,7 +220,7 @@ def run(rows: int, big: int, friction_rows: int, work: Path, workers: int) -> li
 def table(results: list[Measurement]) -> str:
     """The results as a Markdown table with ratios against the floor of the same size and format."""
     floors = {(m.fmt, m.rows): m for m in results if m.name in ("csv", "iterparse")}
-    ours1 = {(m.fmt, m.rows): m for m in results if m.name.startswith("ours (1")}
+    ours1 = {(m.fmt, m.rows): m for m in results if m.name.startswith("ours (1") and "failing" not in m.name}
     lines = ["| format | run | rows | seconds | rows/s | × floor time | peak MiB | findings |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for m in results:
@@ -175,11 +231,28 @@ def table(results: list[Measurement]) -> str:
     notes = []
     for m in results:
         if m.name == "frictionless" and m.rows_per_s:
-            ours = max((o for o in results if o.fmt == "txt" and o.name.startswith("ours")), key=lambda o: o.rows_per_s)
-            notes.append(f"- ours vs frictionless: {ours.rows_per_s / m.rows_per_s:.1f}x the rows/s ({ours.name})")
+            main = results[0].rows  # frictionless may run on a smaller file: compare with the main size
+            for prefix in ("ours", "columnar"):
+                runs = [o for o in results if o.fmt == m.fmt and o.name.startswith(prefix) and "failing" not in o.name
+                        and o.rows == main]
+                if runs:
+                    best = max(runs, key=lambda o: o.rows_per_s)
+                    notes.append(f"- {best.name} vs frictionless: {best.rows_per_s / m.rows_per_s:.1f}x the rows/s")
+    for m in results:
+        if "failing" in m.name:
+            clean = next((o for o in results if o.fmt == m.fmt and o.rows == m.rows
+                          and o.name == m.name.split(", ")[0]), None)
+            if clean:
+                notes.append(f"- {m.name}: {m.seconds / clean.seconds:.2f}x the clean file's time")
+    columnar = {(m.fmt, m.rows): m for m in results if m.name == "columnar (1 process)"}
     sizes = sorted({k[1] for k in ours1})
     if len(sizes) > 1:
-        for fmt in ("txt", "xml"):
+        for fmt in sorted({k[0] for k in columnar}):
+            small, large = columnar.get((fmt, sizes[0])), columnar.get((fmt, sizes[-1]))
+            if small and large:
+                notes.append(f"- peak memory {fmt} columnar: {large.rows:,} rows {large.peak_mib:.0f} MiB vs "
+                             f"{small.rows:,} rows {small.peak_mib:.0f} MiB = {large.peak_mib / small.peak_mib:.2f}x")
+        for fmt in sorted({k[0] for k in ours1}):
             small, large = ours1.get((fmt, sizes[0])), ours1.get((fmt, sizes[-1]))
             if small and large:
                 notes.append(f"- peak memory {fmt}: {large.rows:,} rows {large.peak_mib:.0f} MiB vs {small.rows:,} rows "
@@ -200,12 +273,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="for the parallel run")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--no-xml", action="store_true", help="text runs only")
+    ap.add_argument("--failing", type=int, default=100_000,
+                    help="failing rows in the extra GB18030 text file (0: skip)")
     a = ap.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="kam-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         started = time.time()
-        results = run(a.rows, a.big, a.frictionless_rows, work, a.workers)
+        results = run(a.rows, a.big, a.frictionless_rows, work, a.workers, not a.no_xml, min(a.failing, a.rows // 2))
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"wall {time.time() - started:.0f} s")
         print(table(results))

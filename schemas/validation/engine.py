@@ -47,6 +47,9 @@ class ValidationOptions:
     # Delimited files at least this big are split across worker processes.
     parallel_min_bytes: int = 48 * 1024 * 1024
     workers: int = 0  # 0: one per core, at most 4
+    # Which core checks delimited text: "rows" (the reference) or "columnar"
+    # (schemas.validation.columnar); "" takes $KAM_VALIDATION_CORE, else "rows".
+    core: str = ""
 
     @property
     def worker_count(self) -> int:
@@ -628,6 +631,14 @@ class DeliveryValidator:
                                emit_columns=emit_columns, flush=flush, file_id=store.file_id(fname),
                                flush_every=FLUSH_EVERY)
         if not xml:
+            from .columnar import check_text_file, selected_core
+
+            if selected_core(self.options.core) == "columnar":
+                done = check_text_file(ctx, unit, df.path, self.check.encoding, self.check.delimiter,
+                                       checks.run_rows, sinks, store, store.file_id(fname))
+                if done is not None:
+                    df.summary.rows = done
+                    return
             size = df.summary.size or 0
             workers = self.options.worker_count
             if workers > 1 and size >= self.options.parallel_min_bytes:

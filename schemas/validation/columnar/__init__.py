@@ -1,0 +1,39 @@
+"""The columnar core for delimited text: a vectorised screen (polars) in front of the row path.
+
+``check_text_file`` returns None when the unit has a check the screen cannot compile
+exactly; the engine then reads the file with the row path, as the ``rows`` core always does.
+See docs/validation.md, "The columnar core".
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ...spec.model import Unit
+from ..compiler import RunContext, Sinks
+from ..store import KeyStore
+
+CORE_ENV = "KAM_VALIDATION_CORE"
+CORES = ("rows", "columnar")
+
+
+def selected_core(option: str | None = None) -> str:
+    """The core a run uses: the option if set, else $KAM_VALIDATION_CORE, else ``rows``."""
+    core = (option or os.environ.get(CORE_ENV) or "rows").strip().lower()
+    if core not in CORES:
+        raise ValueError(f"unknown validation core {core!r}; one of {', '.join(CORES)}")
+    return core
+
+
+def check_text_file(ctx: RunContext, unit: Unit, path: Path, encoding: str, delimiter: str,
+                    run_rows: Callable[[Any], int], sinks: Sinks, store: KeyStore, file_id: int) -> int | None:
+    """Check a delimited file with the columnar core; None when the unit must use the row path."""
+    from .core import check_text_file as run
+    from .plan import Unsupported, compile_plan
+
+    try:
+        plan = compile_plan(ctx, unit, delimiter)
+    except Unsupported:
+        return None
+    return run(plan, run_rows, path, encoding, delimiter, sinks, store, file_id)

@@ -1,0 +1,115 @@
+"""Read a delimited file as bounded batches of whole lines, as polars string Series.
+
+Bytes are read in blocks and cut after the last LF of each block, so a batch always holds
+whole lines (the file's lines end in LF: tier 1 refuses a file whose last line has none).
+UTF-8 is handed to polars as bytes and checked there; GB18030 is decoded with Python's
+codec, block by block, on a second thread when ``ahead`` is set so that decoding the
+next block overlaps the checks of this one (the codec holds the GIL for a block, the
+polars expressions release it). A line longer than ``long_line`` bytes is not put in a
+batch: it is returned as its byte range, for the row path's own reader, so memory stays
+bounded by the block size whatever the file holds.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+BLOCK = 4 << 20
+LONG_LINE = 32 << 20
+
+
+@dataclass
+class Batch:
+    """Whole lines of a file: ``lines`` (each without its LF) start at line ``first`` + 1."""
+
+    first: int
+    lines: pl.Series | None  # None for one over-long line, read by the row path from ``start``..``end``
+    start: int = 0
+    end: int = 0
+
+
+def _decode(data: bytes, codec: str) -> pl.Series:
+    if codec == "utf-8":
+        text = pl.Series("l", [data], dtype=pl.Binary).cast(pl.String)
+    else:
+        text = pl.Series("l", [data.decode(codec)], dtype=pl.String)
+    lines = text.str.split("\n").explode()
+    return lines.slice(0, len(lines) - 1)  # the block ends with LF: the last piece is empty
+
+
+def _blocks(path: Path, bom: bool, block: int, long_line: int) -> Iterator[tuple[bytes | None, int, int, int]]:
+    """(bytes of whole lines, line count, start, end); bytes None for an over-long line at start..end."""
+    with path.open("rb") as fh:
+        offset = 0
+        if bom:
+            head = fh.read(3)
+            if head == b"\xef\xbb\xbf":
+                offset = 3
+            else:
+                fh.seek(0)
+        carry = b""
+        carry_at = offset
+        while True:
+            data = fh.read(block)
+            if not data:
+                break
+            buf = carry + data
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                if len(buf) <= long_line:
+                    carry = buf
+                    continue
+                # One line longer than the bound: find where it ends without holding it.
+                end = carry_at + len(buf)
+                while True:
+                    more = fh.read(block)
+                    if not more:
+                        break
+                    j = more.find(b"\n")
+                    if j >= 0:
+                        end += j + 1
+                        fh.seek(end)
+                        break
+                    end += len(more)
+                yield None, 1, carry_at, end
+                carry, carry_at = b"", end
+                continue
+            whole = buf[:cut + 1]
+            yield whole, whole.count(b"\n"), carry_at, carry_at + len(whole)
+            carry = buf[cut + 1:]
+            carry_at += len(whole)
+        if carry:  # no final LF: tier 1 stops such a file, but stay correct
+            yield carry + b"\n", 1, carry_at, carry_at + len(carry)
+
+
+def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG_LINE,
+            ahead: bool = True) -> Iterator[Batch]:
+    """The file's lines in batches of about ``block`` bytes."""
+    utf8 = encoding.upper() == "UTF-8"
+    codec = "utf-8" if utf8 else "gb18030"
+    line = 0
+    source = _blocks(path, utf8, block, long_line)
+    if not ahead or utf8:
+        for data, n, start, end in source:
+            yield Batch(line, None if data is None else _decode(data, codec), start, end)
+            line += n
+        return
+    # GB18030: decode the next block on a thread while the caller checks this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: list[tuple[Future[pl.Series] | None, int, int, int]] = []
+        for data, n, start, end in source:
+            pending.append((pool.submit(_decode, data, codec) if data is not None else None, line, start, end))
+            line += n
+            if len(pending) > 1:
+                yield _ready(pending.pop(0))
+        while pending:
+            yield _ready(pending.pop(0))
+
+
+def _ready(item: tuple[Future[pl.Series] | None, int, int, int]) -> Batch:
+    fut, first, start, end = item
+    return Batch(first, None if fut is None else fut.result(), start, end)

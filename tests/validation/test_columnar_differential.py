@@ -1,0 +1,157 @@
+"""The columnar core against the row core (issue 18): identical verdicts, counts and findings.
+
+Property-based: a valid delivery of every upload unit (the six units ``valid_rows`` fills),
+in delimited text, UTF-8 and GB18030 (pipe, TAB, US, caret and comma delimiters), is mutated field by
+field — bad codes, too-long values, stray and ideographic white space, empty required
+fields, a delimiter inside a value (wrong column count), blank lines, bad dates and
+numbers, out-of-range values, forbidden characters, duplicated keys, record rules broken —
+and validated by both cores. Status, counts per code, findings (file, line, field, value,
+expected, code, messages, order) with the per-code cap, file summaries and skipped rules
+must all be equal. Batches are made tiny in half the examples, so that batch boundaries and
+the over-long-line path are crossed on these small files.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas import Spec
+from schemas.validation import ValidationContext, ValidationOptions, validate_delivery
+from schemas.validation.columnar import reader as col_reader
+from schemas.validation.columnar import selected_core
+from schemas.validation.report import Report
+from tests.support.deliveries import DeliveryRows, refresh_check, valid_rows
+
+KINDS = [("UTF-8", "PIPE"), ("GB18030", "PIPE"), ("UTF-8", "TAB"), ("GB18030", "US"), ("UTF-8", "CARET"),
+         ("GB18030", "COMMA")]
+UNITS = ["31201", "31202", "31203", "32001", "32002", "32003"]
+DELIMS = {"PIPE": "|", "TAB": "\t", "US": "\x1f", "CARET": "^", "COMMA": ","}
+
+VALUES = [
+    "", " ", "ZZ", "99", "X" * 300, " 湖北", "湖北 ", "湖北\u3000", "\u3000", "Y", "N", "D", "03", "04",
+    "20261331", "20260229", "20240229", "19000101", "21000101", "2026103", "20261001120000", "20261001246000",
+    "-1", "0", "-0", "007", "1e5", "1,000", "12.345", "12.3", "-12.30", "9" * 19, "9" * 40, "12345678901234567",
+    "１２", "²", "a@b.c", "a@@b.c", "a b@c.d", "027-8888", "+86-27-88880000", "G420000001", "42", "4201", "4299",
+    "202610", "202609", "2026Q4", "x\x01y", "\x7f", "\x00", "tab\tin", "\ufffe", "\x85", "𠀀鑫", "HB00000001",
+]
+
+
+def _value(delim: str) -> st.SearchStrategy[str]:
+    text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\n\r"), max_size=12)
+    return st.one_of(st.sampled_from(VALUES), st.sampled_from(VALUES).map(lambda v: v + delim + v), text)
+
+
+edit = st.tuples(st.sampled_from(UNITS), st.integers(0, 50), st.integers(0, 30),
+                 st.sampled_from(["set", "set", "pad", "long", "empty", "delim", "dup", "blank", "drop", "copy_row"]),
+                 st.data())
+
+
+@pytest.fixture(scope="module")
+def bases(spec: Spec, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[Path, DeliveryRows]]:
+    root = tmp_path_factory.mktemp("columnar")
+    out = {}
+    for enc, delim in KINDS:
+        rows = valid_rows(spec, customers=4)
+        out[(enc, delim)] = (rows.write(root / f"{enc}-{delim}", encoding=enc, delimiter=delim), rows)
+    return out
+
+
+def _mutate(folder: Path, enc: str, delim: str, edits: list[Any]) -> None:
+    codec = "gb18030" if enc == "GB18030" else "utf-8"
+    for unit, row, fld, kind, data in edits:
+        path = next(p for p in folder.iterdir() if f"_{unit}_" in p.name)
+        lines = path.read_bytes().decode(codec).split("\n")[:-1]
+        if not lines:
+            continue
+        i = row % len(lines)
+        vals = lines[i].split(delim)
+        j = fld % len(vals)
+        if kind == "set":
+            vals[j] = data.draw(_value(delim))
+            lines[i] = delim.join(vals)
+        elif kind in ("pad", "long", "empty", "delim"):
+            v = vals[j]
+            pad = data.draw(st.sampled_from([" ", "\u3000", "\t", "0", "9", "-", ".5"]))
+            vals[j] = {"pad": data.draw(st.sampled_from([pad + v, v + pad])), "long": (v or "9") * 60, "empty": "",
+                       "delim": v + delim}[kind]
+            lines[i] = delim.join(vals)
+        elif kind == "dup":  # the same key as another row: copy its leading fields
+            other = lines[(i + 1) % len(lines)].split(delim)
+            lines[i] = delim.join(other[:j + 1] + vals[j + 1:])
+        elif kind == "blank":
+            lines.insert(i, "")
+        elif kind == "drop":
+            lines[i] = delim.join(vals[:j] + vals[j + 1:])
+        else:
+            lines.insert(i, lines[(i + 1) % len(lines)])
+        path.write_bytes(("\n".join(lines) + "\n").encode(codec))
+    refresh_check(folder)
+
+
+def _snapshot(report: Report) -> dict[str, Any]:
+    return {"status": report.status, "counts": dict(report.counts), "stopped": report.stopped_at_tier,
+            "findings": [f.as_dict() for f in report.findings],
+            "files": {k: v.as_dict() for k, v in report.files.items()},
+            "skipped": [s.as_dict() for s in report.skipped], "structural": dict(report.structural)}
+
+
+def both(folder: Path, spec: Spec, context: ValidationContext | None, cap: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same delivery through the row core and the columnar core."""
+    files = sorted(folder.iterdir())
+    rows = validate_delivery(files, spec, context, ValidationOptions(core="rows", cap=cap, workers=1))
+    columnar = validate_delivery(files, spec, context, ValidationOptions(core="columnar", cap=cap, workers=1))
+    return _snapshot(rows), _snapshot(columnar)
+
+
+@settings(max_examples=120, print_blob=False, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kind=st.sampled_from(KINDS), edits=st.lists(edit, min_size=1, max_size=6), cap=st.sampled_from([1000, 2]),
+       with_list=st.booleans(), tiny=st.booleans())
+def test_columnar_core_reports_exactly_what_the_row_core_reports(
+        spec: Spec, bases: dict[tuple[str, str], tuple[Path, DeliveryRows]], monkeypatch: pytest.MonkeyPatch,
+        kind: tuple[str, str], edits: list[Any], cap: int, with_list: bool, tiny: bool) -> None:
+    base, rows = bases[kind]
+    with monkeypatch.context() as m:
+        if tiny:  # batches of a few lines; lines past 300 bytes take the over-long-line path
+            m.setattr(col_reader, "BLOCK", 256)
+            m.setattr(col_reader, "LONG_LINE", 300)
+        with tempfile.TemporaryDirectory(prefix="columnar-") as tmp:
+            folder = Path(shutil.copytree(base, Path(tmp) / "d"))
+            _mutate(folder, kind[0], DELIMS[kind[1]], edits)
+            context = ValidationContext(list_ids=frozenset(rows.list_ids[:3]), list_version="2026V01") if with_list else None
+            reference, columnar = both(folder, spec, context, cap)
+    assert columnar == reference
+
+
+@pytest.mark.parametrize("enc,delim", KINDS)
+def test_valid_deliveries_are_accepted_by_both_cores(spec: Spec, bases: dict[tuple[str, str], tuple[Path, DeliveryRows]],
+                                                     enc: str, delim: str) -> None:
+    reference, columnar = both(bases[(enc, delim)][0], spec, None, 1000)
+    assert reference["status"] == "accepted" and columnar == reference
+
+
+def test_many_failures_capped_in_the_same_order(spec: Spec, tmp_path: Path) -> None:
+    rows = valid_rows(spec, customers=40)
+    for i, r in enumerate(rows.rows["VIP_CUST_INFO"]):
+        r["CUST_NAME"] = " 名" if i % 2 else "X" * 300
+        r["JOIN_DATE"] = "20261332" if i % 3 else r["JOIN_DATE"]
+    folder = rows.write(tmp_path / "d", encoding="GB18030")
+    reference, columnar = both(folder, spec, None, 5)
+    assert reference["counts"]["E305"] == 20 and len([f for f in reference["findings"] if f["code"] == "E305"]) == 5
+    assert columnar == reference
+
+
+def test_the_core_is_chosen_by_option_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAM_VALIDATION_CORE", raising=False)
+    assert selected_core() == "rows"
+    monkeypatch.setenv("KAM_VALIDATION_CORE", "columnar")
+    assert selected_core() == "columnar" and selected_core("rows") == "rows"
+    monkeypatch.setenv("KAM_VALIDATION_CORE", "fast")
+    with pytest.raises(ValueError):
+        selected_core()

@@ -1,0 +1,123 @@
+"""The columnar core's screen (issue 18): what it compiles, and that its building blocks mean what Python means."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import Spec
+from schemas.conventions import DELIMITERS, forbidden_pattern
+from schemas.spec import load_spec
+from schemas.validation import ValidationOptions, validate_delivery
+from schemas.validation.columnar import core as core_mod
+from schemas.validation.columnar import reader as col_reader
+from schemas.validation.columnar.plan import (
+    Unsupported,
+    compile_plan,
+    forbidden_class,
+    rust_pattern,
+)
+from schemas.validation.compiler import RunContext
+from tests.support.deliveries import refresh_check, valid_rows
+
+
+def _ctx(spec: Spec, **extra: Any) -> RunContext:
+    return RunContext(spec=spec, day=dt.date(2026, 10, 1), period="202610", party="42", party_province="42",
+                      party_network=None, **extra)
+
+
+@pytest.mark.parametrize("code", [u.code for u in load_spec().units])
+def test_every_unit_compiles_to_a_screen(spec: Spec, code: str) -> None:
+    plan = compile_plan(_ctx(spec, list_ids=frozenset({"G420000001"})), spec.unit(code), "|")
+    assert plan.nf == len(spec.unit(code).fields)
+
+
+def test_the_previous_cycle_sends_watched_units_to_the_row_path(spec: Spec) -> None:
+    ctx = _ctx(spec, previous={"VIP_SUMMARY": {"k": {}}})
+    with pytest.raises(Unsupported):
+        compile_plan(ctx, spec.unit("32001"), "|")
+    compile_plan(ctx, spec.unit("31201"), "|")  # no previous values for it: screened as usual
+
+
+@pytest.mark.parametrize("delimiter", list(DELIMITERS.values()))
+def test_forbidden_class_matches_exactly_the_characters_python_forbids(delimiter: str) -> None:
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    found = pl.Series(chars).str.contains(forbidden_class(delimiter)).to_list()
+    python = forbidden_pattern(delimiter).search
+    assert [c for c, f in zip(chars, found) if f] == [c for c in chars if python(c)]
+
+
+def test_unsafe_patterns_are_refused() -> None:
+    for pattern in (r"^\d+$", r"^\w+$", r"^(?=a)a$", r"^(a)\1$", r"\bx"):
+        with pytest.raises(Unsupported):
+            rust_pattern(pattern)
+
+
+def _spec_patterns() -> list[str]:
+    spec = load_spec()
+    pats = {f.pattern for u in spec.units for f in u.fields if f.pattern}
+    pats |= {d.pattern for d in spec.domains.values() if getattr(d, "kind", None) == "pattern" and d.pattern}
+    return sorted(pats)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pattern=st.sampled_from(_spec_patterns()), data=st.data())
+def test_spec_patterns_match_in_polars_only_what_python_matches(pattern: str, data: st.DataObject) -> None:
+    samples = [data.draw(st.from_regex(pattern, fullmatch=True)),
+               data.draw(st.text(st.characters(exclude_categories=["Cs"]), max_size=25)),
+               data.draw(st.from_regex(pattern, fullmatch=True)) + data.draw(st.sampled_from([" ", "\x1c", "\u3000", "a"]))]
+    got = pl.Series(samples).str.contains(rust_pattern(pattern)).to_list()
+    assert got == [re.compile(pattern).fullmatch(s) is not None for s in samples]
+
+
+def _rows_sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on the rows the screen hands to the row path."""
+    sent: list[int] = []
+    original = core_mod.check_text_file
+
+    def spy(plan: Any, run_rows: Any, *args: Any) -> int:
+        def counted(rows: Any) -> int:
+            rows = list(rows)
+            sent.append(len(rows))
+            return run_rows(rows)
+        return original(plan, counted, *args)
+
+    monkeypatch.setattr(core_mod, "check_text_file", spy)
+    return sent
+
+
+def test_clean_rows_never_reach_the_row_path(spec: Spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = _rows_sent(monkeypatch)
+    rows = valid_rows(spec, customers=30)
+    rows.rows["VIP_CUST_INFO"][7]["CUST_NAME"] = "名 "
+    folder = rows.write(tmp_path / "d", encoding="GB18030")
+    report = validate_delivery(sorted(folder.iterdir()), spec, None, ValidationOptions(core="columnar"))
+    assert dict(report.counts) == {"W301": 1}
+    assert sum(sent) == 1  # only the row with the stray space was looked at row by row
+
+
+def test_batches_and_an_over_long_line_give_the_row_cores_findings(spec: Spec, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(col_reader, "BLOCK", 300)
+    monkeypatch.setattr(col_reader, "LONG_LINE", 400)
+    rows = valid_rows(spec, customers=25)
+    rows.rows["VIP_CUST_INFO"][3]["ADDRESS"] = "长" * 500  # E305, on the over-long-line path
+    rows.rows["VIP_CUST_INFO"][11]["JOIN_DATE"] = "20261332"
+    rows.rows["VIP_CUST_INFO"][12]["PROV_CUST_ID"] = rows.rows["VIP_CUST_INFO"][2]["PROV_CUST_ID"]
+    folder = rows.write(tmp_path / "d", encoding="UTF-8")
+    data = next(p for p in folder.iterdir() if "_31201_" in p.name)
+    data.write_bytes(data.read_bytes().replace(b"\n", b"\r\n"))  # CRLF throughout
+    refresh_check(folder)
+    files = sorted(folder.iterdir())
+    reference = validate_delivery(files, spec, None, ValidationOptions(core="rows", workers=1))
+    columnar = validate_delivery(files, spec, None, ValidationOptions(core="columnar"))
+    assert {"E305", "E304", "R31201-04"} <= set(reference.counts)
+    assert [f.as_dict() for f in columnar.findings] == [f.as_dict() for f in reference.findings]
+    assert columnar.counts == reference.counts
+    assert {k: v.as_dict() for k, v in columnar.files.items()} == {k: v.as_dict() for k, v in reference.files.items()}
