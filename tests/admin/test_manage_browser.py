@@ -17,6 +17,16 @@ from tests.support.browser import screenshot_path
 
 
 @pytest.mark.slow
+def admin_state(rt: Runtime, cycle_id: str) -> str:
+    """The cycle's state as stored."""
+    from exchange_server.cycles.models import ReportingCycle
+
+    with rt.db.session() as s:
+        cycle = s.get(ReportingCycle, cycle_id)
+        assert cycle is not None
+        return cycle.state
+
+
 def test_close_a_cycle_and_grant_an_exception(page: Any, admin_url: str, admin_runtime: Runtime,
                                               accounts: Accounts, tmp_path: Path) -> None:
     admin = accounts.admin()
@@ -29,6 +39,17 @@ def test_close_a_cycle_and_grant_an_exception(page: Any, admin_url: str, admin_r
 
     with page.expect_navigation():
         row.locator('button[data-action="close"]').click()
+    # First whom closing hits (provinces with nothing accepted, here all of them), then the ticked confirmation.
+    assert "202610" in page.locator("#confirm-title").inner_text()
+    assert page.locator('#impact-gaps tr[data-province="42"]').count() == 1
+    page.screenshot(path=str(screenshot_path("admin-cycle-close.png", tmp_path)), full_page=True)
+    with page.expect_navigation():
+        page.click('#confirm-form button[type="submit"]')  # unticked: nothing is done
+    assert page.locator("#confirm-needed").count() == 1
+    assert admin_state(admin_runtime, "202610") == "open"
+    page.check("#confirm-box")
+    with page.expect_navigation():
+        page.click('#confirm-form button[type="submit"]')
     assert page.locator('#calendar tr[data-cycle="202610"]').get_attribute("data-state") == "closed"
     assert "周期 202610 已关闭" in page.locator("p.flash").inner_text()
 

@@ -51,7 +51,15 @@ def test_calendar_lists_cycles_and_moves_them(client: FlaskClient, accounts: Acc
     assert r.status_code == 303 and r.headers["Location"].endswith("/admin/cycles")
     assert state_of(admin_runtime, "202612") == "open"
     assert "已创建周期 202612" in client.get("/admin/cycles").get_data(as_text=True)
-    assert client.post("/admin/cycles/202612/close", data={"csrf_token": csrf}).status_code == 303
+    # Closing first shows whom it hits and does nothing; unticked it says so (409); ticked it closes.
+    first = client.post("/admin/cycles/202612/close", data={"csrf_token": csrf})
+    assert first.status_code == 200 and 'id="impact-gaps"' in first.get_data(as_text=True)
+    assert state_of(admin_runtime, "202612") == "open"
+    unticked = client.post("/admin/cycles/202612/close", data={"csrf_token": csrf, "confirm": "no"})
+    assert unticked.status_code == 409 and 'id="confirm-needed"' in unticked.get_data(as_text=True)
+    assert state_of(admin_runtime, "202612") == "open"
+    assert client.post("/admin/cycles/202612/close",
+                       data={"csrf_token": csrf, "confirm": ["no", "yes"]}).status_code == 303
     assert state_of(admin_runtime, "202612") == "closed"
     assert client.post("/admin/cycles/202612/reopen", data={"csrf_token": csrf}).status_code == 303
     assert state_of(admin_runtime, "202612") == "open"
@@ -64,7 +72,7 @@ def test_calendar_lists_cycles_and_moves_them(client: FlaskClient, accounts: Acc
     assert (admin.name, "cycle.close", "cycle:202612") in moves
     # Every calendar change is placed in the province outboxes (when province accounts exist).
     accounts.province("45")
-    client.post("/admin/cycles/202612/close", data={"csrf_token": csrf})
+    client.post("/admin/cycles/202612/close", data={"csrf_token": csrf, "confirm": "yes"})
     outbox = trees(admin_runtime)[0].outbox("45")
     assert any(p.name.startswith("D_00_2026_") for p in outbox.iterdir())
 
@@ -87,7 +95,7 @@ def test_exception_lets_one_province_deliver_to_a_closed_cycle(client: FlaskClie
     admin = accounts.admin()
     csrf = sign_in(client, admin)
     hubei, hunan = accounts.province("42"), accounts.province("43")
-    assert client.post("/admin/cycles/202609/close", data={"csrf_token": csrf}).status_code == 303
+    assert client.post("/admin/cycles/202609/close", data={"csrf_token": csrf, "confirm": "yes"}).status_code == 303
     closed = upload(admin_url, hubei, valid_rows(spec, party="42", cycle="202609"), tmp_path / "a")
     assert closed["status"] == "rejected" and "E601" in codes(closed)
 
@@ -109,7 +117,13 @@ def test_exception_lets_one_province_deliver_to_a_closed_cycle(client: FlaskClie
     # Revoked: the cycle is closed for Hubei again.
     with admin_runtime.db.session() as s:
         exc_id = s.scalars(select(CycleException.id).where(CycleException.province == "42")).one()
-    assert client.post(f"/admin/cycles/exceptions/{exc_id}/revoke", data={"csrf_token": csrf}).status_code == 303
+    # Revoking first shows its impact (the cycle is closed: E601 again; Hubei's units are accepted) and does nothing.
+    shown = client.post(f"/admin/cycles/exceptions/{exc_id}/revoke", data={"csrf_token": csrf})
+    text = shown.get_data(as_text=True)
+    assert shown.status_code == 200 and "E601" in text and 'id="confirm-needed"' not in text
+    assert 'data-province="42" data-state="valid"' in client.get("/admin/cycles").get_data(as_text=True)
+    assert client.post(f"/admin/cycles/exceptions/{exc_id}/revoke",
+                       data={"csrf_token": csrf, "confirm": "yes"}).status_code == 303
     again = upload(admin_url, hubei, valid_rows(spec, party="42", cycle="202609"), tmp_path / "d", resend=2)
     assert again["status"] == "rejected" and "E601" in codes(again)
     assert events(admin_runtime, "cycle.exception.revoke")[-1].detail["exception_id"] == exc_id

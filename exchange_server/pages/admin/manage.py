@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from ...accounts.models import ADMIN, ANALYST, PROVINCE, ROLES, ApiToken
 from ...accounts.services import AccountService
+from ...admin.calendar_impact import CalendarImpactService
 from ...admin.services import AuditQuery, AuditSearch, CycleExceptionService
 from ...clock import BEIJING, utcnow
 from ...code_lists.services import ORG_DOMAINS, CodeListService
@@ -89,8 +90,12 @@ def cycle_create() -> Any:
 @bp.post("/cycles/<cycle_id>/<any(open, close, reopen):action>")
 @login_required(ADMIN)
 def cycle_move(cycle_id: str, action: str) -> Any:
-    """Open, close or reopen a cycle."""
-    svc = CycleService(get_session(), runtime().spec, actor())
+    """Open, close or reopen a cycle; closing is done only once its impact was shown and confirmed."""
+    session = get_session()
+    if action == "close" and not _confirmed():
+        # Closing turns every later delivery into E601: show who that hits first (409: nothing done).
+        return _confirm_close(cycle_id, asked="confirm" in request.form)
+    svc = CycleService(session, runtime().spec, actor())
     try:
         {"open": svc.open, "close": svc.close, "reopen": svc.reopen}[action](cycle_id)
     except ExchangeError as exc:
@@ -100,6 +105,26 @@ def cycle_move(cycle_id: str, action: str) -> Any:
     response = done(f"周期 {cycle_id} {zh}", f"cycle {cycle_id} {en}", "admin.cycles")
     _calendar_changed()
     return response
+
+
+def _confirm_close(cycle_id: str, asked: bool) -> Any:
+    """The confirmation page of closing a cycle, with its impact; 200 when first shown, 409 when not ticked."""
+    try:
+        impact = CalendarImpactService(get_session()).close(cycle_id)
+    except ExchangeError as exc:
+        return refused(exc, _cycles)
+    html = render_template("admin/calendar_confirm.html", kind="close", close=impact, unticked=asked,
+                           names=_area_names())
+    return html, 409 if asked else 200
+
+
+def _confirmed() -> bool:
+    """The confirmation box was ticked (the form also sends confirm=no, so an unticked submit is told apart)."""
+    return "yes" in request.form.getlist("confirm")
+
+
+def _area_names() -> dict[str, tuple[str, str]]:
+    return {p.code: (p.name_zh, p.name_en) for p in OrgService(get_session()).provinces()}
 
 
 @bp.post("/cycles/<cycle_id>/deadline")
@@ -141,7 +166,16 @@ def exception_grant() -> Any:
 @bp.post("/cycles/exceptions/<id:exception_id>/revoke")
 @login_required(ADMIN)
 def exception_revoke(exception_id: int) -> Any:
-    """End an exception at once."""
+    """End an exception at once, once its impact was shown and confirmed."""
+    if not _confirmed():
+        try:
+            impact = CalendarImpactService(get_session()).revoke(exception_id)
+        except ExchangeError as error:
+            return refused(error, _cycles)
+        asked = "confirm" in request.form
+        html = render_template("admin/calendar_confirm.html", kind="revoke", revoke=impact, unticked=asked,
+                               names=_area_names())
+        return html, 409 if asked else 200
     try:
         exc = CycleExceptionService(get_session(), actor()).revoke(exception_id)
     except ExchangeError as error:
