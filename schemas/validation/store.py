@@ -10,12 +10,25 @@ import os
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
 FLUSH_EVERY = 50_000
 SEP = "\x1f"
 # (key, value, line, file id); the line is None for accepted rows (they come from the server's facts).
 KeyRow = tuple[str, str, int | None, int]
+
+
+class KeyTracker(Protocol):
+    """Finds a table's repeated keys instead of SQLite (the columnar core's sorted runs)."""
+
+    def add_rows(self, rows: Iterable[KeyRow]) -> None:
+        """Take rows that go to the table."""
+
+    def duplicates(self, file_name: Callable[[int], str]) -> Iterator[tuple[str, int, str, int, str]]:
+        """What ``KeyStore.duplicates`` yields."""
+
+    def close(self) -> None:
+        """Drop what it holds."""
 
 
 class KeyStore:
@@ -34,6 +47,8 @@ class KeyStore:
         self.indexed: set[str] = set()
         self.files: dict[str, int] = {}
         self._names: dict[int, str] = {}
+        # Tables whose repeated keys a tracker finds (only the columnar core registers any).
+        self.trackers: dict[str, KeyTracker] = {}
 
     def _table(self, name: str) -> None:
         if name not in self.tables:
@@ -56,9 +71,16 @@ class KeyStore:
         The line is None for accepted rows (they come from the server's facts, not a file).
         """
         self._table(name)
+        if rows and name in self.trackers:
+            self.trackers[name].add_rows(rows)
         if rows:
             self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
             rows.clear()
+
+    def insert(self, name: str, rows: Iterable[KeyRow]) -> None:
+        """Write rows to table ``name`` as they are, past any tracker (its caller gave them to it already)."""
+        self._table(name)
+        self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
 
     def absorb(self, other_db: str, tables: list[str]) -> None:
         """Copy the rows of another store's tables (a worker's) into this one, then delete it."""
@@ -68,10 +90,21 @@ class KeyStore:
             for name in tables:
                 self._table(name)
                 self.db.execute(f'INSERT INTO main."{name}" SELECT * FROM w."{name}"')
+                if name in self.trackers:
+                    self.trackers[name].add_rows(self.db.execute(f'SELECT * FROM w."{name}"'))
         finally:
             self.db.execute("DETACH DATABASE w")
             Path(other_db).unlink(missing_ok=True)
         self.db.execute("BEGIN")
+
+    def track(self, name: str, tracker: KeyTracker) -> None:
+        """Let ``tracker`` find the repeated keys of table ``name``: it gets the rows already there and every row
+        flushed or absorbed from now on; callers may give it rows directly that they do not flush."""
+        if name in self.trackers:
+            return
+        self._table(name)
+        tracker.add_rows(self.db.execute(f'SELECT * FROM "{name}"'))
+        self.trackers[name] = tracker
 
     def ensure(self, name: str) -> None:
         """Create table ``name`` if no row was ever flushed to it."""
@@ -85,6 +118,9 @@ class KeyStore:
     def duplicates(self, name: str) -> Iterator[tuple[str, int, str, int, str]]:
         """(key, line, file, first line, first file) for every repeat of a key, in key order."""
         self._table(name)
+        if name in self.trackers:
+            yield from self.trackers[name].duplicates(self.file_name)
+            return
         prev_k: str | None = None
         first: tuple[int, int] = (0, 0)
         for k, line, f in self.db.execute(f'SELECT k, line, file FROM "{name}" ORDER BY k, file, line'):
@@ -147,6 +183,8 @@ class KeyStore:
     def close(self) -> None:
         """Drop the store and its file."""
         try:
+            for tracker in self.trackers.values():
+                tracker.close()
             self.db.close()
         finally:
             self.path.unlink(missing_ok=True)

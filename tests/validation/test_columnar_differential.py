@@ -8,7 +8,8 @@ numbers, out-of-range values, forbidden characters, duplicated keys, record rule
 and validated by both cores. Status, counts per code, findings (file, line, field, value,
 expected, code, messages, order) with the per-code cap, file summaries and skipped rules
 must all be equal. Batches are made tiny in half the examples, so that batch boundaries and
-the over-long-line path are crossed on these small files.
+the over-long-line path are crossed on these small files, and in half of them the duplicate-key
+runs are spilled to disk after every batch and merged in chunks of three rows.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 
 from schemas import Spec
 from schemas.validation import ValidationContext, ValidationOptions, validate_delivery
+from schemas.validation.columnar import keys as col_keys
 from schemas.validation.columnar import reader as col_reader
 from schemas.validation.columnar import selected_core
 from schemas.validation.report import Report
@@ -112,15 +114,18 @@ def both(folder: Path, spec: Spec, context: ValidationContext | None, cap: int) 
 @settings(max_examples=120, print_blob=False, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kind=st.sampled_from(KINDS), edits=st.lists(edit, min_size=1, max_size=6), cap=st.sampled_from([1000, 2]),
-       with_list=st.booleans(), tiny=st.booleans())
+       with_list=st.booleans(), tiny=st.booleans(), spill=st.booleans())
 def test_columnar_core_reports_exactly_what_the_row_core_reports(
         spec: Spec, bases: dict[tuple[str, str], tuple[Path, DeliveryRows]], monkeypatch: pytest.MonkeyPatch,
-        kind: tuple[str, str], edits: list[Any], cap: int, with_list: bool, tiny: bool) -> None:
+        kind: tuple[str, str], edits: list[Any], cap: int, with_list: bool, tiny: bool, spill: bool) -> None:
     base, rows = bases[kind]
     with monkeypatch.context() as m:
         if tiny:  # batches of a few lines; lines past 300 bytes take the over-long-line path
             m.setattr(col_reader, "BLOCK", 256)
             m.setattr(col_reader, "LONG_LINE", 300)
+        if spill:  # the keys of every batch spilled as a sorted run, merged three rows per run at a time
+            m.setattr(col_keys, "BUDGET", 1)
+            m.setattr(col_keys, "CHUNK", 3)
         with tempfile.TemporaryDirectory(prefix="columnar-") as tmp:
             folder = Path(shutil.copytree(base, Path(tmp) / "d"))
             _mutate(folder, kind[0], DELIMS[kind[1]], edits)

@@ -9,7 +9,8 @@ the row core would — same findings, same order, same per-code cap, because ``R
 sees the same calls in the same order (clean rows produce no call). The facts clean rows
 leave for the file-level and cross-unit checks (key projections, per-key sums, the local
 networks seen) are computed from the batch's columns and written to the same key store and
-sinks the row path fills.
+sinks the row path fills — except that repeated unique keys are found by sorted runs
+(``keys.py``), not by SQLite, and a key table only those read is not written to SQLite.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ..compiler import Sinks
 from ..readers import MAX_LINE, text_lines
 from ..store import SEP, KeyStore
 from . import reader
+from .keys import SortedRuns
 from .plan import UnitPlan, col, forbidden_class
 
 
@@ -58,6 +60,8 @@ def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, 
     """Check every line of ``path``; returns the number of lines (as the row path's ``run_text``)."""
     lines_read = 0
     unit_projections = [p.name for p, _ in plan.projections]
+    for name in plan.sorted_keys:  # repeated keys found by sorted runs, not by sorting in SQLite
+        store.track(name, SortedRuns(store.path.parent))
     for batch in reader.batches(path, encoding, reader.BLOCK, reader.LONG_LINE):
         if batch.lines is None:  # one line too long for a batch: the row path's reader cuts it as always
             line = batch.first + 1
@@ -99,11 +103,19 @@ def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int, sinks: Sinks, 
         if not len(frame):
             store.ensure(p.name)
             continue
-        keys = frame.select(pl.concat_str([pl.col(col(idx[n])) for n in p.key], separator=SEP)).to_series().to_list()
+        key_expr = pl.concat_str([pl.col(col(idx[n])) for n in p.key], separator=SEP)
+        tracker = store.trackers.get(p.name)
+        if tracker is not None:
+            assert isinstance(tracker, SortedRuns)
+            tracker.add(frame.select(key_expr.alias("k"), pl.lit(file_id).alias("file"),
+                                     (pl.col("i") + (first + 1)).alias("line")))
+            if p.name in plan.runs_only:  # nothing but the repeated-key check reads this table
+                store.ensure(p.name)
+                continue
+        keys = frame.select(key_expr).to_series().to_list()
         vals = frame[col(idx[p.value])].to_list() if p.value else repeat("")
         plines = lines if where is None else (frame["i"] + (first + 1)).to_list()
-        rows = list(zip(keys, vals, plines, repeat(file_id)))
-        store.flush(p.name, rows)
+        store.insert(p.name, zip(keys, vals, plines, repeat(file_id)))
     for s in plan.sums:
         table: dict[tuple[str, ...], Any] = sinks.sums.setdefault((s.rule, s.side), {})
         firsts = sinks.first_line.setdefault((s.rule, s.side), {})

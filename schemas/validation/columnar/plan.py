@@ -27,14 +27,17 @@ import polars as pl
 
 from ...conventions import FORBIDDEN_RANGES
 from ...spec import expressions
-from ...spec.model import Field, Unit
+from ...spec.model import Field, Spec, Unit
 from ..compiler import (
     Projection,
     RunContext,
     SumSpec,
+    child_projection,
+    key_fields,
     needed_projections,
     needed_sums,
     network_field,
+    network_projection,
     valid_dates,
 )
 
@@ -60,6 +63,10 @@ class UnitPlan:
     network: str | None
     seen: list[tuple[str, str]]  # (rule id, field) of covers_sender_networks rules
     columns: list[str] = dc_field(default_factory=list)  # field ids in file order
+    # Key tables whose repeated keys sorted runs find (keys.SortedRuns), and of those the ones no
+    # other check reads, whose clean rows therefore never go to SQLite.
+    sorted_keys: frozenset[str] = frozenset()
+    runs_only: frozenset[str] = frozenset()
 
 
 def col(i: int) -> str:
@@ -419,6 +426,33 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
     suspect = pl.any_horizontal(parts).fill_null(True)
     seen = [(r.id, r.field) for r in unit.rules
             if r.scope == "file" and r.check == "covers_sender_networks" and r.field is not None]
+    sorted_keys, runs_only = duplicate_tables(spec, unit)
     return UnitPlan(unit=unit, nf=len(fields), suspect=suspect, projections=projections,
                     sums=needed_sums(spec, unit), typed={f.id: f.type for f in fields},
-                    network=network_field(unit), seen=seen, columns=[f.id for f in fields])
+                    network=network_field(unit), seen=seen, columns=[f.id for f in fields],
+                    sorted_keys=sorted_keys, runs_only=runs_only)
+
+
+def duplicate_tables(spec: Spec, unit: Unit) -> tuple[frozenset[str], frozenset[str]]:
+    """(the key tables the file-level checks read for repeated keys, those of them nothing else reads).
+
+    The same tables ``DeliveryValidator.file_level`` asks ``KeyStore.duplicates`` about: the
+    primary key's, and for each unique rule the first projection with its fields as key. The
+    others (a network-less unit's parent keys, key -> network, cross-unit sides) are joined in
+    SQLite by the cross-unit checks, so a table that is also one of them stays there in full.
+    """
+    projections = needed_projections(spec, unit)
+    dup = {projections[0].name}
+    for r in unit.rules:
+        if r.scope == "file" and r.check == "unique":
+            fields = key_fields(r.fields)
+            dup.add(next(p.name for p in projections if p.key == fields))
+    other = {p.name for p in (child_projection(spec, unit), network_projection(spec, unit)) if p is not None}
+    for r in spec.cross_rules:
+        if r.check in ("exists", "exactly_one", "list_covered"):
+            for side in (r.left, r.right):
+                if side is not None and side["unit"] == unit.name:
+                    other.add(Projection(unit.name, key_fields(side["key"]), where=side.get("where")).name)
+        elif r.check == "count_distinct_equals" and r.right is not None and r.right["unit"] == unit.name:
+            other.add(Projection(unit.name, key_fields(r.by), value=r.right["field"]).name)
+    return frozenset(dup), frozenset(dup - other)
