@@ -311,7 +311,7 @@ class _AcceptedRows:
             for sm, fld in sums:
                 key = tuple(fields.get(k, "") for k in sm.by)
                 table = v.sinks.sums.setdefault((sm.rule, sm.side), {})
-                amount = _typed(fld.type, fields.get(sm.field, "") or "") or 0
+                amount = typed_value(fld.type, fields.get(sm.field, "") or "") or 0
                 table[key] = table.get(key, Decimal(0)) + amount
                 v.sinks.first_line.setdefault((sm.rule, sm.side), {}).setdefault(key, (None, fid))  # type: ignore[arg-type]
                 self.sum_sources.setdefault((sm.rule, sm.side), {}).setdefault(key, set()).add(fid)
@@ -342,7 +342,7 @@ def _accepted_network_table(unit: Unit) -> str:
     return f"acc_net_{unit.code}"
 
 
-def _typed(ftype: str, text: str) -> Any:
+def typed_value(ftype: str, text: str) -> Any:
     """A field's text as the compiled checks type it (None when empty)."""
     if text == "":
         return None
@@ -373,7 +373,7 @@ class _ProjectionFeeder:
         """Add one accepted row (if its ``where`` holds)."""
         if self.where is not None:
             code, names = self.where
-            env = {f"v{i}": _typed(self.types[n], fields.get(n, "") or "") for i, n in enumerate(names)}
+            env = {f"v{i}": typed_value(self.types[n], fields.get(n, "") or "") for i, n in enumerate(names)}
             if not eval(code, {"__builtins__": {}, "Decimal": Decimal, **expressions.RUNTIME}, env):  # noqa: S307 — whitelisted
                 return
         key = SEP.join(fields.get(k, "") or "" for k in self.p.key)

@@ -14,7 +14,6 @@ sinks the row path fills — except that repeated unique keys are found by sorte
 """
 from __future__ import annotations
 
-from decimal import Decimal
 from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable
@@ -22,22 +21,12 @@ from typing import Any, Callable
 import polars as pl
 
 from ..compiler import Sinks
+from ..engine import typed_value
 from ..readers import MAX_LINE, text_lines
 from ..store import SEP, KeyStore
 from . import reader
 from .keys import SortedRuns
 from .plan import UnitPlan, col, forbidden_class
-
-
-def _typed(ftype: str, text: str) -> Any:
-    """The typed value the compiled checks give a valid field (None when empty)."""
-    if text == "":
-        return None
-    if ftype == "decimal":
-        return Decimal(text)
-    if ftype == "integer":
-        return int(text)
-    return text
 
 
 def _frame(lines: pl.Series, plan: UnitPlan, delimiter: str) -> pl.DataFrame:
@@ -124,7 +113,7 @@ def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int, sinks: Sinks, 
         amounts = clean[col(idx[s.field])].to_list()
         for n, (line, amount) in enumerate(zip(lines, amounts)):
             key = tuple(b[n] for b in by)
-            table[key] = table.get(key, 0) + (_typed(ftype, amount) or 0)
+            table[key] = table.get(key, 0) + (typed_value(ftype, amount) or 0)
             seen = firsts.get(key)
             # The row path may have met the key first in a later suspect row of this batch.
             if seen is None or (seen[1] == file_id and seen[0] is not None and seen[0] > line):
