@@ -1,4 +1,4 @@
-"""``exchange-server list ...``: load, diff, publish and follow the top-500 list."""
+"""``exchange-server list ...``: load, diff, publish (or close a draft) and follow the top-500 list."""
 from __future__ import annotations
 
 import sys
@@ -108,6 +108,26 @@ def list_publish(version: str, yes: bool) -> None:
         slices = svc.publish(v, confirm_impact=True)
         click.echo(f"published {version} to {len(slices)} province(s)")
     _to_outboxes(rt, version)
+
+
+@list_group.command("close")
+@click.argument("version")
+@click.option("--yes", is_flag=True, help="Close without asking (the draft's counts are shown first).")
+def list_close(version: str, yes: bool) -> None:
+    """Close a draft without publishing it: never in force, never sent; its name stays taken (audited)."""
+    from .services import ListService
+
+    rt = _runtime()
+    with rt.db.session() as s:
+        svc = ListService(s, rt.archive, rt.spec, "cli")
+        v = svc.get(version)
+        click.echo(f"{v.version} ({v.state}): {v.added} added, {v.changed} changed, {v.removed} removed, "
+                   f"{v.unchanged} unchanged; closing it reaches no province")
+        if not yes and not (sys.stdin.isatty() and click.confirm(f"close {v.version}?", default=False)):
+            click.echo("not closed: run again with --yes to close it", err=True)
+            raise SystemExit(1)
+        svc.close(v)
+        click.echo(f"closed {version}")
 
 
 @list_group.command("impact")

@@ -155,3 +155,25 @@ def test_a_version_that_would_fail_accepted_data_is_shown_and_published_only_kno
     assert again["status"] == "rejected"
     [e604] = [f for f in _findings(hubei, again["delivery_id"]) if f["code"] == "E604"]
     assert e604["value"] == B and "2026V02" in e604["expected"] and "lead province 44" in e604["expected"]
+
+
+def test_a_draft_is_closed_from_the_command_line_only_knowingly(runtime: Any, spec: Any, tmp_path: Path,
+                                                                 database_url: str) -> None:
+    draft = write_list_csv(tmp_path / "v9.csv", spec, [Entry(A, "42", "027")])
+    runner = CliRunner()
+    env = {"KAM_DATABASE_URL": database_url}
+    data = str(runtime.settings.data_dir)
+    assert runner.invoke(main, ["--data-dir", data, "list", "load", str(draft), "--version", "2026V09"],
+                         env=env).exit_code == 0
+    asked = runner.invoke(main, ["--data-dir", data, "list", "close", "2026V09"], env=env)
+    assert asked.exit_code == 1 and "not closed" in asked.output and "2026V09 (draft)" in asked.output
+    with runtime.db.session() as s:
+        assert ListService(s, runtime.archive, runtime.spec).get("2026V09").state == "draft"
+    done = runner.invoke(main, ["--data-dir", data, "list", "close", "2026V09", "--yes"], env=env)
+    assert done.exit_code == 0 and "closed 2026V09" in done.output, done.output
+    with runtime.db.session() as s:
+        assert ListService(s, runtime.archive, runtime.spec).get("2026V09").state == "closed"
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "list.close")).one()
+        assert event.target == "list:2026V09" and event.actor == "cli"
+    again = runner.invoke(main, ["--data-dir", data, "list", "close", "2026V09", "--yes"], env=env)
+    assert again.exit_code != 0 and "not a draft" in again.output
