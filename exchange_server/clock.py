@@ -29,6 +29,14 @@ def parse_beijing_stamp(stamp: str) -> dt.datetime:
     return local.astimezone(dt.timezone.utc)
 
 
+def parse_iso(text: object) -> dt.datetime | None:
+    """An ISO 8601 time written by another party (a hub's approval manifest) in UTC; None when absent or unreadable."""
+    try:
+        return as_utc(dt.datetime.fromisoformat(str(text))) if text else None
+    except ValueError:
+        return None
+
+
 def iso(moment: dt.datetime | None) -> str | None:
     """ISO 8601 in UTC with a Z, for JSON."""
     if moment is None:

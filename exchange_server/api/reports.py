@@ -25,6 +25,7 @@ from ..consolidation.rollups import Rollup, RollupService
 from ..cycles.services import CycleService
 from ..db import get_session
 from ..errors import NotFound
+from ..media_types import XLSX_TYPE
 from ..org.models import PROVINCE, Area
 from ..runtime.flask import runtime
 from .auth import authenticate
@@ -34,7 +35,6 @@ blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports",
                 description="HQ roll-ups of a cycle and their downloads / 集团汇总报表及下载")
 
 ROLES = ("analyst", "admin")
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 #: The bodies of these answers, for the OpenAPI document (they are built, not dumped by a schema).
 JSON = {"type": "object"}
 FILE = {"type": "string", "format": "binary"}

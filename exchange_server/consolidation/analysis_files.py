@@ -26,8 +26,6 @@ from .exports import (
 )
 
 Kind = Literal["text", "money", "count", "pct", "bool"]
-CSV_MIMETYPE = "text/csv; charset=utf-8"
-XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _FORMATS: dict[str, str] = {"money": MONEY_FORMAT, "count": COUNT_FORMAT, "pct": PCT_FORMAT}
 
 

@@ -26,12 +26,11 @@ from typing import Iterator
 from schemas.conventions import CheckFile, now_stamp
 from schemas.writer import DeliveryWriter
 
+from ..media_types import CSV_TYPE, XLSX_TYPE
 from .importers import NATIONAL, UNIT
 from .models import ListVersion
 from .services import ListService, entry_row
 
-CSV_TYPE = "text/csv; charset=utf-8"  # one charset parameter, nothing appended
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ZIP_TYPE = "application/zip"
 FORMATS = ("spec", "csv", "xlsx")
 # Columns of the CSV and XLSX: the unit's fields but the version, which names the file.

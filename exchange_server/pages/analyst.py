@@ -19,7 +19,7 @@ from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 
 from ..accounts.models import ADMIN, ANALYST
-from ..clock import as_utc
+from ..clock import parse_iso
 from ..db import get_session
 from ..runtime.flask import runtime
 from ..submissions.models import DeliveryApproval
@@ -104,14 +104,6 @@ def dashboard(cycle: str) -> str:
                            approvals=province_approvals(get_session(), d.rollup.completeness))
 
 
-def _manifest_time(text: Any) -> dt.datetime | None:
-    """A time from a hub's approval manifest (ISO 8601); None when absent or unreadable (it is the hub's text)."""
-    try:
-        return as_utc(dt.datetime.fromisoformat(str(text))) if text else None
-    except ValueError:
-        return None
-
-
 def province_approvals(session: Session, completeness: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per province: whether what HQ counts for it was approved at its province hub, when and by whom.
 
@@ -134,7 +126,7 @@ def province_approvals(session: Session, completeness: dict[str, Any]) -> dict[s
         networks: dict[str, tuple[str, dt.datetime | None]] = {}
         for a in approved:
             for n in a.networks:
-                networks[str(n.get("latn_id") or "")] = (str(n.get("by") or ""), _manifest_time(n.get("at")))
+                networks[str(n.get("latn_id") or "")] = (str(n.get("by") or ""), parse_iso(n.get("at")))
         times = [at for _by, at in networks.values() if at is not None]
         out[prov] = {"hubs": sorted({a.hub for a in approved}), "deliveries": len(approved),
                      "counted": len(deliveries), "networks": len(networks),

@@ -7,7 +7,6 @@ from flask import abort, render_template, request
 from werkzeug.wrappers import Response
 
 from ..accounts.models import ADMIN, ANALYST
-from ..consolidation.analysis_files import CSV_MIMETYPE, XLSX_MIMETYPE
 from ..consolidation.comparisons import (
     BREAKDOWNS,
     FIGURE_TITLES,
@@ -32,6 +31,7 @@ from ..consolidation.pivot import (
 from ..cycles.services import CycleService
 from ..db import get_session
 from ..errors import BadRequest
+from ..media_types import CSV_TYPE, XLSX_TYPE
 from ..runtime.flask import runtime
 from .analyst import bp  # noqa: F401  (routes are registered on the analyst blueprint)
 from .auth import login_required
@@ -74,14 +74,14 @@ def compare(cycle: str) -> str:
 @login_required(ANALYST, ADMIN)
 def compare_csv(cycle: str, by: str) -> Response:
     """The comparison of every measure of a breakdown as CSV (UTF-8 with BOM)."""
-    return attachment(comparison_csv(_comparison(cycle, by)), CSV_MIMETYPE, f"kam-compare-{cycle}-{by}.csv")
+    return attachment(comparison_csv(_comparison(cycle, by)), CSV_TYPE, f"kam-compare-{cycle}-{by}.csv")
 
 
 @bp.get("/<cycle>/compare/<by>.xlsx")
 @login_required(ANALYST, ADMIN)
 def compare_xlsx(cycle: str, by: str) -> Response:
     """The comparison of every measure of a breakdown as an XLSX workbook."""
-    return attachment(comparison_xlsx(_comparison(cycle, by)), XLSX_MIMETYPE, f"kam-compare-{cycle}-{by}.xlsx")
+    return attachment(comparison_xlsx(_comparison(cycle, by)), XLSX_TYPE, f"kam-compare-{cycle}-{by}.xlsx")
 
 
 def _pivot_args() -> dict[str, str]:
@@ -134,7 +134,7 @@ def _pivot_file() -> Any:
 def pivot_csv_download() -> Response:
     """The pivot as CSV (UTF-8 with BOM), same query string as the page."""
     p = _pivot_file()
-    return attachment(pivot_csv(p), CSV_MIMETYPE, f"kam-pivot-{p.measure}-{p.rows_dim}-{p.cols_dim}.csv")
+    return attachment(pivot_csv(p), CSV_TYPE, f"kam-pivot-{p.measure}-{p.rows_dim}-{p.cols_dim}.csv")
 
 
 @bp.get("/pivot.xlsx")
@@ -142,5 +142,5 @@ def pivot_csv_download() -> Response:
 def pivot_xlsx_download() -> Response:
     """The pivot as an XLSX workbook, same query string as the page."""
     p = _pivot_file()
-    return attachment(pivot_xlsx(p), XLSX_MIMETYPE, f"kam-pivot-{p.measure}-{p.rows_dim}-{p.cols_dim}.xlsx")
+    return attachment(pivot_xlsx(p), XLSX_TYPE, f"kam-pivot-{p.measure}-{p.rows_dim}-{p.cols_dim}.xlsx")
 

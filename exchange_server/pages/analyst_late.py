@@ -5,7 +5,6 @@ from flask import render_template, request
 from werkzeug.wrappers import Response
 
 from ..accounts.models import ADMIN, ANALYST
-from ..consolidation.analysis_files import CSV_MIMETYPE as CSV
 from ..consolidation.coverage import (
     KIND_TITLES,
     KINDS,
@@ -17,11 +16,11 @@ from ..consolidation.timeliness import TIMELINESS_STATES, TimelinessService, lat
 from ..cycles.services import CycleService
 from ..db import get_session
 from ..errors import BadRequest
+from ..media_types import CSV_TYPE, XLSX_TYPE
 from ..runtime.flask import runtime
 from .analyst import bp  # noqa: F401  (routes are registered on the analyst blueprint)
 from .auth import login_required
 from .files import attachment
-from .services import XLSX
 
 
 @bp.get("/<cycle>/late")
@@ -41,7 +40,7 @@ def timeliness_csv(cycle: str) -> Response:
     session = get_session()
     found = CycleService(session, runtime().spec).get(cycle)
     report = TimelinessService(session, runtime().spec).report(found)
-    return attachment(late_csv(report), CSV, f"kam-late-{cycle}.csv")
+    return attachment(late_csv(report), CSV_TYPE, f"kam-late-{cycle}.csv")
 
 
 def _filters() -> tuple[str | None, str | None, int]:
@@ -79,5 +78,5 @@ def coverage_download(cycle: str, ext: str) -> Response:
     listing = CoverageService(session, runtime().spec).listing(cycle, province, kind, per_page=None)
     suffix = "".join(f"-{v}" for v in (province, kind) if v)
     if ext == "csv":
-        return attachment(coverage_csv(listing), CSV, f"kam-coverage-{cycle}{suffix}.csv")
-    return attachment(coverage_xlsx(listing), XLSX, f"kam-coverage-{cycle}{suffix}.xlsx")
+        return attachment(coverage_csv(listing), CSV_TYPE, f"kam-coverage-{cycle}{suffix}.csv")
+    return attachment(coverage_xlsx(listing), XLSX_TYPE, f"kam-coverage-{cycle}{suffix}.xlsx")

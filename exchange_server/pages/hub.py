@@ -34,7 +34,7 @@ from werkzeug.wrappers import Response
 from templates import TEMPLATE_DIR
 
 from ..accounts.models import ADMIN, ANALYST
-from ..clock import as_utc, utcnow
+from ..clock import as_utc, parse_iso, utcnow
 from ..cycles.models import OPEN, ReportingCycle
 from ..cycles.services import CycleService
 from ..db import get_session
@@ -142,14 +142,6 @@ def _chosen() -> list[str]:
 
 def _yuan(fen: int | None) -> Decimal | None:
     return None if fen is None else Decimal(fen).scaleb(-2)
-
-
-def _moment(text: Any) -> dt.datetime | None:
-    """An ISO time from a forward's approval manifest (None when absent or unreadable)."""
-    try:
-        return as_utc(dt.datetime.fromisoformat(str(text))) if text else None
-    except ValueError:
-        return None
 
 
 def _delivery_names(ids: set[int]) -> dict[int, str]:
@@ -378,7 +370,7 @@ def forward_detail(forward_id: int) -> str:
                    "approved": _yuan(t["approved_fen"]), "forwarded": _yuan(t["forwarded_fen"]),
                    "equal": t["approved_rows"] == t["forwarded_rows"] and t["approved_fen"] == t["forwarded_fen"]}
                   for unit, t in sorted(reconciliation.totals().items())]
-    approvals = [{"latn_id": a.get("latn_id"), "by": a.get("by"), "at": _moment(a.get("at"))}
+    approvals = [{"latn_id": a.get("latn_id"), "by": a.get("by"), "at": parse_iso(a.get("at"))}
                  for a in fwd.approvals or []]
     return render_template("hub/forward.html", f=fwd, sources=sources, findings=findings, approvals=approvals,
                            findings_total=findings_total, names=names, reconciliation=reconciliation, lines=lines,

@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 from werkzeug.wrappers import Response
 
 from ..accounts.models import PROVINCE, Account
+from ..admin.reminders import ReminderService
 from ..db import get_session
 from ..errors_http import DELIVERY_FAILED
 from ..review.services import STATE_NAMES, ReviewService, comment_file_name
@@ -143,7 +144,17 @@ def breakable(name: str | None) -> Markup:
     return Markup("_<wbr>").join(escape(part) for part in (name or "").split("_"))
 
 
+def province_reminders() -> list[Any]:
+    """For the province pages' banner: the signed-in province account's reminders in force (none for others)."""
+    account = current_account()
+    if account is None or account.role != PROVINCE or not account.party:
+        return []
+    rt = runtime()
+    return ReminderService(get_session(), rt.spec, rt.settings.reminder_leads).for_party(account.party)
+
+
 bp.add_app_template_global(province_args)
+bp.add_app_template_global(province_reminders)  # the reminder banner (province/_reminders.html)
 bp.add_app_template_filter(breakable)
 
 from . import province_upload  # noqa: E402,F401  (registers the upload views on this blueprint)

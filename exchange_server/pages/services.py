@@ -12,6 +12,7 @@ from ..consolidation.models import SummaryFact
 from ..consolidation.rollups import Rollup, RollupService
 from ..cycles.models import ReportingCycle
 from ..cycles.services import CycleService
+from ..media_types import CSV_TYPE, XLSX_TYPE
 from .charts import BarChart, BarItem, LineChart, LineItem, bar_chart, line_chart
 from .i18n import current_language, t
 
@@ -86,7 +87,6 @@ class Export:
 
 
 BOM = b"\xef\xbb\xbf"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @dataclass(frozen=True)
@@ -187,14 +187,14 @@ class DashboardService:
             return exports.RENDERED.get(scope, cycle_id, key, kind, make)
 
         if name == "rollup.xlsx":
-            return Export(rendered("xlsx", exports.rollup_xlsx), XLSX, f"kam-rollup-{cycle_id}.xlsx")
+            return Export(rendered("xlsx", exports.rollup_xlsx), XLSX_TYPE, f"kam-rollup-{cycle_id}.xlsx")
         if name == "rollup.json":
             return Export(rendered("json", exports.rollup_json), "application/json", f"kam-rollup-{cycle_id}.json")
         if name == "rollup.xml":
             return Export(rendered("xml", lambda roll: exports.rollup_xml(roll, self.spec.namespace)),
                           "application/xml", f"kam-rollup-{cycle_id}.xml")
         return Export(rendered(f"csv:{breakdown}", lambda roll: with_bom(exports.rollup_csv(roll, breakdown))),
-                      "text/csv; charset=utf-8", f"kam-rollup-{cycle_id}-{breakdown}.csv")
+                      CSV_TYPE, f"kam-rollup-{cycle_id}-{breakdown}.csv")
 
 
 def with_bom(data: bytes) -> bytes:

@@ -27,7 +27,7 @@ from ...clock import utcnow
 from ...db import get_session
 from ...errors import ExchangeError
 from ...runtime.flask import runtime
-from ..auth import current_account, login_required
+from ..auth import login_required
 from . import bp
 from .actions import actor, done, refused
 
@@ -85,15 +85,5 @@ def reminders_email() -> Any:
     return done(f"{account.name} 的邮箱已更新", f"e-mail of {account.name} updated", "admin.reminders")
 
 
-def province_reminders() -> list[Any]:
-    """For the province pages' banner: the signed-in province account's reminders in force (none for others)."""
-    account = current_account()
-    if account is None or account.role != PROVINCE or not account.party:
-        return []
-    rt = runtime()
-    return ReminderService(get_session(), rt.spec, rt.settings.reminder_leads).for_party(account.party)
-
-
-bp.add_app_template_global(province_reminders)
 bp.add_app_template_filter(human_size)
 bp.add_app_template_filter(human_duration)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from ...accounts.models import ADMIN, Account
-from ...clock import BEIJING, as_utc
+from ...clock import BEIJING, parse_iso
 from ...db import get_session
 from ...errors import BadRequest, ExchangeError
 from ...org.models import Area
@@ -121,14 +121,6 @@ def review_delivery(delivery_id: int) -> str:
         admin_section="review")
 
 
-def _manifest_time(text: Any) -> dt.datetime | None:
-    """A time from a hub's approval manifest (ISO 8601); None when absent or unreadable (it is the hub's text)."""
-    try:
-        return as_utc(dt.datetime.fromisoformat(str(text))) if text else None
-    except ValueError:
-        return None
-
-
 def hub_approval(delivery_id: int) -> dict[str, Any] | None:
     """What the province hub that forwarded a delivery said of it: who approved which network, when (else None)."""
     session = get_session()
@@ -139,7 +131,7 @@ def hub_approval(delivery_id: int) -> dict[str, Any] | None:
     names = {a.code: a.name_zh for a in session.scalars(select(Area).where(Area.code.in_(codes)))} if codes else {}
     return {"hub": approval.hub, "forwarded_by": approval.forwarded_by, "recorded_at": approval.recorded_at,
             "networks": [{"latn_id": code, "name": names.get(code, ""), "by": n.get("by") or "",
-                          "at": _manifest_time(n.get("at")), "versions": n.get("versions") or []}
+                          "at": parse_iso(n.get("at")), "versions": n.get("versions") or []}
                          for code, n in zip(codes, approval.networks)]}
 
 
