@@ -41,6 +41,13 @@ def test_published_slice_reaches_the_provinces_own_server(setup: Setup, runtime:
                 time.sleep(0.2)
             pushed = sshd.path("incoming/D_42_2026V01_31101_00_001.txt").read_bytes()
             assert pushed == (runtime.settings.sftp_root / "42" / "outbox" / "D_42_2026V01_31101_00_001.txt").read_bytes()
+            # The push worker marks a job done just after its file lands: wait for that commit too.
+            while True:
+                with runtime.db.session() as s:
+                    jobs = PushService(s).jobs(party="42")
+                    if {j.state for j in jobs} == {"done"} or time.monotonic() >= deadline:
+                        break
+                time.sleep(0.1)
             with runtime.db.session() as s:
                 jobs = PushService(s).jobs(party="42")
                 assert {j.state for j in jobs} == {"done"} and len(jobs) == 2
