@@ -31,6 +31,7 @@ from .compiler import (
 from .readers import (
     XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_root_attributes, xml_rows,
 )
+from .columnar import selected_core
 from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
 from .store import FLUSH_EVERY, SEP, KeyRow, KeyStore
 
@@ -398,10 +399,16 @@ class DeliveryValidator:
         self.check: CheckFile | None = None
         self.check_path: Path | None = None
         self.data: list[_DataFile] = []
+        # True when tier 1 left GB18030 text undecoded for the columnar core to decode as it reads (see run).
+        self.decoding_deferred = False
 
     # -- tier 1 -----------------------------------------------------------------------
-    def tier1(self) -> bool:
-        """Delivery checks; False when the delivery cannot be read further."""
+    def tier1(self, decode: bool = True) -> bool:
+        """Delivery checks; False when the delivery cannot be read further.
+
+        ``decode`` False leaves a GB18030 text file undecoded here (the caller then decodes
+        it later and must treat a decoding error as this tier's, see ``run``).
+        """
         r = self.report
         by_name: dict[str, Path] = {}
         for p in self.files:
@@ -512,7 +519,9 @@ class DeliveryValidator:
                 continue
             text = df.name.ext == "txt"
             fs.encoding = check.encoding if text else None
-            scan = scan_bytes(df.path, check.encoding if text else None)
+            later = not decode and text and check.encoding == "GB18030"
+            self.decoding_deferred |= later
+            scan = scan_bytes(df.path, check.encoding if text else None, decode=not later)
             fs.sha256 = scan.sha256
             df.checkpoints = scan.checkpoints
             df.declaration = scan.declaration
@@ -631,7 +640,7 @@ class DeliveryValidator:
                                emit_columns=emit_columns, flush=flush, file_id=store.file_id(fname),
                                flush_every=FLUSH_EVERY)
         if not xml:
-            from .columnar import check_text_file, selected_core
+            from .columnar import check_text_file
 
             if selected_core(self.options.core) == "columnar":
                 done = check_text_file(ctx, unit, df.path, self.check.encoding, self.check.delimiter,
@@ -641,7 +650,7 @@ class DeliveryValidator:
                     return
             size = df.summary.size or 0
             workers = self.options.worker_count
-            if workers > 1 and size >= self.options.parallel_min_bytes:
+            if workers > 1 and size >= self.options.parallel_min_bytes and not self.decoding_deferred:
                 df.summary.rows = self._read_text_in_parallel(df, ctx, sinks, store, workers)
             else:
                 lines = text_lines(df.path, self.check.encoding)
@@ -904,8 +913,28 @@ class DeliveryValidator:
             r.add("W603", where, value=c.received_at, expected=c.deadline)
 
     def run(self) -> Report:
-        """Every tier in order; tier 1 errors stop the run."""
-        if not self.tier1():
+        """Every tier in order; tier 1 errors stop the run.
+
+        With the columnar core, tier 1 does not decode GB18030 text: the core transcodes
+        every byte of it as it reads anyway, so the file is decoded once, not twice. Should
+        that meet bytes that are not GB18030, or should tier 1 fail for any reason, the
+        delivery is checked again from the start with tier 1 decoding, so that its report is
+        exactly the one tier 1 always gives (E110 with its line, in its place among the rest).
+        """
+        if selected_core(self.options.core) != "columnar":
+            return self._run(decode=True)
+        try:
+            report = self._run(decode=False)
+        except UnicodeDecodeError:
+            if not self.decoding_deferred:
+                raise
+            report = None
+        if report is not None and not (self.decoding_deferred and report.stopped_at_tier == 1):
+            return report
+        return DeliveryValidator(self.spec, self.files, self.context, self.options)._run(decode=True)
+
+    def _run(self, decode: bool) -> Report:
+        if not self.tier1(decode):
             self.report.stopped_at_tier = 1
             return self.report
         with KeyStore(self.options.tmp_dir) as store:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,23 +39,28 @@ class ByteScan:
     declaration: tuple[int, str] | None = None
 
 
-def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
-    """Hash the file and, for text, count lines, check endings and decode it once.
+def scan_bytes(path: Path, encoding: str | None, decode: bool = True) -> ByteScan:
+    """Hash the file and, for text, count lines, check endings and (unless ``decode`` is False) decode it once.
 
     ``encoding`` None means XML (the parser decodes it): the digest is taken then, and the
-    bytes are searched for a DOCTYPE or other markup declaration (refused, E205).
+    bytes are searched for a DOCTYPE or other markup declaration (refused, E205). The
+    digest is taken on a second thread (hashlib releases the GIL on big buffers), chunk
+    after chunk in order, while this one counts and decodes.
     """
     scan = ByteScan()
     h = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder(text_codec(encoding))("strict") if encoding else None
+    decoder = codecs.getincrementaldecoder(text_codec(encoding))("strict") if encoding and decode else None
     declarations = DeclarationScanner() if encoding is None else None
     last = b""
-    with path.open("rb") as fh:
+    hashing: Future[None] | None = None
+    with path.open("rb") as fh, ThreadPoolExecutor(max_workers=1) as hasher:
         while True:
             chunk = fh.read(CHUNK)
             if not chunk:
                 break
-            h.update(chunk)
+            if hashing is not None:
+                hashing.result()  # one chunk in flight: memory stays at two chunks
+            hashing = hasher.submit(h.update, chunk)
             if encoding is not None:
                 scan.checkpoints.append((scan.size, scan.lines))
             scan.size += len(chunk)
@@ -64,8 +70,8 @@ def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
             # A CRLF split across two chunks still counts as one CRLF.
             joined_crlf = 1 if last == b"\r" and chunk[:1] == b"\n" else 0
             lf = chunk.count(b"\n")
-            crlf = chunk.count(b"\r\n") + joined_crlf
             cr = chunk.count(b"\r")
+            crlf = (chunk.count(b"\r\n") if cr else 0) + joined_crlf
             before = scan.lines
             scan.lines += lf
             scan.crlf += crlf
@@ -81,6 +87,8 @@ def scan_bytes(path: Path, encoding: str | None) -> ByteScan:
                     scan.encoding_error = f"bytes {bad.hex(' ')} at byte {scan.size - len(chunk) + exc.start}"
                     decoder = None
             last = chunk[-1:]
+        if hashing is not None:
+            hashing.result()
     scan.sha256 = h.hexdigest()
     if declarations is not None:
         declarations.feed(b"", final=True)

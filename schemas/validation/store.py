@@ -31,6 +31,19 @@ class KeyTracker(Protocol):
         """Drop what it holds."""
 
 
+class DeferredTable(Protocol):
+    """Holds a table's rows outside SQLite until a check reads the table (the columnar core's)."""
+
+    def add_rows(self, rows: Iterable[KeyRow]) -> None:
+        """Take rows that go to the table, after those it holds."""
+
+    def rows(self) -> Iterator[KeyRow]:
+        """Every row held, in order."""
+
+    def close(self) -> None:
+        """Drop what it holds."""
+
+
 class KeyStore:
     """Named tables of (key, value, line, file) rows, filled in batches."""
 
@@ -49,6 +62,8 @@ class KeyStore:
         self._names: dict[int, str] = {}
         # Tables whose repeated keys a tracker finds (only the columnar core registers any).
         self.trackers: dict[str, KeyTracker] = {}
+        # Tables whose rows are held outside SQLite until read (only the columnar core defers any).
+        self.deferred: dict[str, DeferredTable] = {}
 
     def _table(self, name: str) -> None:
         if name not in self.tables:
@@ -74,16 +89,37 @@ class KeyStore:
         if rows and name in self.trackers:
             self.trackers[name].add_rows(rows)
         if rows:
-            self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
+            self.insert(name, rows)
             rows.clear()
 
     def insert(self, name: str, rows: Iterable[KeyRow]) -> None:
         """Write rows to table ``name`` as they are, past any tracker (its caller gave them to it already)."""
         self._table(name)
-        self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
+        held = self.deferred.get(name)
+        if held is not None:
+            held.add_rows(rows)
+        else:
+            self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
+
+    def defer(self, name: str, holder: DeferredTable) -> DeferredTable:
+        """Hold table ``name``'s rows in ``holder`` until a check reads the table; the holder it has if any."""
+        self._table(name)
+        return self.deferred.setdefault(name, holder)
+
+    def _ready(self, *names: str) -> None:
+        """Write the rows held outside SQLite for these tables, in order, before a check reads them."""
+        for name in names:
+            self._table(name)
+            held = self.deferred.pop(name, None)
+            if held is not None:
+                try:
+                    self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', held.rows())
+                finally:
+                    held.close()
 
     def absorb(self, other_db: str, tables: list[str]) -> None:
         """Copy the rows of another store's tables (a worker's) into this one, then delete it."""
+        self._ready(*tables)
         self.db.execute("COMMIT")
         self.db.execute("ATTACH DATABASE ? AS w", (other_db,))
         try:
@@ -102,7 +138,7 @@ class KeyStore:
         flushed or absorbed from now on; callers may give it rows directly that they do not flush."""
         if name in self.trackers:
             return
-        self._table(name)
+        self._ready(name)
         tracker.add_rows(self.db.execute(f'SELECT * FROM "{name}"'))
         self.trackers[name] = tracker
 
@@ -117,10 +153,11 @@ class KeyStore:
 
     def duplicates(self, name: str) -> Iterator[tuple[str, int, str, int, str]]:
         """(key, line, file, first line, first file) for every repeat of a key, in key order."""
-        self._table(name)
         if name in self.trackers:
+            self._table(name)
             yield from self.trackers[name].duplicates(self.file_name)
             return
+        self._ready(name)
         prev_k: str | None = None
         first: tuple[int, int] = (0, 0)
         for k, line, f in self.db.execute(f'SELECT k, line, file FROM "{name}" ORDER BY k, file, line'):
@@ -131,8 +168,7 @@ class KeyStore:
 
     def missing(self, left: str, right: str) -> Iterator[tuple[str, int, str]]:
         """(key, line, file) of rows of ``left`` whose key is not in ``right``."""
-        self._table(left)
-        self._table(right)
+        self._ready(left, right)
         self._index(right)
         q = (f'SELECT l.k, l.line, l.file FROM "{left}" l WHERE NOT EXISTS '
              f'(SELECT 1 FROM "{right}" r WHERE r.k = l.k) ORDER BY l.file, l.line')
@@ -141,8 +177,7 @@ class KeyStore:
 
     def count_by_key(self, left: str, right: str) -> Iterator[tuple[str, int, str, int]]:
         """(key, line, file, n) for each ``left`` row: how many ``right`` rows share its key."""
-        self._table(left)
-        self._table(right)
+        self._ready(left, right)
         self._index(right)
         q = (f'SELECT l.k, l.line, l.file, (SELECT COUNT(*) FROM "{right}" r WHERE r.k = l.k) '
              f'FROM "{left}" l ORDER BY l.file, l.line')
@@ -151,7 +186,7 @@ class KeyStore:
 
     def distinct_counts(self, name: str) -> dict[str, int]:
         """Number of distinct values per key (keys here are few: local networks)."""
-        self._table(name)
+        self._ready(name)
         return dict(self.db.execute(f'SELECT k, COUNT(DISTINCT v) FROM "{name}" GROUP BY k'))
 
     def networks_through(self, child: str, parent: str, accepted_parent: str) -> set[str]:
@@ -160,8 +195,7 @@ class KeyStore:
         ``parent`` and ``accepted_parent`` are key -> network tables (31201: customer -> home
         network); ``child`` holds the keys a network-less unit's rows carry (31202's customers).
         """
-        for name in (child, parent, accepted_parent):
-            self._table(name)
+        self._ready(child, parent, accepted_parent)
         self._index(parent)
         self._index(accepted_parent)
         q = (f'SELECT DISTINCT COALESCE((SELECT d.v FROM "{parent}" d WHERE d.k = c.k LIMIT 1), '
@@ -170,13 +204,13 @@ class KeyStore:
 
     def keys(self, name: str) -> Iterator[str]:
         """Every distinct key of a table."""
-        self._table(name)
+        self._ready(name)
         for (k,) in self.db.execute(f'SELECT DISTINCT k FROM "{name}"'):
             yield k
 
     def has_key(self, name: str, key: str) -> bool:
         """Whether ``key`` is in table ``name``."""
-        self._table(name)
+        self._ready(name)
         self._index(name)
         return self.db.execute(f'SELECT 1 FROM "{name}" WHERE k = ? LIMIT 1', (key,)).fetchone() is not None
 
@@ -185,6 +219,8 @@ class KeyStore:
         try:
             for tracker in self.trackers.values():
                 tracker.close()
+            for held in self.deferred.values():
+                held.close()
             self.db.close()
         finally:
             self.path.unlink(missing_ok=True)

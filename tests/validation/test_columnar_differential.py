@@ -160,3 +160,82 @@ def test_the_core_is_chosen_by_option_then_environment(monkeypatch: pytest.Monke
     monkeypatch.setenv("KAM_VALIDATION_CORE", "fast")
     with pytest.raises(ValueError):
         selected_core()
+
+
+# -- the download units: HQ's top-500 list (31101) and reporting calendar (32004) -----------------
+def _download_rows(spec: Spec) -> dict[str, DeliveryRows]:
+    rows = valid_rows(spec, customers=2)
+    c_type = rows.rows["VIP_CUST_INFO"][0]["C_TYPE_ID"]
+    listed = [dict(LIST_VERSION="2026V01", NATIONAL_CUST_ID=f"G42{n:07d}", CUST_RANK=n, CUST_NAME=f"湖北客户{n}有限公司",
+                   GROUP_PARENT_NAME=None if n % 3 else "中国某集团", C_TYPE_ID=c_type, LEVEL_ID="1", LEAD_PROV_ID="42",
+                   LEAD_LATN_ID="027", HQ_MANAGER_NAME="王芳", HQ_MANAGER_PHONE="010-66010000", EFF_DATE="20260101",
+                   EXP_DATE=None, CHANGE_TYPE="A") for n in range(1, 13)]
+    cycle = dict(CYCLE_ID="202610", REP_FREQ="M", CYCLE_NAME="2026年10月", BEGIN_DATE="20261001", END_DATE="20261031",
+                 DEADLINE="20261110180000", UNITS_DUE="31201,31202,31203,32001,32002,32003", REMARK=None)
+    months = [dict(cycle, CYCLE_ID=f"2026{m:02d}", CYCLE_NAME=f"2026年{m}月", BEGIN_DATE=f"2026{m:02d}01",
+                   END_DATE=f"2026{m:02d}28", DEADLINE=f"{2026 + m // 12}{m % 12 + 1:02d}10180000") for m in range(1, 13)]
+    return {"31101": DeliveryRows(spec, "00", "2026V01", {"TOP500_LIST": listed}),
+            "32004": DeliveryRows(spec, "00", "2026", {"REP_CYCLE": months})}
+
+
+@pytest.fixture(scope="module")
+def download_bases(spec: Spec, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Path]:
+    root = tmp_path_factory.mktemp("columnar-down")
+    out = {}
+    for unit, rows in _download_rows(spec).items():
+        for enc, delim in _down_kinds(unit):
+            out[(unit, enc, delim)] = rows.write(root / f"{unit}-{enc}-{delim}", mode="D", encoding=enc, delimiter=delim)
+    return out
+
+
+def _down_kinds(unit: str) -> list[tuple[str, str]]:
+    """The encodings and delimiters a download unit is written with (UNITS_DUE holds commas: not comma-delimited)."""
+    return [k for k in KINDS if not (unit == "32004" and k[1] == "COMMA")]
+
+
+down_edit = st.tuples(st.just(""), st.integers(0, 50), st.integers(0, 30),
+                      st.sampled_from(["set", "set", "set", "pad", "long", "empty", "delim", "dup", "blank", "drop",
+                                       "copy_row"]),
+                      st.data())
+
+
+@settings(max_examples=60, print_blob=False, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=st.sampled_from([(u, k) for u in ("31101", "32004") for k in _down_kinds(u)]),
+       edits=st.lists(down_edit, min_size=1, max_size=5), tiny=st.booleans())
+def test_columnar_core_reports_the_download_units_exactly_as_the_row_core(
+        spec: Spec, download_bases: dict[tuple[str, str, str], Path], monkeypatch: pytest.MonkeyPatch,
+        case: tuple[str, tuple[str, str]], edits: list[Any], tiny: bool) -> None:
+    unit, kind = case
+    with monkeypatch.context() as m:
+        if tiny:
+            m.setattr(col_reader, "BLOCK", 256)
+            m.setattr(col_reader, "LONG_LINE", 300)
+        with tempfile.TemporaryDirectory(prefix="columnar-") as tmp:
+            folder = Path(shutil.copytree(download_bases[(unit, *kind)], Path(tmp) / "d"))
+            _mutate(folder, kind[0], DELIMS[kind[1]], [(unit, *e[1:]) for e in edits])
+            reference, columnar = both(folder, spec, None, 1000)
+    assert columnar == reference
+
+
+@pytest.mark.parametrize("unit", ["31101", "32004"])
+def test_valid_download_deliveries_are_accepted_by_both_cores(spec: Spec, download_bases: dict[tuple[str, str, str], Path],
+                                                              unit: str) -> None:
+    for enc, delim in _down_kinds(unit):
+        reference, columnar = both(download_bases[(unit, enc, delim)], spec, None, 1000)
+        assert reference["status"] == "accepted", reference["findings"][:3]
+        assert columnar == reference
+
+
+@pytest.mark.parametrize("enc", ["UTF-8", "GB18030"])
+def test_xml_deliveries_get_the_same_report_from_both_cores(spec: Spec, tmp_path: Path, enc: str) -> None:
+    """XML is parsed and checked by the row path under either core; every unit, valid and broken."""
+    rows = valid_rows(spec, customers=4)
+    rows.rows["VIP_CUST_INFO"][1]["JOIN_DATE"] = "20261332"
+    rows.rows["VIP_CUST_PROD"][0]["INCOME_AMT"] = "12.3"
+    folder = rows.write(tmp_path / "up", fmt="xml", encoding=enc)
+    reference, columnar = both(folder, spec, None, 1000)
+    assert reference["counts"] and columnar == reference
+    for unit, d in _download_rows(spec).items():
+        reference, columnar = both(d.write(tmp_path / unit, fmt="xml", mode="D", encoding=enc), spec, None, 1000)
+        assert reference["status"] == "accepted" and columnar == reference

@@ -121,3 +121,22 @@ def test_batches_and_an_over_long_line_give_the_row_cores_findings(spec: Spec, t
     assert [f.as_dict() for f in columnar.findings] == [f.as_dict() for f in reference.findings]
     assert columnar.counts == reference.counts
     assert {k: v.as_dict() for k, v in columnar.files.items()} == {k: v.as_dict() for k, v in reference.files.items()}
+
+
+
+def test_the_screens_dates_and_times_are_the_row_paths() -> None:
+    from schemas.validation.columnar.plan import valid_date, valid_datetime
+    from schemas.validation.compiler import _TIMES, valid_dates
+
+    dates = valid_dates()
+    near = [f"{y:04d}{m:02d}{d:02d}" for y in (*range(1890, 1910), *range(1996, 2005), *range(2090, 2110))
+            for m in range(0, 14) for d in range(0, 33)]
+    odd = ["", "2026101", "202610011", "2026-1-1", "+2026101", "２０２６１００１", "2026 101", "-0261001", "20261001\n"]
+    text = pl.Series([*near, *sorted(dates)[::97], *odd], dtype=pl.String)
+    got = pl.select(valid_date(pl.lit(text))).to_series().to_list()
+    assert [t for t, ok in zip(text.to_list(), got) if ok] == [t for t in text.to_list() if t in dates]
+    stamps = pl.Series(["20261001" + t for t in sorted(_TIMES)[::7]] + ["20261001" + t for t in
+                       ("240000", "236000", "235960", "000000", "23595", "2359599", " 00000")] + ["20261301000000"])
+    got = pl.select(valid_datetime(pl.lit(stamps))).to_series().to_list()
+    assert [t for t, ok in zip(stamps.to_list(), got) if ok] == [
+        t for t in stamps.to_list() if len(t) == 14 and t[:8] in dates and t[8:] in _TIMES]

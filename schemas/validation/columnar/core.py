@@ -14,34 +14,81 @@ sinks the row path fills — except that repeated unique keys are found by sorte
 """
 from __future__ import annotations
 
-from itertools import repeat
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
 import polars as pl
 
-from ..compiler import Sinks
-from ..engine import typed_value
+from ..compiler import Sinks, SumSpec
 from ..readers import MAX_LINE, text_lines
 from ..store import SEP, KeyStore
 from . import reader
-from .keys import SortedRuns
-from .plan import UnitPlan, col, forbidden_class
+from .keys import DeferredRows, SortedRuns
+from .plan import UnitPlan, col, forbidden_class, scaled
 
 
-def _frame(lines: pl.Series, plan: UnitPlan, delimiter: str) -> pl.DataFrame:
+def _read(data: bytes, separator: str, names: list[str]) -> pl.DataFrame:
+    return pl.read_csv(data, separator=separator, has_header=False, quote_char=None, infer_schema=False,
+                       new_columns=names, empty_string_is_null=False, truncate_ragged_lines=False,
+                       raise_if_empty=False)
+
+
+def _wheres(plan: UnitPlan) -> list[pl.Expr]:
+    return [w.fill_null(False).alias(f"w{k}") for k, (_, w) in enumerate(plan.projections) if w is not None]
+
+
+def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str) -> pl.DataFrame | None:
+    """The batch's fields by polars' CSV reader, screened; None when a line may not split as the row path splits it.
+
+    With quoting off the reader cuts lines at LF (dropping a CR just before it) and fields
+    at the delimiter, as the row path's ``rstrip("\\r").split`` does, for every line with
+    the right number of fields. It refuses a line with too many; one with too few it pads
+    with empty fields, which the row path would not: so the batch is taken only if its
+    fields' bytes, plus the delimiters and line ends they imply, are exactly the batch's
+    bytes (a short line, an empty one or a CR inside a field always make them more). Then
+    every line split exactly; a line's own length is its fields' plus the delimiters.
+    Forbidden characters are looked for in the fields whose own check would not already
+    fail on one (free text; codes, numbers and dates cannot hold one and pass).
+    """
     names = [col(i) for i in range(plan.nf)]
-    text = pl.col("l").str.strip_chars_end("\r")
-    lf = pl.LazyFrame({"l": lines}).with_row_index("i").with_columns(t=text)
-    lf = lf.with_columns(pl.col("t").str.split_exact(delimiter, plan.nf - 1).struct.rename_fields(names)
-                         .alias("s")).unnest("s")
-    structural = ((pl.col("t").str.count_matches(delimiter, literal=True) != plan.nf - 1)
-                  | (pl.col("l").str.len_chars() > MAX_LINE)
-                  | pl.col("t").str.contains(forbidden_class(delimiter)))
-    wheres = [(f"w{k}", w) for k, (_, w) in enumerate(plan.projections) if w is not None]
-    lf = lf.with_columns((structural | plan.suspect).fill_null(True).alias("suspect"),
-                         *[w.fill_null(False).alias(name) for name, w in wheres])
-    return lf.drop("t").collect()
+    try:
+        fields = _read(data, delimiter, names)
+    except pl.exceptions.PolarsError:
+        return None
+    if len(fields) != count:
+        return None
+    width = pl.sum_horizontal([pl.col(n).str.len_bytes() for n in names]).cast(pl.Int64)
+    forbidden = forbidden_class(delimiter)
+    structural = pl.any_horizontal([pl.col("n") + (plan.nf - 1) >= MAX_LINE,
+                                    *[pl.col(col(i)).str.contains(forbidden) for i in plan.free_text]])
+    try:
+        df = (fields.lazy().with_row_index("i").with_columns(width.alias("n"))
+              .with_columns((structural | plan.suspect).fill_null(True).alias("suspect"), *_wheres(plan))
+              .collect())
+    except pl.exceptions.PolarsError:
+        return None
+    if df["n"].sum() + (plan.nf - 1) * count != len(data) - count - data.count(b"\r"):
+        return None
+    return df
+
+
+def _slow_screen(data: bytes, plan: UnitPlan, delimiter: str) -> pl.DataFrame:
+    """The batch split line by line as strings and screened, structure included: slower, but takes any line."""
+    names = [col(i) for i in range(plan.nf)]
+    lines = reader.as_lines(data).str.strip_chars_end("\r")
+    line = pl.col("l")
+    structural = ((line.str.count_matches(delimiter, literal=True) != plan.nf - 1)
+                  | (line.str.len_chars() >= MAX_LINE)
+                  | line.str.contains(forbidden_class(delimiter)))
+    frame = (pl.DataFrame({"l": lines}).lazy().with_row_index("i")
+             .with_columns(line.str.split_exact(delimiter, plan.nf - 1).struct.rename_fields(names).alias("s"))
+             .unnest("s"))
+    try:
+        return frame.with_columns((structural | plan.suspect).fill_null(True).alias("suspect"), *_wheres(plan)).collect()
+    except pl.exceptions.PolarsError:
+        # Whatever the screen could not compute, the row path can: every row of the batch is suspect.
+        return pl.DataFrame({"l": lines}).with_row_index("i").with_columns(suspect=pl.lit(True))
 
 
 def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, encoding: str, delimiter: str,
@@ -51,26 +98,30 @@ def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, 
     unit_projections = [p.name for p, _ in plan.projections]
     for name in plan.sorted_keys:  # repeated keys found by sorted runs, not by sorting in SQLite
         store.track(name, SortedRuns(store.path.parent))
+    for p, _ in plan.projections:  # held out of SQLite until a cross-unit check reads them
+        if p.name not in plan.runs_only:
+            store.defer(p.name, DeferredRows(store.path.parent))
     for batch in reader.batches(path, encoding, reader.BLOCK, reader.LONG_LINE):
-        if batch.lines is None:  # one line too long for a batch: the row path's reader cuts it as always
+        if batch.data is None:  # one line too long for a batch: the row path's reader cuts it as always
             line = batch.first + 1
             for raw in text_lines(path, encoding, batch.start, batch.end):
                 vals = raw.rstrip("\r").split(delimiter)
                 run_rows([(vals, line, line)])
             lines_read = batch.first + 1
-        elif len(batch.lines):
+        elif batch.count:
             first = batch.first
-            try:
-                df = _frame(batch.lines, plan, delimiter)
-            except pl.exceptions.PolarsError:
-                # Whatever the screen could not compute, the row path can: every row of the batch is suspect.
-                df = pl.DataFrame({"l": batch.lines}).with_row_index("i").with_columns(suspect=pl.lit(True))
-            bad = df.filter(pl.col("suspect"))
+            df = _fast_screen(batch.data, batch.count, plan, delimiter)
+            if df is None:
+                df = _slow_screen(batch.data, plan, delimiter)
+            else:  # every line split exactly: its text is its fields joined
+                df = df.with_columns(pl.when(pl.col("suspect")).then(
+                    pl.concat_str([pl.col(col(i)) for i in range(plan.nf)], separator=delimiter)).alias("l"))
+            bad = df.select("i", "l", "suspect").filter(pl.col("suspect"))
             if len(bad):
-                rows = [(raw[:MAX_LINE].rstrip("\r").split(delimiter), first + i + 1, first + i + 1)
+                rows = [(raw[:MAX_LINE].split(delimiter), first + i + 1, first + i + 1)
                         for i, raw in zip(bad["i"].to_list(), bad["l"].to_list())]
                 run_rows(rows)
-            clean = df.filter(~pl.col("suspect"))
+            clean = df.select(plan.fact_columns).filter(~pl.col("suspect")) if "c0" in df.columns else df.clear()
             if len(clean):
                 _clean_facts(plan, clean, first, sinks, store, file_id)
             lines_read = first + len(df)
@@ -84,45 +135,75 @@ def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int, sinks: Sinks, 
                  file_id: int) -> None:
     """Key projections, sums and networks of rows the screen proved clean (the row path's side effects)."""
     idx = {f: i for i, f in enumerate(plan.columns)}
-    lines = (clean["i"] + (first + 1)).to_list()
+    line = (pl.col("i") + (first + 1)).cast(pl.Int64).alias("line")
     for k, (p, where) in enumerate(plan.projections):
-        frame = clean
-        if where is not None:
-            frame = clean.filter(pl.col(f"w{k}"))
+        frame = clean if where is None else clean.filter(pl.col(f"w{k}"))
         if not len(frame):
             store.ensure(p.name)
             continue
-        key_expr = pl.concat_str([pl.col(col(idx[n])) for n in p.key], separator=SEP)
+        key = pl.concat_str([pl.col(col(idx[n])) for n in p.key], separator=SEP).alias("k")
         tracker = store.trackers.get(p.name)
         if tracker is not None:
             assert isinstance(tracker, SortedRuns)
-            tracker.add(frame.select(key_expr.alias("k"), pl.lit(file_id).alias("file"),
-                                     (pl.col("i") + (first + 1)).alias("line")))
+            tracker.add(frame.select(key, pl.lit(file_id).alias("file"), line))
             if p.name in plan.runs_only:  # nothing but the repeated-key check reads this table
                 store.ensure(p.name)
                 continue
-        keys = frame.select(key_expr).to_series().to_list()
-        vals = frame[col(idx[p.value])].to_list() if p.value else repeat("")
-        plines = lines if where is None else (frame["i"] + (first + 1)).to_list()
-        store.insert(p.name, zip(keys, vals, plines, repeat(file_id)))
+        value = pl.col(col(idx[p.value])) if p.value else pl.lit("")
+        rows = frame.select(key, value.alias("v"), line, pl.lit(file_id, dtype=pl.Int64).alias("file"))
+        held = store.deferred.get(p.name)
+        if isinstance(held, DeferredRows):
+            held.add(rows)
+        else:  # read already (a later file of the unit): straight to SQLite
+            store.insert(p.name, rows.iter_rows())
     for s in plan.sums:
-        table: dict[tuple[str, ...], Any] = sinks.sums.setdefault((s.rule, s.side), {})
-        firsts = sinks.first_line.setdefault((s.rule, s.side), {})
-        ftype = plan.typed[s.field]
-        by = [clean[col(idx[b])].to_list() for b in s.by]
-        amounts = clean[col(idx[s.field])].to_list()
-        for n, (line, amount) in enumerate(zip(lines, amounts)):
-            key = tuple(b[n] for b in by)
-            table[key] = table.get(key, 0) + (typed_value(ftype, amount) or 0)
-            seen = firsts.get(key)
-            # The row path may have met the key first in a later suspect row of this batch.
-            if seen is None or (seen[1] == file_id and seen[0] is not None and seen[0] > line):
-                firsts[key] = (line, file_id)
+        _add_sums(plan, s, clean, idx, line, sinks, file_id)
     if plan.network is not None:
         nets = sinks.networks_by_unit.setdefault(plan.unit.name, set())
         nets.update(clean[col(idx[plan.network])].unique().to_list())
     for rule_id, field in plan.seen:
         sinks.networks_seen.setdefault(rule_id, set()).update(clean[col(idx[field])].unique().to_list())
+
+
+def _add_sums(plan: UnitPlan, s: SumSpec, clean: pl.DataFrame, idx: dict[str, int], line: pl.Expr,
+              sinks: Sinks, file_id: int) -> None:
+    """Add clean rows' amounts per key as the row path does: ``total + (typed_value(amount) or 0)``, row by row.
+
+    Summed per key in polars at the field's scale (exact: clean amounts passed the field's
+    pattern). A Decimal sum's exponent is the smallest of its non-zero addends' (and 0, the
+    start): zero amounts are falsy and add the int 0. So each key's batch total is rebuilt
+    with the exponent the row-by-row sum would have, and an all-zero key adds the int 0.
+    """
+    table: dict[tuple[str, ...], Any] = sinks.sums.setdefault((s.rule, s.side), {})
+    firsts = sinks.first_line.setdefault((s.rule, s.side), {})
+    ftype = plan.typed[s.field]
+    amount = pl.col(col(idx[s.field]))
+    by = [pl.col(col(idx[b])).alias(f"b{n}") for n, b in enumerate(s.by)]
+    if ftype == "decimal":
+        scale = plan.scales[s.field]
+        value = scaled(amount, scale).cast(pl.Int128).fill_null(0)
+        digits = amount.str.split_exact(".", 1).struct.field("field_1").str.len_bytes().fill_null(0)
+        aggs = [value.sum().alias("t"), pl.when(value != 0).then(digits).max().alias("d")]
+    elif ftype == "integer":
+        value = amount.cast(pl.Int128, strict=False).fill_null(0)
+        aggs = [value.sum().alias("t")]
+    else:
+        raise TypeError(f"a sum over a {ftype} field")
+    groups = clean.group_by(by, maintain_order=True).agg(*aggs, line.min().alias("first"))
+    for row in groups.iter_rows(named=True):
+        key = tuple(row[f"b{n}"] for n in range(len(s.by)))
+        total: Any = row["t"]
+        if ftype == "decimal":
+            digits = row["d"]
+            total = 0 if digits is None else Decimal(total).scaleb(-scale).quantize(Decimal(1).scaleb(-digits))
+        if total != 0 or isinstance(total, Decimal):
+            table[key] = table.get(key, 0) + total
+        elif key not in table:
+            table[key] = 0
+        seen = firsts.get(key)
+        # The row path may have met the key first in a later suspect row of this batch.
+        if seen is None or (seen[1] == file_id and seen[0] is not None and seen[0] > row["first"]):
+            firsts[key] = (row["first"], file_id)
 
 
 def _reorder_sums(plan: UnitPlan, sinks: Sinks) -> None:

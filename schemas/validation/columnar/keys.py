@@ -125,3 +125,62 @@ def _repeats(frame: pl.DataFrame, file_name: Callable[[int], str]) -> Iterator[D
     for k, line, f, fl, ff in zip(dups["k"].to_list(), dups["line"].to_list(), dups["file"].to_list(),
                                   dups["fl"].to_list(), dups["ff"].to_list()):
         yield k, line, file_name(f), fl, file_name(ff)
+
+
+ROW_SCHEMA = {"k": pl.String, "v": pl.String, "line": pl.Int64, "file": pl.Int64}
+
+
+class DeferredRows:
+    """A key table's rows kept out of SQLite until a check reads the table (``KeyStore.defer``).
+
+    The columnar core hands over a batch's clean rows as one frame; the row path's rows for
+    the same table (its suspect rows) arrive as ``KeyRow`` lists and are kept in between, so
+    the order of the rows is the order the row path would have written them. Most key
+    tables are read only by cross-unit rules that a delivery of one unit never runs; those
+    are then never written at all. Past ``budget`` bytes held, frames go to Arrow IPC files
+    under the store's directory, so memory stays flat.
+    """
+
+    def __init__(self, tmp_dir: str | os.PathLike[str], budget: int | None = None) -> None:
+        self.dir = Path(tmp_dir)
+        self.budget = BUDGET if budget is None else budget
+        self.parts: list[pl.DataFrame | Path] = []
+        self.size = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Take a frame with columns k, v, line, file."""
+        if not len(frame):
+            return
+        frame = frame.select(pl.col(c).cast(t) for c, t in ROW_SCHEMA.items())
+        self.parts.append(frame)
+        self.size += int(frame.estimated_size())
+        if self.size > self.budget:
+            self._spill()
+
+    def add_rows(self, rows: Iterable[KeyRow]) -> None:
+        """Take the row path's (key, value, line, file id) rows."""
+        got = list(rows)
+        if got:
+            self.add(pl.DataFrame(got, schema=ROW_SCHEMA, orient="row"))
+
+    def _spill(self) -> None:
+        for i, part in enumerate(self.parts):
+            if isinstance(part, pl.DataFrame):
+                fd, name = tempfile.mkstemp(prefix="kam-rows-", suffix=".arrow", dir=self.dir)
+                os.close(fd)
+                part.write_ipc(name)
+                self.parts[i] = Path(name)
+        self.size = 0
+
+    def rows(self) -> Iterator[KeyRow]:
+        """Every row held, in the order given."""
+        for part in self.parts:
+            frame = pl.read_ipc(part) if isinstance(part, Path) else part
+            yield from frame.iter_rows()
+
+    def close(self) -> None:
+        """Drop what is held and the spilled files."""
+        for part in self.parts:
+            if isinstance(part, Path):
+                part.unlink(missing_ok=True)
+        self.parts, self.size = [], 0

@@ -17,7 +17,6 @@ fields, ``expected_text`` is not needed, ``needed_projections``, ``needed_sums``
 from __future__ import annotations
 
 import ast
-import functools
 import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -25,7 +24,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from ...conventions import FORBIDDEN_RANGES
+from ...conventions import FORBIDDEN_RANGES, forbidden_pattern
 from ...spec import expressions
 from ...spec.model import Field, Spec, Unit
 from ..compiler import (
@@ -38,7 +37,6 @@ from ..compiler import (
     needed_sums,
     network_field,
     network_projection,
-    valid_dates,
 )
 
 WS_CLASS = "[ \\t\\x{3000}]"  # compiler._WS: space, TAB, ideographic space
@@ -60,6 +58,7 @@ class UnitPlan:
     projections: list[tuple[Projection, pl.Expr | None]]  # with their ``where`` as a screen expression
     sums: list[SumSpec]
     typed: dict[str, str]  # field id -> type, for the sums
+    scales: dict[str, int]  # decimal field id -> its scale, for the sums
     network: str | None
     seen: list[tuple[str, str]]  # (rule id, field) of covers_sender_networks rules
     columns: list[str] = dc_field(default_factory=list)  # field ids in file order
@@ -67,6 +66,10 @@ class UnitPlan:
     # other check reads, whose clean rows therefore never go to SQLite.
     sorted_keys: frozenset[str] = frozenset()
     runs_only: frozenset[str] = frozenset()
+    # Columns whose own check passes a value holding a forbidden character (free text): looked at for one.
+    free_text: tuple[int, ...] = ()
+    # What the clean rows' facts read: the row index, ``suspect``, the projections' ``where``s, the columns.
+    fact_columns: tuple[str, ...] = ()
 
 
 def col(i: int) -> str:
@@ -138,7 +141,7 @@ def scaled(v: pl.Expr, scale: int) -> pl.Expr:
     return pl.when(neg).then(-value).otherwise(value)
 
 
-def _field_suspect(ctx: RunContext, f: Field, v: pl.Expr, dates: pl.Series, times: pl.Series) -> pl.Expr:
+def _field_suspect(ctx: RunContext, f: Field, v: pl.Expr) -> pl.Expr:
     """True where the row path would report something about this field's value (or might)."""
     spec = ctx.spec
     empty = v.str.len_bytes() == 0
@@ -174,9 +177,9 @@ def _field_suspect(ctx: RunContext, f: Field, v: pl.Expr, dates: pl.Series, time
         checks.append(_not_match(v, pat))
         checks.extend(_range(f, scaled(v, f.scale), f.scale))
     elif f.type == "date":
-        checks.append(~v.is_in(dates.implode()))
+        checks.append(~valid_date(v))
     elif f.type == "datetime":
-        checks.append((v.str.len_chars() != 14) | ~v.str.slice(0, 8).is_in(dates.implode()) | ~v.str.slice(8, 6).is_in(times.implode()))
+        checks.append(~valid_datetime(v))
     else:
         raise Unsupported(f"type {f.type}")
     nonempty = pl.any_horizontal(checks) if checks else pl.lit(False)
@@ -366,13 +369,26 @@ def _condition(unit: Unit, idx: dict[str, int], texts: list[str | None]) -> tupl
     return val, unc
 
 
-@functools.lru_cache(maxsize=1)
-def _calendar() -> tuple[pl.Series, pl.Series]:
-    """Every valid YYYYMMDD (compiler.valid_dates) and HHMMSS, as Series for ``is_in``."""
-    dates = pl.Series(sorted(valid_dates()), dtype=pl.String)
-    times = pl.Series(sorted(f"{h:02d}{m:02d}{s:02d}" for h in range(24) for m in range(60) for s in range(60)),
-                      dtype=pl.String)
-    return dates, times
+def _digits(v: pl.Expr, start: int, n: int) -> pl.Expr:
+    return v.str.slice(start, n).cast(pl.Int32, strict=False)
+
+
+def valid_date(v: pl.Expr) -> pl.Expr:
+    """True where ``v`` is a real YYYYMMDD from 1900 to 2099 (compiler.valid_dates).
+
+    Eight ASCII digits that polars' date parser accepts (it refuses a 30th of February)
+    with a year in range; cheaper than ``is_in`` over the 73,000 dates, whose hash set
+    polars would build again for every batch. A test holds it to the row path's set.
+    """
+    parsed = v.str.strptime(pl.Date, "%Y%m%d", strict=False)
+    return (v.str.contains("^[0-9]{8}$") & parsed.dt.year().is_between(1900, 2099)).fill_null(False)
+
+
+def valid_datetime(v: pl.Expr) -> pl.Expr:
+    """True where ``v`` is YYYYMMDDHHMMSS with a valid date (as ``valid_date``) and time of day."""
+    h, mi, sec = _digits(v, 8, 2), _digits(v, 10, 2), _digits(v, 12, 2)
+    return (v.str.contains("^[0-9]{14}$") & valid_date(v.str.slice(0, 8))
+            & (h <= 23) & (mi <= 59) & (sec <= 59)).fill_null(False)
 
 
 def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
@@ -383,10 +399,9 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
     prev_map = (ctx.previous or {}).get(unit.name)
     if prev_map and any(f.opening_of or f.watch for f in fields):
         raise Unsupported("comparison with the previous cycle")  # W601/W602 stay on the row path
-    dates, times = _calendar()
     parts: list[pl.Expr] = []
     for i, f in enumerate(fields):
-        parts.append(_field_suspect(ctx, f, pl.col(col(i)), dates, times))
+        parts.append(_field_suspect(ctx, f, pl.col(col(i))))
     if unit.direction == "up":
         if unit.has_field("CYCLE_ID"):
             parts.append(pl.col(col(idx["CYCLE_ID"])) != ctx.period)
@@ -427,10 +442,30 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
     seen = [(r.id, r.field) for r in unit.rules
             if r.scope == "file" and r.check == "covers_sender_networks" and r.field is not None]
     sorted_keys, runs_only = duplicate_tables(spec, unit)
+    facts = {f for p, _ in projections for f in (*p.key, *([p.value] if p.value else []))}
+    for s in needed_sums(spec, unit):
+        facts.update((s.field, *s.by))
+    facts.update(f for f in (network_field(unit), *(f for _, f in seen)) if f)
+    fact_columns = ("i", "suspect", *[f"w{k}" for k, (_, w) in enumerate(projections) if w is not None],
+                    *[col(i) for i, f in enumerate(fields) if f.id in facts])
     return UnitPlan(unit=unit, nf=len(fields), suspect=suspect, projections=projections,
                     sums=needed_sums(spec, unit), typed={f.id: f.type for f in fields},
+                    scales={f.id: f.scale or 0 for f in fields if f.type == "decimal"},
                     network=network_field(unit), seen=seen, columns=[f.id for f in fields],
-                    sorted_keys=sorted_keys, runs_only=runs_only)
+                    sorted_keys=sorted_keys, runs_only=runs_only,
+                    free_text=tuple(i for i, f in enumerate(fields) if not _holds_no_forbidden(ctx, f)),
+                    fact_columns=fact_columns)
+
+
+def _holds_no_forbidden(ctx: RunContext, f: Field) -> bool:
+    """Whether the field's own check fails on any value with a forbidden character (so the screen need not look)."""
+    if f.type in ("integer", "decimal", "date", "datetime"):
+        return True  # digits, a sign and a point only
+    if f.type == "code" and f.domain is not None:
+        dom = ctx.spec.domain(f.domain)
+        if dom.kind != "pattern":
+            return not any(forbidden_pattern().search(c) for c in dom.version_on(ctx.day).field_codes(f.area_level))
+    return False
 
 
 def duplicate_tables(spec: Spec, unit: Unit) -> tuple[frozenset[str], frozenset[str]]:

@@ -1,13 +1,15 @@
-"""Read a delimited file as bounded batches of whole lines, as polars string Series.
+"""Read a delimited file as bounded batches of whole lines, as UTF-8 bytes for polars.
 
 Bytes are read in blocks and cut after the last LF of each block, so a batch always holds
 whole lines (the file's lines end in LF: tier 1 refuses a file whose last line has none).
-UTF-8 is handed to polars as bytes and checked there; GB18030 is decoded with Python's
-codec, block by block, on a second thread when ``ahead`` is set so that decoding the
-next block overlaps the checks of this one (the codec holds the GIL for a block, the
-polars expressions release it). A line longer than ``long_line`` bytes is not put in a
-batch: it is returned as its byte range, for the row path's own reader, so memory stays
-bounded by the block size whatever the file holds.
+UTF-8 is handed on as it is (tier 1 has checked it decodes). GB18030 is transcoded to
+UTF-8 with Python's codec, block by block, on a second thread when ``ahead`` is set so
+that transcoding the next block overlaps the checks of this one (the codec holds the GIL
+for a block, the polars work releases it) — unless tier 1 already wrote a UTF-8 copy of
+the file while it decoded it (``readers.scan_bytes``), which is then read instead. A line
+longer than ``long_line`` bytes is not put in a batch: it is returned as its byte range,
+for the row path's own reader, so memory stays bounded by the block size whatever the
+file holds.
 """
 from __future__ import annotations
 
@@ -24,21 +26,24 @@ LONG_LINE = 32 << 20
 
 @dataclass
 class Batch:
-    """Whole lines of a file: ``lines`` (each without its LF) start at line ``first`` + 1."""
+    """``count`` whole lines of a file, as UTF-8 ``data`` ending in LF, starting at line ``first`` + 1."""
 
     first: int
-    lines: pl.Series | None  # None for one over-long line, read by the row path from ``start``..``end``
+    data: bytes | None  # None for one over-long line, read by the row path from ``start``..``end``
+    count: int = 0
     start: int = 0
     end: int = 0
 
 
-def _decode(data: bytes, codec: str) -> pl.Series:
-    if codec == "utf-8":
-        text = pl.Series("l", [data], dtype=pl.Binary).cast(pl.String)
-    else:
-        text = pl.Series("l", [data.decode(codec)], dtype=pl.String)
+def as_lines(data: bytes) -> pl.Series:
+    """The lines of a batch's bytes (each without its LF) as a string Series, whatever they hold."""
+    text = pl.Series("l", [data], dtype=pl.Binary).cast(pl.String)
     lines = text.str.split("\n").explode()
     return lines.slice(0, len(lines) - 1)  # the block ends with LF: the last piece is empty
+
+
+def _utf8(data: bytes, codec: str) -> bytes:
+    return data if codec == "utf-8" else data.decode(codec).encode("utf-8")
 
 
 def _blocks(path: Path, bom: bool, block: int, long_line: int) -> Iterator[tuple[bytes | None, int, int, int]]:
@@ -95,14 +100,14 @@ def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG
     source = _blocks(path, utf8, block, long_line)
     if not ahead or utf8:
         for data, n, start, end in source:
-            yield Batch(line, None if data is None else _decode(data, codec), start, end)
+            yield Batch(line, None if data is None else _utf8(data, codec), n, start, end)
             line += n
         return
-    # GB18030: decode the next block on a thread while the caller checks this one.
+    # GB18030: transcode the next block on a thread while the caller checks this one.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: list[tuple[Future[pl.Series] | None, int, int, int]] = []
+        pending: list[tuple[Future[bytes] | None, int, int, int, int]] = []
         for data, n, start, end in source:
-            pending.append((pool.submit(_decode, data, codec) if data is not None else None, line, start, end))
+            pending.append((pool.submit(_utf8, data, codec) if data is not None else None, line, n, start, end))
             line += n
             if len(pending) > 1:
                 yield _ready(pending.pop(0))
@@ -110,6 +115,6 @@ def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG
             yield _ready(pending.pop(0))
 
 
-def _ready(item: tuple[Future[pl.Series] | None, int, int, int]) -> Batch:
-    fut, first, start, end = item
-    return Batch(first, None if fut is None else fut.result(), start, end)
+def _ready(item: tuple[Future[bytes] | None, int, int, int, int]) -> Batch:
+    fut, first, n, start, end = item
+    return Batch(first, None if fut is None else fut.result(), n, start, end)
