@@ -112,7 +112,7 @@ def _prepare(kind: str, path: Path, data: Path, extra: str) -> Callable[[], tupl
         workers = int(extra) if extra.isdigit() else 1
         # A parallel run splits files above parallel_min_bytes; a serial one never does.
         # The 4M-row XML file is past the standard's 2 GiB cap per file; lift it to measure.
-        opts = ValidationOptions(workers=workers, parallel_min_bytes=1 if workers > 1 else 1 << 62,
+        opts = ValidationOptions(core="rows", workers=workers, parallel_min_bytes=1 if workers > 1 else 1 << 62,
                                  max_file_size=1 << 40)
 
         if extra == "columnar":

@@ -48,8 +48,8 @@ class ValidationOptions:
     # Delimited files at least this big are split across worker processes.
     parallel_min_bytes: int = 48 * 1024 * 1024
     workers: int = 0  # 0: one per core, at most 4
-    # Which core checks delimited text: "rows" (the reference) or "columnar"
-    # (schemas.validation.columnar); "" takes $KAM_VALIDATION_CORE, else "rows".
+    # Which core checks delimited text: "columnar" (schemas.validation.columnar) or "rows"
+    # (the reference); "" takes $KAM_VALIDATION_CORE, else "columnar".
     core: str = ""
 
     @property
@@ -406,8 +406,8 @@ class DeliveryValidator:
     def tier1(self, decode: bool = True) -> bool:
         """Delivery checks; False when the delivery cannot be read further.
 
-        ``decode`` False leaves a GB18030 text file undecoded here (the caller then decodes
-        it later and must treat a decoding error as this tier's, see ``run``).
+        ``decode`` False leaves text files undecoded here (the caller then decodes them later
+        and must treat a decoding error as this tier's, see ``run``).
         """
         r = self.report
         by_name: dict[str, Path] = {}
@@ -519,7 +519,7 @@ class DeliveryValidator:
                 continue
             text = df.name.ext == "txt"
             fs.encoding = check.encoding if text else None
-            later = not decode and text and check.encoding == "GB18030"
+            later = not decode and text
             self.decoding_deferred |= later
             scan = scan_bytes(df.path, check.encoding if text else None, decode=not later)
             fs.sha256 = scan.sha256
@@ -915,9 +915,9 @@ class DeliveryValidator:
     def run(self) -> Report:
         """Every tier in order; tier 1 errors stop the run.
 
-        With the columnar core, tier 1 does not decode GB18030 text: the core transcodes
-        every byte of it as it reads anyway, so the file is decoded once, not twice. Should
-        that meet bytes that are not GB18030, or should tier 1 fail for any reason, the
+        With the columnar core, tier 1 does not decode text: the core transcodes GB18030 (and
+        polars validates UTF-8) as it reads every byte anyway, so a file is decoded once, not
+        twice. Should that meet bytes not in the file's encoding, or should tier 1 fail for any reason, the
         delivery is checked again from the start with tier 1 decoding, so that its report is
         exactly the one tier 1 always gives (E110 with its line, in its place among the rest).
         """

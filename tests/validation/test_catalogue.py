@@ -641,10 +641,12 @@ def test_E310_in_a_big_file_split_across_processes(rows: DeliveryRows, out: Path
     rows.rows["VIP_CUST_INFO"][2]["CUST_NAME"] = "测试\x00公司"
     rows.rows["VIP_SUMMARY"][1]["CUST_CNT"] = "9" * 5000
     rows.write(out, encoding="GB18030")
-    serial = run(out)
-    split = run(out, parallel_min_bytes=0, workers=2)
+    serial = run(out, core="rows")
+    split = run(out, parallel_min_bytes=0, workers=2, core="rows")  # the row path's own split across processes
+    columnar = run(out)
     assert dict(split.counts) == dict(serial.counts) and {"E310", "E305"} <= set(serial.counts)
     assert [f.as_dict() for f in split.sorted_findings()] == [f.as_dict() for f in serial.sorted_findings()]
+    assert [f.as_dict() for f in columnar.findings] == [f.as_dict() for f in serial.findings]
     expect(split, "E310", line=3, field="CUST_NAME")
 
 

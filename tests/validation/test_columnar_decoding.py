@@ -1,7 +1,8 @@
-"""The columnar core decodes GB18030 once, as it reads (issue 18): tier 1's findings stay exactly the row core's.
+"""The columnar core decodes text once, as it reads (issue 18): tier 1's findings stay exactly the row core's.
 
-With ``core="columnar"`` tier 1 hashes and counts a GB18030 file but leaves decoding it to
-the core. A delivery with bytes that are not GB18030 — alone, next to another tier-1 error,
+With ``core="columnar"`` tier 1 hashes and counts a text file but leaves decoding it to the
+core (Python's codec for GB18030, polars' validation for UTF-8). A delivery with bytes not in
+its encoding — alone, next to another tier-1 error,
 in a unit the screen hands to the row path, in the second file of a delivery, or as an
 incomplete character at the very end — must still get the row core's report: E110 with its
 line, in its place, the run stopped at tier 1.
@@ -43,9 +44,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("encoding", ["GB18030", "UTF-8"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_undecodable_gb18030_is_reported_by_tier_1_as_the_row_core_does(spec: Spec, tmp_path: Path, case: str) -> None:
-    folder = valid_rows(spec, customers=30).write(tmp_path / "d", encoding="GB18030")
+def test_undecodable_text_is_reported_by_tier_1_as_the_row_core_does(spec: Spec, tmp_path: Path, case: str,
+                                                                     encoding: str) -> None:
+    folder = valid_rows(spec, customers=30).write(tmp_path / "d", encoding=encoding)
     _break(folder, **CASES[case])
     rows, columnar = _report(folder, spec, "rows"), _report(folder, spec, "columnar")
     assert rows["stopped"] == 1 and rows["status"] == "rejected"
@@ -53,13 +56,14 @@ def test_undecodable_gb18030_is_reported_by_tier_1_as_the_row_core_does(spec: Sp
     assert columnar == rows
 
 
-def test_a_valid_gb18030_delivery_is_decoded_once_and_accepted(spec: Spec, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("encoding", ["GB18030", "UTF-8"])
+def test_a_valid_delivery_is_decoded_once_and_accepted(spec: Spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       encoding: str) -> None:
     import codecs
 
     from schemas.validation import readers
 
-    folder = valid_rows(spec, customers=30).write(tmp_path / "d", encoding="GB18030")
+    folder = valid_rows(spec, customers=30).write(tmp_path / "d", encoding=encoding)
     decoders: list[str] = []
     real = codecs.getincrementaldecoder
 

@@ -154,9 +154,9 @@ def test_many_failures_capped_in_the_same_order(spec: Spec, tmp_path: Path) -> N
 
 def test_the_core_is_chosen_by_option_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KAM_VALIDATION_CORE", raising=False)
-    assert selected_core() == "rows"
-    monkeypatch.setenv("KAM_VALIDATION_CORE", "columnar")
-    assert selected_core() == "columnar" and selected_core("rows") == "rows"
+    assert selected_core() == "columnar"
+    monkeypatch.setenv("KAM_VALIDATION_CORE", "rows")
+    assert selected_core() == "rows" and selected_core("columnar") == "columnar"
     monkeypatch.setenv("KAM_VALIDATION_CORE", "fast")
     with pytest.raises(ValueError):
         selected_core()

@@ -140,3 +140,22 @@ def test_the_screens_dates_and_times_are_the_row_paths() -> None:
     got = pl.select(valid_datetime(pl.lit(stamps))).to_series().to_list()
     assert [t for t, ok in zip(stamps.to_list(), got) if ok] == [
         t for t in stamps.to_list() if len(t) == 14 and t[:8] in dates and t[8:] in _TIMES]
+
+
+def test_the_reader_thread_stops_when_the_caller_stops_reading(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"".join(f"{n}|x\n".encode() for n in range(20000)))
+    before = threading.active_count()
+    it = col_reader.batches(path, "UTF-8", block=1024)
+    first = next(it)
+    assert first.first == 0 and first.count > 0
+    it.close()  # the caller gives up after one batch: the producer, blocked on a full queue, must end
+    assert threading.active_count() == before
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok|x\n" * 500 + b"\xff|x\n")
+    with pytest.raises(UnicodeDecodeError):
+        for _ in col_reader.batches(bad, "UTF-8", block=1024):
+            pass
+    assert threading.active_count() == before

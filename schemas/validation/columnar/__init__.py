@@ -19,8 +19,12 @@ CORES = ("rows", "columnar")
 
 
 def selected_core(option: str | None = None) -> str:
-    """The core a run uses: the option if set, else $KAM_VALIDATION_CORE, else ``rows``."""
-    core = (option or os.environ.get(CORE_ENV) or "rows").strip().lower()
+    """The core a run uses: the option if set, else $KAM_VALIDATION_CORE, else ``columnar``.
+
+    ``rows`` is the reference the columnar core is tested against (and what it hands the
+    checks it cannot screen to); an operator can still choose it.
+    """
+    core = (option or os.environ.get(CORE_ENV) or "columnar").strip().lower()
     if core not in CORES:
         raise ValueError(f"unknown validation core {core!r}; one of {', '.join(CORES)}")
     return core

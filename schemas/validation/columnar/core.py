@@ -8,9 +8,10 @@ Those rows, in line order, go through the row path's own compiled function
 the row core would — same findings, same order, same per-code cap, because ``Report.add``
 sees the same calls in the same order (clean rows produce no call). The facts clean rows
 leave for the file-level and cross-unit checks (key projections, per-key sums, the local
-networks seen) are computed from the batch's columns and written to the same key store and
+networks seen) are computed from the batch's columns and given to the same key store and
 sinks the row path fills — except that repeated unique keys are found by sorted runs
-(``keys.py``), not by SQLite, and a key table only those read is not written to SQLite.
+(``keys.py``), not by SQLite, a key table only those read is not written to SQLite, and the
+others are held as frames until a check reads them (``KeyStore.defer``).
 """
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ def _wheres(plan: UnitPlan) -> list[pl.Expr]:
     return [w.fill_null(False).alias(f"w{k}") for k, (_, w) in enumerate(plan.projections) if w is not None]
 
 
+def _screened(frame: pl.LazyFrame, plan: UnitPlan, structural: pl.Expr) -> pl.LazyFrame:
+    """``frame`` with ``suspect`` and the ``where``s; each check a column of its own, so polars runs them in parallel."""
+    names = [f"s{k}" for k in range(len(plan.parts))]
+    return (frame.with_columns(*[p.alias(n) for p, n in zip(plan.parts, names)], *_wheres(plan))
+            .with_columns((structural | pl.any_horizontal(names)).fill_null(True).alias("suspect"))
+            .drop(names))
+
+
 def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str) -> pl.DataFrame | None:
     """The batch's fields by polars' CSV reader, screened; None when a line may not split as the row path splits it.
 
@@ -49,7 +58,7 @@ def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str) -> pl.
     bytes (a short line, an empty one or a CR inside a field always make them more). Then
     every line split exactly; a line's own length is its fields' plus the delimiters.
     Forbidden characters are looked for in the fields whose own check would not already
-    fail on one (free text; codes, numbers and dates cannot hold one and pass).
+    fail on one (free text; codes, numbers and dates cannot hold one and pass), by the plan.
     """
     names = [col(i) for i in range(plan.nf)]
     try:
@@ -59,13 +68,9 @@ def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str) -> pl.
     if len(fields) != count:
         return None
     width = pl.sum_horizontal([pl.col(n).str.len_bytes() for n in names]).cast(pl.Int64)
-    forbidden = forbidden_class(delimiter)
-    structural = pl.any_horizontal([pl.col("n") + (plan.nf - 1) >= MAX_LINE,
-                                    *[pl.col(col(i)).str.contains(forbidden) for i in plan.free_text]])
     try:
-        df = (fields.lazy().with_row_index("i").with_columns(width.alias("n"))
-              .with_columns((structural | plan.suspect).fill_null(True).alias("suspect"), *_wheres(plan))
-              .collect())
+        df = _screened(fields.lazy().with_row_index("i").with_columns(width.alias("n")), plan,
+                       pl.col("n") + (plan.nf - 1) >= MAX_LINE).collect()
     except pl.exceptions.PolarsError:
         return None
     if df["n"].sum() + (plan.nf - 1) * count != len(data) - count - data.count(b"\r"):
@@ -85,7 +90,7 @@ def _slow_screen(data: bytes, plan: UnitPlan, delimiter: str) -> pl.DataFrame:
              .with_columns(line.str.split_exact(delimiter, plan.nf - 1).struct.rename_fields(names).alias("s"))
              .unnest("s"))
     try:
-        return frame.with_columns((structural | plan.suspect).fill_null(True).alias("suspect"), *_wheres(plan)).collect()
+        return _screened(frame, plan, structural).collect()
     except pl.exceptions.PolarsError:
         # Whatever the screen could not compute, the row path can: every row of the batch is suspect.
         return pl.DataFrame({"l": lines}).with_row_index("i").with_columns(suspect=pl.lit(True))
@@ -136,21 +141,28 @@ def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int, sinks: Sinks, 
     """Key projections, sums and networks of rows the screen proved clean (the row path's side effects)."""
     idx = {f: i for i, f in enumerate(plan.columns)}
     line = (pl.col("i") + (first + 1)).cast(pl.Int64).alias("line")
+    # Every projection's key (and value) in one pass; a one-field key is its column as it is.
+    exprs: list[pl.Expr] = [line, pl.lit(file_id, dtype=pl.Int64).alias("file")]
     for k, (p, where) in enumerate(plan.projections):
-        frame = clean if where is None else clean.filter(pl.col(f"w{k}"))
+        cols = [pl.col(col(idx[n])) for n in p.key]
+        exprs.append((cols[0] if len(cols) == 1 else pl.concat_str(cols, separator=SEP)).alias(f"k{k}"))
+        exprs.append((pl.col(col(idx[p.value])) if p.value else pl.lit("", dtype=pl.String)).alias(f"v{k}"))
+        if where is not None:
+            exprs.append(pl.col(f"w{k}"))
+    facts = clean.select(exprs)
+    for k, (p, where) in enumerate(plan.projections):
+        frame = facts if where is None else facts.filter(pl.col(f"w{k}"))
         if not len(frame):
             store.ensure(p.name)
             continue
-        key = pl.concat_str([pl.col(col(idx[n])) for n in p.key], separator=SEP).alias("k")
         tracker = store.trackers.get(p.name)
         if tracker is not None:
             assert isinstance(tracker, SortedRuns)
-            tracker.add(frame.select(key, pl.lit(file_id).alias("file"), line))
+            tracker.add(frame.select(pl.col(f"k{k}").alias("k"), "file", "line"))
             if p.name in plan.runs_only:  # nothing but the repeated-key check reads this table
                 store.ensure(p.name)
                 continue
-        value = pl.col(col(idx[p.value])) if p.value else pl.lit("")
-        rows = frame.select(key, value.alias("v"), line, pl.lit(file_id, dtype=pl.Int64).alias("file"))
+        rows = frame.select(pl.col(f"k{k}").alias("k"), pl.col(f"v{k}").alias("v"), "line", "file")
         held = store.deferred.get(p.name)
         if isinstance(held, DeferredRows):
             held.add(rows)

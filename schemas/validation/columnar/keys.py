@@ -25,7 +25,7 @@ import polars as pl
 
 from ..store import KeyRow
 
-BUDGET = 8 << 20  # bytes of unsorted frames held per table before a run is written
+BUDGET = 4 << 20  # bytes of unsorted frames held per table before a run is written
 CHUNK = 1 << 16  # rows per spilled chunk file: what the merge holds per run
 SCHEMA = {"k": pl.String, "file": pl.Int64, "line": pl.Int64}
 ORDER = ["k", "file", "line"]
@@ -47,7 +47,8 @@ class SortedRuns:
         """Take a frame with columns k, file, line (any order of rows)."""
         if not len(frame):
             return
-        frame = frame.select(pl.col(c).cast(t) for c, t in SCHEMA.items())
+        if frame.schema != SCHEMA:
+            frame = frame.select(pl.col(c).cast(t) for c, t in SCHEMA.items())
         self.frames.append(frame)
         self.size += int(frame.estimated_size())
         if self.size > self.budget:
@@ -151,7 +152,8 @@ class DeferredRows:
         """Take a frame with columns k, v, line, file."""
         if not len(frame):
             return
-        frame = frame.select(pl.col(c).cast(t) for c, t in ROW_SCHEMA.items())
+        if frame.schema != ROW_SCHEMA:
+            frame = frame.select(pl.col(c).cast(t) for c, t in ROW_SCHEMA.items())
         self.parts.append(frame)
         self.size += int(frame.estimated_size())
         if self.size > self.budget:

@@ -54,7 +54,9 @@ class UnitPlan:
 
     unit: Unit
     nf: int
-    suspect: pl.Expr  # True (or null) where the row path must look at the row
+    # One expression per field and per record check: True (or null) where the row path must look
+    # at the row. Evaluated as columns of their own, so polars runs them in parallel.
+    parts: list[pl.Expr]
     projections: list[tuple[Projection, pl.Expr | None]]  # with their ``where`` as a screen expression
     sums: list[SumSpec]
     typed: dict[str, str]  # field id -> type, for the sums
@@ -66,8 +68,6 @@ class UnitPlan:
     # other check reads, whose clean rows therefore never go to SQLite.
     sorted_keys: frozenset[str] = frozenset()
     runs_only: frozenset[str] = frozenset()
-    # Columns whose own check passes a value holding a forbidden character (free text): looked at for one.
-    free_text: tuple[int, ...] = ()
     # What the clean rows' facts read: the row index, ``suspect``, the projections' ``where``s, the columns.
     fact_columns: tuple[str, ...] = ()
 
@@ -141,13 +141,19 @@ def scaled(v: pl.Expr, scale: int) -> pl.Expr:
     return pl.when(neg).then(-value).otherwise(value)
 
 
-def _field_suspect(ctx: RunContext, f: Field, v: pl.Expr) -> pl.Expr:
-    """True where the row path would report something about this field's value (or might)."""
+def _field_suspect(ctx: RunContext, f: Field, v: pl.Expr, forbidden: str | None = None) -> pl.Expr:
+    """True where the row path would report something about this field's value (or might).
+
+    ``forbidden`` (a regex class) is also looked for, in the same scan as the white space
+    of a text field: the fast screen relies on it for fields whose own check would pass one.
+    """
     spec = ctx.spec
     empty = v.str.len_bytes() == 0
     checks: list[pl.Expr] = []
     if f.type == "string":
-        checks.append(v.str.contains(f"^{WS_CLASS}|{WS_CLASS}$"))
+        checks.append(v.str.contains(f"^{WS_CLASS}|{WS_CLASS}$" + (f"|{forbidden}" if forbidden else "")))
+    elif forbidden:
+        checks.append(v.str.contains(forbidden))
     if f.type in ("string", "code"):
         pattern_domain = bool(f.domain and spec.domain(f.domain).kind == "pattern")
         if f.type == "string" or pattern_domain:
@@ -401,7 +407,8 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
         raise Unsupported("comparison with the previous cycle")  # W601/W602 stay on the row path
     parts: list[pl.Expr] = []
     for i, f in enumerate(fields):
-        parts.append(_field_suspect(ctx, f, pl.col(col(i))))
+        forbidden = None if _holds_no_forbidden(ctx, f) else forbidden_class(delimiter)
+        parts.append(_field_suspect(ctx, f, pl.col(col(i)), forbidden))
     if unit.direction == "up":
         if unit.has_field("CYCLE_ID"):
             parts.append(pl.col(col(idx["CYCLE_ID"])) != ctx.period)
@@ -438,7 +445,6 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
             projections.append((p, val))
         else:
             projections.append((p, None))
-    suspect = pl.any_horizontal(parts).fill_null(True)
     seen = [(r.id, r.field) for r in unit.rules
             if r.scope == "file" and r.check == "covers_sender_networks" and r.field is not None]
     sorted_keys, runs_only = duplicate_tables(spec, unit)
@@ -448,12 +454,11 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
     facts.update(f for f in (network_field(unit), *(f for _, f in seen)) if f)
     fact_columns = ("i", "suspect", *[f"w{k}" for k, (_, w) in enumerate(projections) if w is not None],
                     *[col(i) for i, f in enumerate(fields) if f.id in facts])
-    return UnitPlan(unit=unit, nf=len(fields), suspect=suspect, projections=projections,
+    return UnitPlan(unit=unit, nf=len(fields), parts=parts, projections=projections,
                     sums=needed_sums(spec, unit), typed={f.id: f.type for f in fields},
                     scales={f.id: f.scale or 0 for f in fields if f.type == "decimal"},
                     network=network_field(unit), seen=seen, columns=[f.id for f in fields],
                     sorted_keys=sorted_keys, runs_only=runs_only,
-                    free_text=tuple(i for i, f in enumerate(fields) if not _holds_no_forbidden(ctx, f)),
                     fact_columns=fact_columns)
 
 

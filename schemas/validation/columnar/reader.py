@@ -13,7 +13,8 @@ file holds.
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Full, Queue
+from threading import Event, Thread
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -43,7 +44,15 @@ def as_lines(data: bytes) -> pl.Series:
 
 
 def _utf8(data: bytes, codec: str) -> bytes:
-    return data if codec == "utf-8" else data.decode(codec).encode("utf-8")
+    """The block as UTF-8; UnicodeDecodeError when it is not in its encoding (tier 1 left that to this read)."""
+    if codec != "utf-8":
+        return data.decode(codec).encode("utf-8")
+    try:
+        pl.Series([data], dtype=pl.Binary).cast(pl.String)  # validated in Rust, without the GIL
+    except pl.exceptions.PolarsError:
+        data.decode("utf-8")  # says where
+        raise UnicodeDecodeError("utf-8", data, 0, len(data), "invalid UTF-8") from None
+    return data
 
 
 def _blocks(path: Path, bom: bool, block: int, long_line: int) -> Iterator[tuple[bytes | None, int, int, int]]:
@@ -93,28 +102,56 @@ def _blocks(path: Path, bom: bool, block: int, long_line: int) -> Iterator[tuple
 
 def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG_LINE,
             ahead: bool = True) -> Iterator[Batch]:
-    """The file's lines in batches of about ``block`` bytes."""
+    """The file's lines in batches of about ``block`` bytes.
+
+    With ``ahead`` the file is read, cut into blocks and transcoded (or, UTF-8, validated)
+    on a second thread, at most two batches ahead of the caller, so that this work overlaps
+    the caller's checks of the batch in hand. An error there is raised here, in order.
+    """
     utf8 = encoding.upper() == "UTF-8"
     codec = "utf-8" if utf8 else "gb18030"
-    line = 0
-    source = _blocks(path, utf8, block, long_line)
-    if not ahead or utf8:
-        for data, n, start, end in source:
-            yield Batch(line, None if data is None else _utf8(data, codec), n, start, end)
-            line += n
+    if not ahead:
+        yield from _produce(path, utf8, codec, block, long_line)
         return
-    # GB18030: transcode the next block on a thread while the caller checks this one.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: list[tuple[Future[bytes] | None, int, int, int, int]] = []
-        for data, n, start, end in source:
-            pending.append((pool.submit(_utf8, data, codec) if data is not None else None, line, n, start, end))
-            line += n
-            if len(pending) > 1:
-                yield _ready(pending.pop(0))
-        while pending:
-            yield _ready(pending.pop(0))
+    queue: Queue[Batch | BaseException | None] = Queue(maxsize=1)
+    stop = Event()
+
+    def put(item: Batch | BaseException | None) -> bool:
+        """Hand an item over; False once the caller has stopped reading."""
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in _produce(path, utf8, codec, block, long_line):
+                if not put(item):
+                    return
+            put(None)
+        except BaseException as exc:  # handed to the caller, who raises it in its place
+            put(exc)
+
+    thread = Thread(target=produce, name="columnar-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
-def _ready(item: tuple[Future[bytes] | None, int, int, int, int]) -> Batch:
-    fut, first, n, start, end = item
-    return Batch(first, None if fut is None else fut.result(), n, start, end)
+def _produce(path: Path, utf8: bool, codec: str, block: int, long_line: int) -> Iterator[Batch]:
+    line = 0
+    for data, n, start, end in _blocks(path, utf8, block, long_line):
+        yield Batch(line, None if data is None else _utf8(data, codec), n, start, end)
+        line += n
