@@ -118,10 +118,10 @@ def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, 
             df = _fast_screen(batch.data, batch.count, plan, delimiter)
             if df is None:
                 df = _slow_screen(batch.data, plan, delimiter)
+                text = pl.col("l")
             else:  # every line split exactly: its text is its fields joined
-                df = df.with_columns(pl.when(pl.col("suspect")).then(
-                    pl.concat_str([pl.col(col(i)) for i in range(plan.nf)], separator=delimiter)).alias("l"))
-            bad = df.select("i", "l", "suspect").filter(pl.col("suspect"))
+                text = pl.concat_str([pl.col(col(i)) for i in range(plan.nf)], separator=delimiter)
+            bad = df.filter(pl.col("suspect")).select("i", text.alias("l"))
             if len(bad):
                 rows = [(raw[:MAX_LINE].split(delimiter), first + i + 1, first + i + 1)
                         for i, raw in zip(bad["i"].to_list(), bad["l"].to_list())]

@@ -2,11 +2,12 @@
 
 Bytes are read in blocks and cut after the last LF of each block, so a batch always holds
 whole lines (the file's lines end in LF: tier 1 refuses a file whose last line has none).
-UTF-8 is handed on as it is (tier 1 has checked it decodes). GB18030 is transcoded to
-UTF-8 with Python's codec, block by block, on a second thread when ``ahead`` is set so
-that transcoding the next block overlaps the checks of this one (the codec holds the GIL
-for a block, the polars work releases it) — unless tier 1 already wrote a UTF-8 copy of
-the file while it decoded it (``readers.scan_bytes``), which is then read instead. A line
+UTF-8 is handed on as it is (polars validates it as it reads it). GB18030 is transcoded to
+UTF-8 with Python's codec, block by block. With ``ahead`` (the default) the reading,
+cutting and transcoding run on a second thread, a batch ahead, so that they overlap the
+checks of the batch in hand (the codec holds the GIL for a block, the polars work releases
+it). Tier 1 has not decoded the file (``DeliveryValidator.run``): a block that is not in
+its encoding raises UnicodeDecodeError here, or in ``as_lines``. A line
 longer than ``long_line`` bytes is not put in a batch: it is returned as its byte range,
 for the row path's own reader, so memory stays bounded by the block size whatever the
 file holds.
@@ -37,22 +38,23 @@ class Batch:
 
 
 def as_lines(data: bytes) -> pl.Series:
-    """The lines of a batch's bytes (each without its LF) as a string Series, whatever they hold."""
-    text = pl.Series("l", [data], dtype=pl.Binary).cast(pl.String)
+    """The lines of a batch's bytes (each without its LF) as a string Series; UnicodeDecodeError if not UTF-8."""
+    try:
+        text = pl.Series("l", [data], dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.PolarsError:
+        data.decode("utf-8")  # says where
+        raise UnicodeDecodeError("utf-8", data, 0, len(data), "invalid UTF-8") from None
     lines = text.str.split("\n").explode()
     return lines.slice(0, len(lines) - 1)  # the block ends with LF: the last piece is empty
 
 
 def _utf8(data: bytes, codec: str) -> bytes:
-    """The block as UTF-8; UnicodeDecodeError when it is not in its encoding (tier 1 left that to this read)."""
-    if codec != "utf-8":
-        return data.decode(codec).encode("utf-8")
-    try:
-        pl.Series([data], dtype=pl.Binary).cast(pl.String)  # validated in Rust, without the GIL
-    except pl.exceptions.PolarsError:
-        data.decode("utf-8")  # says where
-        raise UnicodeDecodeError("utf-8", data, 0, len(data), "invalid UTF-8") from None
-    return data
+    """The block as UTF-8: GB18030 transcoded (UnicodeDecodeError when it is not GB18030), UTF-8 as it is.
+
+    UTF-8 is validated where polars reads it (``core``: the CSV reader refuses an invalid
+    sequence, and so does ``as_lines``, which then raises UnicodeDecodeError).
+    """
+    return data if codec == "utf-8" else data.decode(codec).encode("utf-8")
 
 
 def _blocks(path: Path, bom: bool, block: int, long_line: int) -> Iterator[tuple[bytes | None, int, int, int]]:
@@ -104,8 +106,7 @@ def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG
             ahead: bool = True) -> Iterator[Batch]:
     """The file's lines in batches of about ``block`` bytes.
 
-    With ``ahead`` the file is read, cut into blocks and transcoded (or, UTF-8, validated)
-    on a second thread, at most two batches ahead of the caller, so that this work overlaps
+    With ``ahead`` the file is read, cut into blocks and (GB18030) transcoded on a second thread, at most two batches ahead of the caller, so that this work overlaps
     the caller's checks of the batch in hand. An error there is raised here, in order.
     """
     utf8 = encoding.upper() == "UTF-8"
