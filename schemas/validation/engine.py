@@ -135,6 +135,7 @@ class _DataFile:
     summary: FileSummary = dc_field(default_factory=lambda: FileSummary(""))
     checkpoints: list[tuple[int, int]] = dc_field(default_factory=list)
     declaration: tuple[int, str] | None = None  # XML: a DOCTYPE or entity declaration found by tier 1's byte pass
+    crlf: bool | None = None  # text: every line ends in CRLF (else none does: tier 1 refuses a mix)
 
 
 def group_deliveries(paths: Iterable[Path]) -> list[list[Path]]:
@@ -525,6 +526,7 @@ class DeliveryValidator:
             fs.sha256 = scan.sha256
             df.checkpoints = scan.checkpoints
             df.declaration = scan.declaration
+            df.crlf = scan.crlf > 0
             if scan.size != e.size:
                 r.add("E106", fs.name, value=scan.size, expected=e.size)
             if scan.sha256 != e.sha256:
@@ -644,7 +646,7 @@ class DeliveryValidator:
 
             if selected_core(self.options.core) == "columnar":
                 done = check_text_file(ctx, unit, df.path, self.check.encoding, self.check.delimiter,
-                                       checks.run_rows, sinks, store, store.file_id(fname))
+                                       checks.run_rows, sinks, store, store.file_id(fname), df.crlf)
                 if done is not None:
                     df.summary.rows = done
                     return

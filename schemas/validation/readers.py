@@ -70,7 +70,7 @@ def scan_bytes(path: Path, encoding: str | None, decode: bool = True) -> ByteSca
             # A CRLF split across two chunks still counts as one CRLF.
             joined_crlf = 1 if last == b"\r" and chunk[:1] == b"\n" else 0
             lf = chunk.count(b"\n")
-            cr = chunk.count(b"\r")
+            cr = chunk.count(b"\r") if b"\r" in chunk else 0  # memchr first: most files have no CR
             crlf = (chunk.count(b"\r\n") if cr else 0) + joined_crlf
             before = scan.lines
             scan.lines += lf

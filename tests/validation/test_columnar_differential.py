@@ -1,7 +1,7 @@
 """The columnar core against the row core (issue 18): identical verdicts, counts and findings.
 
 Property-based: a valid delivery of every upload unit (the six units ``valid_rows`` fills),
-in delimited text, UTF-8 and GB18030 (pipe, TAB, US, caret and comma delimiters), is mutated field by
+in delimited text, UTF-8 and GB18030 (pipe, TAB, US, caret and comma delimiters; LF and CRLF), is mutated field by
 field — bad codes, too-long values, stray and ideographic white space, empty required
 fields, a delimiter inside a value (wrong column count), blank lines, bad dates and
 numbers, out-of-range values, forbidden characters, duplicated keys, record rules broken —
@@ -31,7 +31,8 @@ from schemas.validation.report import Report
 from tests.support.deliveries import DeliveryRows, refresh_check, valid_rows
 
 KINDS = [("UTF-8", "PIPE"), ("GB18030", "PIPE"), ("UTF-8", "TAB"), ("GB18030", "US"), ("UTF-8", "CARET"),
-         ("GB18030", "COMMA")]
+         ("GB18030", "COMMA"), ("GB18030", "TAB")]
+CRLF = {("GB18030", "TAB")}  # written with CRLF line ends (a mutation may mix them: tier 1's E111)
 UNITS = ["31201", "31202", "31203", "32001", "32002", "32003"]
 DELIMS = {"PIPE": "|", "TAB": "\t", "US": "\x1f", "CARET": "^", "COMMA": ","}
 
@@ -60,7 +61,8 @@ def bases(spec: Spec, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[st
     out = {}
     for enc, delim in KINDS:
         rows = valid_rows(spec, customers=4)
-        out[(enc, delim)] = (rows.write(root / f"{enc}-{delim}", encoding=enc, delimiter=delim), rows)
+        newline = "\r\n" if (enc, delim) in CRLF else "\n"
+        out[(enc, delim)] = (rows.write(root / f"{enc}-{delim}", encoding=enc, delimiter=delim, newline=newline), rows)
     return out
 
 
@@ -184,7 +186,8 @@ def download_bases(spec: Spec, tmp_path_factory: pytest.TempPathFactory) -> dict
     out = {}
     for unit, rows in _download_rows(spec).items():
         for enc, delim in _down_kinds(unit):
-            out[(unit, enc, delim)] = rows.write(root / f"{unit}-{enc}-{delim}", mode="D", encoding=enc, delimiter=delim)
+            out[(unit, enc, delim)] = rows.write(root / f"{unit}-{enc}-{delim}", mode="D", encoding=enc, delimiter=delim,
+                                                 newline="\r\n" if (enc, delim) in CRLF else "\n")
     return out
 
 

@@ -159,3 +159,21 @@ def test_the_reader_thread_stops_when_the_caller_stops_reading(tmp_path: Path) -
         for _ in col_reader.batches(bad, "GB18030", block=1024):
             pass
     assert threading.active_count() == before
+
+
+def test_the_fast_split_takes_exact_batches_and_refuses_the_rest(spec: Spec) -> None:
+    """The CSV reader's split is used only when the fields' bytes add up to the batch (else the line-by-line split)."""
+    plan = compile_plan(_ctx(spec), spec.unit("32003"), "|")
+    line = "|".join(["x"] * plan.nf)
+    lf = (line + "\n") * 3
+    crlf = (line + "\r\n") * 3
+    assert core_mod._fast_screen(lf.encode(), 3, plan, "|", False) is not None
+    assert core_mod._fast_screen(crlf.encode(), 3, plan, "|", True) is not None
+    assert core_mod._fast_screen(crlf.encode(), 3, plan, "|", None) is not None  # CRs counted
+    assert core_mod._fast_screen(crlf.encode(), 3, plan, "|", False) is None  # not what tier 1 said: refused
+    short = line + "\n" + "|".join(["x"] * (plan.nf - 1)) + "\n" + line + "\n"
+    empty = line + "\n\n" + line + "\n"
+    long = line + "\n" + line + "|x\n"
+    cr_inside = line + "\n" + line.replace("x", "x\ry", 1) + "\n"
+    for bad, n in ((short, 3), (empty, 3), (long, 2), (cr_inside, 2)):
+        assert core_mod._fast_screen(bad.encode(), n, plan, "|", None) is None, repr(bad)

@@ -31,8 +31,12 @@ def selected_core(option: str | None = None) -> str:
 
 
 def check_text_file(ctx: RunContext, unit: Unit, path: Path, encoding: str, delimiter: str,
-                    run_rows: Callable[[Any], int], sinks: Sinks, store: KeyStore, file_id: int) -> int | None:
-    """Check a delimited file with the columnar core; None when the unit must use the row path."""
+                    run_rows: Callable[[Any], int], sinks: Sinks, store: KeyStore, file_id: int,
+                    crlf: bool | None = None) -> int | None:
+    """Check a delimited file with the columnar core; None when the unit must use the row path.
+
+    ``crlf`` is what tier 1 found: every line ends in CRLF (True) or none does (False); None: not known.
+    """
     from .core import check_text_file as run
     from .plan import Unsupported, compile_plan
 
@@ -40,4 +44,4 @@ def check_text_file(ctx: RunContext, unit: Unit, path: Path, encoding: str, deli
         plan = compile_plan(ctx, unit, delimiter)
     except Unsupported:
         return None
-    return run(plan, run_rows, path, encoding, delimiter, sinks, store, file_id)
+    return run(plan, run_rows, path, encoding, delimiter, sinks, store, file_id, crlf)

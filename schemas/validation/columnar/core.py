@@ -47,7 +47,8 @@ def _screened(frame: pl.LazyFrame, plan: UnitPlan, structural: pl.Expr) -> pl.La
             .drop(names))
 
 
-def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str) -> pl.DataFrame | None:
+def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str, crlf: bool | None = None
+                 ) -> pl.DataFrame | None:
     """The batch's fields by polars' CSV reader, screened; None when a line may not split as the row path splits it.
 
     With quoting off the reader cuts lines at LF (dropping a CR just before it) and fields
@@ -67,15 +68,20 @@ def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str) -> pl.
         return None
     if len(fields) != count:
         return None
-    width = pl.sum_horizontal([pl.col(n).str.len_bytes() for n in names]).cast(pl.Int64)
+    widths = fields.select(pl.all().str.len_bytes().cast(pl.Int64).sum()).row(0)
+    # Tier 1 has seen every line end alike (a mix, or a CR alone, stops it): count CRs only if it could not say.
+    crs = data.count(b"\r") if crlf is None else count if crlf else 0
+    if sum(widths) + (plan.nf - 1) * count != len(data) - count - crs:
+        return None
+    # A line past MAX_LINE is suspect; a line the field checks pass is never that long (the plan
+    # knows how long it can be), so only a unit whose lines could be needs to measure each one.
+    long_line = pl.lit(False)
+    if plan.clean_line_bytes >= MAX_LINE:
+        long_line = pl.sum_horizontal([pl.col(n).str.len_bytes() for n in names]) + (plan.nf - 1) >= MAX_LINE
     try:
-        df = _screened(fields.lazy().with_row_index("i").with_columns(width.alias("n")), plan,
-                       pl.col("n") + (plan.nf - 1) >= MAX_LINE).collect()
+        return _screened(fields.lazy().with_row_index("i"), plan, long_line).collect()
     except pl.exceptions.PolarsError:
         return None
-    if df["n"].sum() + (plan.nf - 1) * count != len(data) - count - data.count(b"\r"):
-        return None
-    return df
 
 
 def _slow_screen(data: bytes, plan: UnitPlan, delimiter: str) -> pl.DataFrame:
@@ -97,7 +103,7 @@ def _slow_screen(data: bytes, plan: UnitPlan, delimiter: str) -> pl.DataFrame:
 
 
 def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, encoding: str, delimiter: str,
-                    sinks: Sinks, store: KeyStore, file_id: int) -> int:
+                    sinks: Sinks, store: KeyStore, file_id: int, crlf: bool | None = None) -> int:
     """Check every line of ``path``; returns the number of lines (as the row path's ``run_text``)."""
     lines_read = 0
     unit_projections = [p.name for p, _ in plan.projections]
@@ -115,7 +121,7 @@ def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, 
             lines_read = batch.first + 1
         elif batch.count:
             first = batch.first
-            df = _fast_screen(batch.data, batch.count, plan, delimiter)
+            df = _fast_screen(batch.data, batch.count, plan, delimiter, crlf)
             if df is None:
                 df = _slow_screen(batch.data, plan, delimiter)
                 text = pl.col("l")

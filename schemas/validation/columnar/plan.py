@@ -70,6 +70,8 @@ class UnitPlan:
     runs_only: frozenset[str] = frozenset()
     # What the clean rows' facts read: the row index, ``suspect``, the projections' ``where``s, the columns.
     fact_columns: tuple[str, ...] = ()
+    # The most bytes a line the field checks pass can hold (its fields at their longest, the delimiters).
+    clean_line_bytes: int = 0
 
 
 def col(i: int) -> str:
@@ -459,7 +461,25 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
                     scales={f.id: f.scale or 0 for f in fields if f.type == "decimal"},
                     network=network_field(unit), seen=seen, columns=[f.id for f in fields],
                     sorted_keys=sorted_keys, runs_only=runs_only,
-                    fact_columns=fact_columns)
+                    fact_columns=fact_columns,
+                    clean_line_bytes=sum(_max_bytes(ctx, f) for f in fields) + len(fields) - 1)
+
+
+def _max_bytes(ctx: RunContext, f: Field) -> int:
+    """The most UTF-8 bytes a value of ``f`` can hold and pass its own check (``_field_suspect``)."""
+    if f.type == "integer":
+        return int(f.length or 0) + 1
+    if f.type == "decimal":
+        return (f.precision or 0) + 2
+    if f.type == "date":
+        return 8
+    if f.type == "datetime":
+        return 14
+    if f.type == "code" and f.domain is not None:
+        dom = ctx.spec.domain(f.domain)
+        if dom.kind != "pattern":
+            return max((len(c.encode()) for c in dom.version_on(ctx.day).field_codes(f.area_level)), default=0)
+    return 4 * int(f.length or 0)  # a string, or a code of a pattern domain: at most ``length`` characters
 
 
 def _holds_no_forbidden(ctx: RunContext, f: Field) -> bool:
