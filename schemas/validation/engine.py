@@ -666,7 +666,11 @@ class DeliveryValidator:
         rows = xml_rows(df.path, unit.name, field_ids, self.spec.namespace, schema)
         counter = _Counted(rows)
         try:
-            checks.run_rows(counter)
+            from .columnar import check_parsed_rows
+
+            if not (selected_core(self.options.core) == "columnar" and check_parsed_rows(
+                    ctx, unit, counter, checks.run_rows, sinks, store, store.file_id(fname))):
+                checks.run_rows(counter)
         except XmlProblem as exc:
             expected = {"E204": f"{{{self.spec.namespace}}}{unit.name}", "E110": self.check.encoding}.get(exc.code)
             r.add(exc.code, fname, exc.line, value=exc.message, expected=expected, unit=unit_name)

@@ -242,3 +242,52 @@ def test_xml_deliveries_get_the_same_report_from_both_cores(spec: Spec, tmp_path
     for unit, d in _download_rows(spec).items():
         reference, columnar = both(d.write(tmp_path / unit, fmt="xml", mode="D", encoding=enc), spec, None, 1000)
         assert reference["status"] == "accepted" and columnar == reference
+
+
+# -- XML: the columnar screen after parsing ---------------------------------------------------------
+xml_edit = st.tuples(st.sampled_from(UNITS), st.integers(0, 50), st.integers(0, 30),
+                     st.sampled_from(["set", "set", "set", "empty", "pad", "dup"]), st.data())
+
+
+def _mutate_rows(rows: DeliveryRows, edits: list[Any]) -> None:
+    """Edit values of the parsed rows (what an XML file carries), the same kinds of faults as in text."""
+    for unit, row, fld, kind, data in edits:
+        table = rows.rows[rows.spec.unit(unit).name]
+        r = table[row % len(table)]
+        key = list(r)[fld % len(r)]
+        v = "" if r[key] is None else str(r[key])
+        if kind == "set":
+            r[key] = data.draw(st.one_of(st.sampled_from([x for x in VALUES if "\x00" not in x]),
+                                         st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]),
+                                                 max_size=12)))
+        elif kind == "empty":
+            r[key] = ""
+        elif kind == "pad":
+            r[key] = data.draw(st.sampled_from([" " + v, v + "\u3000", "\t" + v, v + ".5", "0" + v]))
+        else:  # the same leading fields as the next row: a repeated key
+            other = table[(row + 1) % len(table)]
+            for k in list(r)[:fld % len(r) + 1]:
+                r[k] = other[k]
+
+
+@settings(max_examples=60, print_blob=False, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(enc=st.sampled_from(["UTF-8", "GB18030"]), edits=st.lists(xml_edit, min_size=1, max_size=6),
+       cap=st.sampled_from([1000, 2]), with_list=st.booleans(), small=st.booleans())
+def test_columnar_core_reports_xml_exactly_as_the_row_core(spec: Spec, monkeypatch: pytest.MonkeyPatch, enc: str,
+                                                           edits: list[Any], cap: int, with_list: bool,
+                                                           small: bool) -> None:
+    from schemas.validation.columnar import core as col_core
+
+    rows = valid_rows(spec, customers=4)
+    _mutate_rows(rows, edits)
+    with monkeypatch.context() as m, tempfile.TemporaryDirectory(prefix="columnar-xml-") as tmp:
+        if small:  # batches of three rows: batch ends fall between a file's rows
+            m.setattr(col_core, "BATCH_ROWS", 3)
+        try:
+            folder = rows.write(Path(tmp) / "d", fmt="xml", encoding=enc)
+        except (ValueError, UnicodeEncodeError):  # a value XML (or the encoding) cannot carry at all
+            return
+        context = ValidationContext(list_ids=frozenset(rows.list_ids[:3]), list_version="2026V01") if with_list else None
+        reference, columnar = both(folder, spec, context, cap)
+    assert columnar == reference

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ...spec.model import Unit
 from ..compiler import RunContext, Sinks
@@ -45,3 +45,17 @@ def check_text_file(ctx: RunContext, unit: Unit, path: Path, encoding: str, deli
     except Unsupported:
         return None
     return run(plan, run_rows, path, encoding, delimiter, sinks, store, file_id, crlf)
+
+
+def check_parsed_rows(ctx: RunContext, unit: Unit, rows: Iterable[tuple[list[str], int, int]],
+                      run_rows: Callable[[Any], int], sinks: Sinks, store: KeyStore, file_id: int) -> bool:
+    """Check an XML file's parsed rows with the columnar core; False (nothing read) when the unit must use the row path."""
+    from .core import check_rows
+    from .plan import Unsupported, compile_plan
+
+    try:
+        plan = compile_plan(ctx, unit, "")  # no delimiter: every forbidden character is one
+    except Unsupported:
+        return False
+    check_rows(plan, run_rows, rows, sinks, store, file_id)
+    return True

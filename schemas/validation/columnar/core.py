@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import polars as pl
 
@@ -27,6 +27,9 @@ from ..store import SEP, KeyStore
 from . import reader
 from .keys import DeferredRows, SortedRuns
 from .plan import UnitPlan, col, forbidden_class, scaled
+
+
+BATCH_ROWS = 20_000  # parsed rows (XML) gathered before a batch is screened, about a text batch's
 
 
 def _read(data: bytes, separator: str, names: list[str]) -> pl.DataFrame:
@@ -102,16 +105,20 @@ def _slow_screen(data: bytes, plan: UnitPlan, delimiter: str) -> pl.DataFrame:
         return pl.DataFrame({"l": lines}).with_row_index("i").with_columns(suspect=pl.lit(True))
 
 
-def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, encoding: str, delimiter: str,
-                    sinks: Sinks, store: KeyStore, file_id: int, crlf: bool | None = None) -> int:
-    """Check every line of ``path``; returns the number of lines (as the row path's ``run_text``)."""
-    lines_read = 0
-    unit_projections = [p.name for p, _ in plan.projections]
+def _prepare_store(plan: UnitPlan, store: KeyStore) -> None:
     for name in plan.sorted_keys:  # repeated keys found by sorted runs, not by sorting in SQLite
         store.track(name, SortedRuns(store.path.parent))
     for p, _ in plan.projections:  # held out of SQLite until a cross-unit check reads them
         if p.name not in plan.runs_only:
             store.defer(p.name, DeferredRows(store.path.parent))
+
+
+def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, encoding: str, delimiter: str,
+                    sinks: Sinks, store: KeyStore, file_id: int, crlf: bool | None = None) -> int:
+    """Check every line of ``path``; returns the number of lines (as the row path's ``run_text``)."""
+    lines_read = 0
+    unit_projections = [p.name for p, _ in plan.projections]
+    _prepare_store(plan, store)
     for batch in reader.batches(path, encoding, reader.BLOCK, reader.LONG_LINE):
         if batch.data is None:  # one line too long for a batch: the row path's reader cuts it as always
             line = batch.first + 1
@@ -142,11 +149,14 @@ def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, 
     return lines_read
 
 
-def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int, sinks: Sinks, store: KeyStore,
+def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int | None, sinks: Sinks, store: KeyStore,
                  file_id: int) -> None:
-    """Key projections, sums and networks of rows the screen proved clean (the row path's side effects)."""
+    """Key projections, sums and networks of rows the screen proved clean (the row path's side effects).
+
+    A row's line is ``first`` + its index + 1 (text), or its ``line`` column when ``first`` is None (XML).
+    """
     idx = {f: i for i, f in enumerate(plan.columns)}
-    line = (pl.col("i") + (first + 1)).cast(pl.Int64).alias("line")
+    line = (pl.col("line") if first is None else pl.col("i") + (first + 1)).cast(pl.Int64).alias("line")
     # Every projection's key (and value) in one pass; a one-field key is its column as it is.
     exprs: list[pl.Expr] = [line, pl.lit(file_id, dtype=pl.Int64).alias("file")]
     for k, (p, where) in enumerate(plan.projections):
@@ -181,6 +191,59 @@ def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int, sinks: Sinks, 
         nets.update(clean[col(idx[plan.network])].unique().to_list())
     for rule_id, field in plan.seen:
         sinks.networks_seen.setdefault(rule_id, set()).update(clean[col(idx[field])].unique().to_list())
+
+
+def check_rows(plan: UnitPlan, run_rows: Callable[[Any], int], rows: Iterable[tuple[list[str], int, int]],
+               sinks: Sinks, store: KeyStore, file_id: int, batch_rows: int | None = None) -> None:
+    """Check parsed rows (an XML file's ``(values, line, row number)``) batch by batch, as ``check_text_file``.
+
+    The values are gathered into columns, screened, and the suspect rows go to the row
+    path in order; the clean rows' facts come from the columns. Should the parser stop
+    (``XmlProblem``), the rows before that point are checked first and the error is then
+    raised, so the findings come in the row path's order.
+    """
+    _prepare_store(plan, store)
+    names = [col(i) for i in range(plan.nf)]
+    size = batch_rows or BATCH_ROWS
+    held: list[list[str]] = []
+    lines: list[int] = []
+    rownos: list[int] = []
+
+    def check_batch() -> None:
+        if not lines:
+            return
+        frame = pl.DataFrame(held, schema={n: pl.String for n in names}, orient="row").with_columns(
+            line=pl.Series(lines, dtype=pl.Int64), rowno=pl.Series(rownos, dtype=pl.Int64))
+        held.clear()
+        lines.clear()
+        rownos.clear()
+        try:
+            df = _screened(frame.lazy().with_row_index("i"), plan, pl.lit(False)).collect()
+        except pl.exceptions.PolarsError:  # whatever the screen could not compute, the row path can
+            df = frame.with_row_index("i").with_columns(suspect=pl.lit(True))
+        bad = df.filter(pl.col("suspect"))
+        if len(bad):
+            run_rows([(list(vals), line, rowno) for vals, line, rowno in
+                      zip(bad.select(names).iter_rows(), bad["line"].to_list(), bad["rowno"].to_list())])
+        clean = df.filter(~pl.col("suspect")).select(*plan.fact_columns, "line")
+        if len(clean):
+            _clean_facts(plan, clean, None, sinks, store, file_id)
+        for p, _ in plan.projections:  # what the row path buffered for the suspect rows
+            store.flush(p.name, sinks.projections.setdefault(p.name, []))
+
+    try:
+        for vals, line, rowno in rows:
+            held.append(vals)
+            lines.append(line)
+            rownos.append(rowno)
+            if len(lines) >= size:
+                check_batch()
+    except BaseException:
+        check_batch()  # the rows read before the parser stopped, then its error
+        _reorder_sums(plan, sinks)
+        raise
+    check_batch()
+    _reorder_sums(plan, sinks)
 
 
 def _add_sums(plan: UnitPlan, s: SumSpec, clean: pl.DataFrame, idx: dict[str, int], line: pl.Expr,
