@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -94,3 +95,21 @@ def test_duplicate_keys_across_batches_and_spills(spec: Spec, tmp_path: Path, mo
     files = sorted(folder.iterdir())
     report = validate_delivery(files, spec, None, ValidationOptions(core="columnar", cap=cap, workers=1))
     assert report.counts == reference["counts"]
+
+
+@pytest.mark.parametrize("budget", [1, 1 << 30])
+def test_deferred_rows_come_back_in_the_order_given_spilled_or_not(tmp_path: Path, budget: int) -> None:
+    from schemas.validation.columnar.keys import ROW_SCHEMA, DeferredRows
+
+    held = DeferredRows(tmp_path, budget=budget)
+    want = []
+    for batch in range(5):
+        frame = [(f"k{batch}-{n}", "", batch * 10 + n, 0) for n in range(3)]
+        held.add(pl.DataFrame(frame, schema=ROW_SCHEMA, orient="row"))
+        suspect = [(f"s{batch}", "v", batch * 10 + 9, 1)]
+        held.add_rows(suspect)
+        want += frame + suspect
+    assert list(held.rows()) == want
+    assert bool(list(tmp_path.glob("kam-rows-*"))) == (budget == 1)
+    held.close()
+    assert not list(tmp_path.glob("kam-rows-*"))

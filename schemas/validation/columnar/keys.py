@@ -28,31 +28,52 @@ from ..store import KeyRow
 BUDGET = 4 << 20  # bytes of unsorted frames held per table before a run is written
 CHUNK = 1 << 16  # rows per spilled chunk file: what the merge holds per run
 SCHEMA = {"k": pl.String, "file": pl.Int64, "line": pl.Int64}
+ROW_SCHEMA = {"k": pl.String, "v": pl.String, "line": pl.Int64, "file": pl.Int64}  # a KeyStore table's
 ORDER = ["k", "file", "line"]
 Duplicate = tuple[str, int, str, int, str]
 
 
-class SortedRuns:
-    """The (key, file, line) rows of one key table, for finding repeated keys in bounded memory."""
+def _temp_ipc(folder: Path, prefix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".arrow", dir=folder)
+    os.close(fd)
+    return Path(name)
 
-    def __init__(self, tmp_dir: str | os.PathLike[str], budget: int | None = None, chunk: int | None = None) -> None:
+
+class _HeldFrames:
+    """Frames of one schema held in memory up to ``budget`` bytes; past it the subclass spills them to disk."""
+
+    schema: dict[str, type[pl.DataType]]
+
+    def __init__(self, tmp_dir: str | os.PathLike[str], budget: int | None = None) -> None:
         self.dir = Path(tmp_dir)
         self.budget = BUDGET if budget is None else budget
-        self.chunk = CHUNK if chunk is None else chunk
         self.frames: list[pl.DataFrame] = []
         self.size = 0
-        self.runs: list[list[Path]] = []
 
     def add(self, frame: pl.DataFrame) -> None:
-        """Take a frame with columns k, file, line (any order of rows)."""
+        """Take a frame with the schema's columns."""
         if not len(frame):
             return
-        if frame.schema != SCHEMA:
-            frame = frame.select(pl.col(c).cast(t) for c, t in SCHEMA.items())
+        if frame.schema != self.schema:
+            frame = frame.select(pl.col(c).cast(t) for c, t in self.schema.items())
         self.frames.append(frame)
         self.size += int(frame.estimated_size())
         if self.size > self.budget:
             self._spill()
+
+    def _spill(self) -> None:
+        raise NotImplementedError
+
+
+class SortedRuns(_HeldFrames):
+    """The (key, file, line) rows of one key table, for finding repeated keys in bounded memory."""
+
+    schema = SCHEMA
+
+    def __init__(self, tmp_dir: str | os.PathLike[str], budget: int | None = None, chunk: int | None = None) -> None:
+        super().__init__(tmp_dir, budget)
+        self.chunk = CHUNK if chunk is None else chunk
+        self.runs: list[list[Path]] = []
 
     def add_rows(self, rows: Iterable[KeyRow]) -> None:
         """Take the row path's (key, value, line, file id) rows; accepted rows (no line) are never repeats here."""
@@ -69,10 +90,9 @@ class SortedRuns:
         self.frames, self.size = [], 0
         paths = []
         for start in range(0, len(run), self.chunk):
-            fd, name = tempfile.mkstemp(prefix="kam-run-", suffix=".arrow", dir=self.dir)
-            os.close(fd)
-            run.slice(start, self.chunk).write_ipc(name)
-            paths.append(Path(name))
+            path = _temp_ipc(self.dir, "kam-run-")
+            run.slice(start, self.chunk).write_ipc(path)
+            paths.append(path)
         self.runs.append(paths)
 
     def duplicates(self, file_name: Callable[[int], str]) -> Iterator[Duplicate]:
@@ -128,36 +148,21 @@ def _repeats(frame: pl.DataFrame, file_name: Callable[[int], str]) -> Iterator[D
         yield k, line, file_name(f), fl, file_name(ff)
 
 
-ROW_SCHEMA = {"k": pl.String, "v": pl.String, "line": pl.Int64, "file": pl.Int64}
-
-
-class DeferredRows:
+class DeferredRows(_HeldFrames):
     """A key table's rows kept out of SQLite until a check reads the table (``KeyStore.defer``).
 
     The columnar core hands over a batch's clean rows as one frame; the row path's rows for
-    the same table (its suspect rows) arrive as ``KeyRow`` lists and are kept in between, so
-    the order of the rows is the order the row path would have written them. Most key
-    tables are read only by cross-unit rules that a delivery of one unit never runs; those
-    are then never written at all. Past ``budget`` bytes held, frames go to Arrow IPC files
-    under the store's directory, so memory stays flat.
+    the same table (its suspect rows) arrive as ``KeyRow`` lists and are kept in between, in
+    the order given. Most key tables are read only by cross-unit rules that a delivery of
+    one unit never runs; those are then never written at all. Past ``budget`` bytes held,
+    the frames go to an Arrow IPC file under the store's directory, so memory stays flat.
     """
 
-    def __init__(self, tmp_dir: str | os.PathLike[str], budget: int | None = None) -> None:
-        self.dir = Path(tmp_dir)
-        self.budget = BUDGET if budget is None else budget
-        self.parts: list[pl.DataFrame | Path] = []
-        self.size = 0
+    schema = ROW_SCHEMA
 
-    def add(self, frame: pl.DataFrame) -> None:
-        """Take a frame with columns k, v, line, file."""
-        if not len(frame):
-            return
-        if frame.schema != ROW_SCHEMA:
-            frame = frame.select(pl.col(c).cast(t) for c, t in ROW_SCHEMA.items())
-        self.parts.append(frame)
-        self.size += int(frame.estimated_size())
-        if self.size > self.budget:
-            self._spill()
+    def __init__(self, tmp_dir: str | os.PathLike[str], budget: int | None = None) -> None:
+        super().__init__(tmp_dir, budget)
+        self.spilled: list[Path] = []
 
     def add_rows(self, rows: Iterable[KeyRow]) -> None:
         """Take the row path's (key, value, line, file id) rows."""
@@ -166,23 +171,21 @@ class DeferredRows:
             self.add(pl.DataFrame(got, schema=ROW_SCHEMA, orient="row"))
 
     def _spill(self) -> None:
-        for i, part in enumerate(self.parts):
-            if isinstance(part, pl.DataFrame):
-                fd, name = tempfile.mkstemp(prefix="kam-rows-", suffix=".arrow", dir=self.dir)
-                os.close(fd)
-                part.write_ipc(name)
-                self.parts[i] = Path(name)
-        self.size = 0
+        if self.frames:
+            path = _temp_ipc(self.dir, "kam-rows-")
+            pl.concat(self.frames).write_ipc(path)
+            self.spilled.append(path)
+        self.frames, self.size = [], 0
 
     def rows(self) -> Iterator[KeyRow]:
-        """Every row held, in the order given."""
-        for part in self.parts:
-            frame = pl.read_ipc(part) if isinstance(part, Path) else part
+        """Every row held, in the order given (what was spilled came first)."""
+        for path in self.spilled:
+            yield from pl.read_ipc(path).iter_rows()
+        for frame in self.frames:
             yield from frame.iter_rows()
 
     def close(self) -> None:
         """Drop what is held and the spilled files."""
-        for part in self.parts:
-            if isinstance(part, Path):
-                part.unlink(missing_ok=True)
-        self.parts, self.size = [], 0
+        for path in self.spilled:
+            path.unlink(missing_ok=True)
+        self.spilled, self.frames, self.size = [], [], 0
