@@ -10,7 +10,6 @@ import email
 import email.policy
 import json
 import re
-import socket
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -42,6 +41,7 @@ from schemas.conventions import Cycle
 from tests.admin.conftest import Accounts, Login, sign_in
 from tests.admin.test_monitor import make_delivery
 from tests.support.deliveries import networks
+from tests.support.ports import free_port as _free_port
 
 UNITS = ["31201", "31202", "31203", "32001", "32002", "32003"]
 
@@ -60,12 +60,6 @@ class Inbox:
         self.messages.append((list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
         self.arrived.set()
         return "250 Message accepted for delivery"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

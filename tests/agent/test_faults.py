@@ -23,13 +23,8 @@ from exchange_server.sftp.keys import host_key_line
 from exchange_server.submissions.models import Delivery, UnitVersion
 from schemas import Spec
 from tests.agent.conftest import CYCLE, AgentEnv, make_env
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_state(rt: Runtime) -> tuple[list[tuple[int, str]], int]:

@@ -31,6 +31,7 @@ from tests.server.conftest import Setup
 from tests.server.test_delivery_lifecycle import files_of, wait_final
 from tests.server.test_sftp import Province, judged
 from tests.support.deliveries import valid_rows
+from tests.support.ports import free_port as _free_port
 from tests.support.waiting import wait_for
 
 SERVE = """
@@ -42,12 +43,6 @@ server = Server(rt, "127.0.0.1", int(sys.argv[3]), sftp_port=0).start(workers=0,
 print("ready", flush=True)
 server.wait()
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_kill_9_mid_upload_leaves_nothing_once_the_server_is_back(runtime: Any, setup: Setup, tmp_path: Path,

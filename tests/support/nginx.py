@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.ports import free_port
+
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deploying.md"
 
 # The guide's example values, and what each becomes in a test.
@@ -34,13 +36,6 @@ def find_nginx() -> Path | None:
     found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
                                            if os.access(p, os.X_OK)), None)
     return Path(found) if found else None
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def documented_site() -> str:

@@ -26,6 +26,8 @@ from types import TracebackType
 
 import pytest
 
+from tests.support.ports import free_port as _free_port
+
 SSHD = "/usr/sbin/sshd"
 SKIP_REASON = "openssh-server not installed (scripts/test installs it)"
 
@@ -58,12 +60,6 @@ def sshd_version(sshd: str) -> tuple[int, int]:
     out = subprocess.run([sshd, "-V"], capture_output=True, text=True)
     m = re.search(r"OpenSSH_(\d+)\.(\d+)", out.stdout + out.stderr)
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _safe_for_chroot(path: Path) -> bool:

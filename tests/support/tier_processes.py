@@ -38,18 +38,12 @@ from typing import Any
 import pytest
 
 from province_agent.transport import HttpTransport
+from tests.support.ports import free_port
 
 PY = sys.executable
 CYCLE = "202611"
 PROVINCE = "42"
 _n = itertools.count()
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (loopback)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env() -> dict[str, str]:
