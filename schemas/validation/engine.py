@@ -31,7 +31,7 @@ from .compiler import (
 from .readers import (
     XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_root_attributes, xml_rows,
 )
-from .columnar import selected_core
+from .columnar import core_for_file, selected_core
 from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
 from .store import FLUSH_EVERY, SEP, KeyRow, KeyStore
 
@@ -48,8 +48,9 @@ class ValidationOptions:
     # Delimited files at least this big are split across worker processes.
     parallel_min_bytes: int = 48 * 1024 * 1024
     workers: int = 0  # 0: one per core, at most 4
-    # Which core checks delimited text: "columnar" (schemas.validation.columnar) or "rows"
-    # (the reference); "" takes $KAM_VALIDATION_CORE, else "columnar".
+    # Which core checks the rows: "auto" (the columnar core, schemas.validation.columnar, for
+    # files of 512 KiB and more, the row path below), "columnar" or "rows" (the reference);
+    # "" takes $KAM_VALIDATION_CORE, else "auto".
     core: str = ""
 
     @property
@@ -644,7 +645,7 @@ class DeliveryValidator:
         if not xml:
             from .columnar import check_text_file
 
-            if selected_core(self.options.core) == "columnar":
+            if core_for_file(self.options.core, df.summary.size or 0) == "columnar":
                 done = check_text_file(ctx, unit, df.path, self.check.encoding, self.check.delimiter,
                                        checks.run_rows, sinks, store, store.file_id(fname), df.crlf)
                 if done is not None:
@@ -668,7 +669,7 @@ class DeliveryValidator:
         try:
             from .columnar import check_parsed_rows
 
-            if not (selected_core(self.options.core) == "columnar" and check_parsed_rows(
+            if not (core_for_file(self.options.core, df.summary.size or 0) == "columnar" and check_parsed_rows(
                     ctx, unit, counter, checks.run_rows, sinks, store, store.file_id(fname))):
                 checks.run_rows(counter)
         except XmlProblem as exc:
@@ -921,13 +922,15 @@ class DeliveryValidator:
     def run(self) -> Report:
         """Every tier in order; tier 1 errors stop the run.
 
-        With the columnar core, tier 1 does not decode text: the core transcodes GB18030 (and
-        polars validates UTF-8) as it reads every byte anyway, so a file is decoded once, not
-        twice. Should that meet bytes not in the file's encoding, or should tier 1 fail for any reason, the
-        delivery is checked again from the start with tier 1 decoding, so that its report is
-        exactly the one tier 1 always gives (E110 with its line, in its place among the rest).
+        Unless the row core is chosen for the run, tier 1 does not decode text: whichever core
+        reads a file decodes every byte of it anyway (the row path with Python's codec, the
+        columnar core transcoding GB18030 and having polars validate UTF-8), so a file is
+        decoded once, not twice. Should that meet bytes not in the file's encoding, or should
+        tier 1 fail for any reason, the delivery is checked again from the start with tier 1
+        decoding, so that its report is exactly the one tier 1 always gives (E110 with its
+        line, in its place among the rest).
         """
-        if selected_core(self.options.core) != "columnar":
+        if selected_core(self.options.core) == "rows":
             return self._run(decode=True)
         try:
             report = self._run(decode=False)

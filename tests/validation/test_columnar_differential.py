@@ -155,10 +155,14 @@ def test_many_failures_capped_in_the_same_order(spec: Spec, tmp_path: Path) -> N
 
 
 def test_the_core_is_chosen_by_option_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from schemas.validation.columnar import COLUMNAR_MIN_BYTES, core_for_file
+
     monkeypatch.delenv("KAM_VALIDATION_CORE", raising=False)
-    assert selected_core() == "columnar"
+    assert selected_core() == "auto"
+    assert core_for_file(None, COLUMNAR_MIN_BYTES) == "columnar" and core_for_file(None, COLUMNAR_MIN_BYTES - 1) == "rows"
+    assert core_for_file("columnar", 1) == "columnar" and core_for_file("rows", 1 << 30) == "rows"
     monkeypatch.setenv("KAM_VALIDATION_CORE", "rows")
-    assert selected_core() == "rows" and selected_core("columnar") == "columnar"
+    assert selected_core() == "rows" and selected_core("columnar") == "columnar" and core_for_file(None, 1 << 30) == "rows"
     monkeypatch.setenv("KAM_VALIDATION_CORE", "fast")
     with pytest.raises(ValueError):
         selected_core()

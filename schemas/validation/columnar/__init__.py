@@ -15,18 +15,32 @@ from ..compiler import RunContext, Sinks
 from ..store import KeyStore
 
 CORE_ENV = "KAM_VALIDATION_CORE"
-CORES = ("rows", "columnar")
+CORES = ("auto", "rows", "columnar")
+# Below this size a file is read by the row path under ``auto``: polars' fixed cost per file
+# (compiling the screen, starting its queries and the reader thread: 15-20 ms) is more than
+# the row path takes for it. Measured crossing: about 0.6-0.9 MB of 31201 (docs/benchmarks.md).
+COLUMNAR_MIN_BYTES = 512 * 1024
 
 
 def selected_core(option: str | None = None) -> str:
-    """The core a run uses: the option if set, else $KAM_VALIDATION_CORE, else ``columnar``.
+    """The core a run uses: the option if set, else $KAM_VALIDATION_CORE, else ``auto``.
 
+    ``auto`` (the default) is the columnar core for files of ``COLUMNAR_MIN_BYTES`` and
+    more, the row path for smaller ones; ``columnar`` is the columnar core for every file;
     ``rows`` is the reference the columnar core is tested against (and what it hands the
-    checks it cannot screen to); an operator can still choose it.
+    checks it cannot screen to). All three give the same reports.
     """
-    core = (option or os.environ.get(CORE_ENV) or "columnar").strip().lower()
+    core = (option or os.environ.get(CORE_ENV) or "auto").strip().lower()
     if core not in CORES:
         raise ValueError(f"unknown validation core {core!r}; one of {', '.join(CORES)}")
+    return core
+
+
+def core_for_file(option: str | None, size: int) -> str:
+    """``rows`` or ``columnar``: the core that reads a file of ``size`` bytes in a run with ``option``."""
+    core = selected_core(option)
+    if core == "auto":
+        return "columnar" if size >= COLUMNAR_MIN_BYTES else "rows"
     return core
 
 
