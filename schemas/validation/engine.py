@@ -401,7 +401,8 @@ class DeliveryValidator:
         self.check: CheckFile | None = None
         self.check_path: Path | None = None
         self.data: list[_DataFile] = []
-        # True when tier 1 left GB18030 text undecoded for the columnar core to decode as it reads (see run).
+        # True when tier 1 left text undecoded for the core that reads it to decode (see run); the row
+        # path then reads such a file in this process (its split across processes needs tier 1's decoding).
         self.decoding_deferred = False
 
     # -- tier 1 -----------------------------------------------------------------------
