@@ -643,10 +643,11 @@ class DeliveryValidator:
         checks = build_checker(ctx, unit, sinks, emit_field=emit_field, emit_rule=emit_rule,
                                emit_columns=emit_columns, flush=flush, file_id=store.file_id(fname),
                                flush_every=FLUSH_EVERY)
+        columnar = core_for_file(self.options.core, df.summary.size or 0) == "columnar"
         if not xml:
             from .columnar import check_text_file
 
-            if core_for_file(self.options.core, df.summary.size or 0) == "columnar":
+            if columnar:
                 done = check_text_file(ctx, unit, df.path, self.check.encoding, self.check.delimiter,
                                        checks.run_rows, sinks, store, store.file_id(fname), df.crlf)
                 if done is not None:
@@ -670,8 +671,8 @@ class DeliveryValidator:
         try:
             from .columnar import check_parsed_rows
 
-            if not (core_for_file(self.options.core, df.summary.size or 0) == "columnar" and check_parsed_rows(
-                    ctx, unit, counter, checks.run_rows, sinks, store, store.file_id(fname))):
+            if not (columnar and check_parsed_rows(ctx, unit, counter, checks.run_rows, sinks, store,
+                                                   store.file_id(fname))):
                 checks.run_rows(counter)
         except XmlProblem as exc:
             expected = {"E204": f"{{{self.spec.namespace}}}{unit.name}", "E110": self.check.encoding}.get(exc.code)

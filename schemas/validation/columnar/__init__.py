@@ -52,24 +52,28 @@ def check_text_file(ctx: RunContext, unit: Unit, path: Path, encoding: str, deli
     ``crlf`` is what tier 1 found: every line ends in CRLF (True) or none does (False); None: not known.
     """
     from .core import check_text_file as run
-    from .plan import Unsupported, compile_plan
 
-    try:
-        plan = compile_plan(ctx, unit, delimiter)
-    except Unsupported:
-        return None
-    return run(plan, run_rows, path, encoding, delimiter, sinks, store, file_id, crlf)
+    plan = _plan(ctx, unit, delimiter)
+    return None if plan is None else run(plan, run_rows, path, encoding, delimiter, sinks, store, file_id, crlf)
 
 
 def check_parsed_rows(ctx: RunContext, unit: Unit, rows: Iterable[tuple[list[str], int, int]],
                       run_rows: Callable[[Any], int], sinks: Sinks, store: KeyStore, file_id: int) -> bool:
     """Check an XML file's parsed rows with the columnar core; False (nothing read) when the unit must use the row path."""
     from .core import check_rows
-    from .plan import Unsupported, compile_plan
 
-    try:
-        plan = compile_plan(ctx, unit, "")  # no delimiter: every forbidden character is one
-    except Unsupported:
+    plan = _plan(ctx, unit, "")  # no delimiter: every forbidden character is one
+    if plan is None:
         return False
     check_rows(plan, run_rows, rows, sinks, store, file_id)
     return True
+
+
+def _plan(ctx: RunContext, unit: Unit, delimiter: str) -> Any:
+    """The unit's compiled screen (``plan.UnitPlan``), or None when the row path must read it."""
+    from .plan import Unsupported, compile_plan
+
+    try:
+        return compile_plan(ctx, unit, delimiter)
+    except Unsupported:
+        return None

@@ -113,11 +113,16 @@ def _prepare_store(plan: UnitPlan, store: KeyStore) -> None:
             store.defer(p.name, DeferredRows(store.path.parent))
 
 
+def _flush_row_path(plan: UnitPlan, sinks: Sinks, store: KeyStore) -> None:
+    """Move the key rows the row path buffered for a batch's suspect rows to the key store."""
+    for p, _ in plan.projections:
+        store.flush(p.name, sinks.projections.setdefault(p.name, []))
+
+
 def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, encoding: str, delimiter: str,
                     sinks: Sinks, store: KeyStore, file_id: int, crlf: bool | None = None) -> int:
     """Check every line of ``path``; returns the number of lines (as the row path's ``run_text``)."""
     lines_read = 0
-    unit_projections = [p.name for p, _ in plan.projections]
     _prepare_store(plan, store)
     for batch in reader.batches(path, encoding, reader.BLOCK, reader.LONG_LINE):
         if batch.data is None:  # one line too long for a batch: the row path's reader cuts it as always
@@ -143,8 +148,7 @@ def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, 
             if len(clean):
                 _clean_facts(plan, clean, first, sinks, store, file_id)
             lines_read = first + len(df)
-        for name in unit_projections:  # what the row path buffered for the suspect rows
-            store.flush(name, sinks.projections.setdefault(name, []))
+        _flush_row_path(plan, sinks, store)
     _reorder_sums(plan, sinks)
     return lines_read
 
@@ -194,7 +198,7 @@ def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int | None, sinks: 
 
 
 def check_rows(plan: UnitPlan, run_rows: Callable[[Any], int], rows: Iterable[tuple[list[str], int, int]],
-               sinks: Sinks, store: KeyStore, file_id: int, batch_rows: int | None = None) -> None:
+               sinks: Sinks, store: KeyStore, file_id: int) -> None:
     """Check parsed rows (an XML file's ``(values, line, row number)``) batch by batch, as ``check_text_file``.
 
     The values are gathered into columns, screened, and the suspect rows go to the row
@@ -204,7 +208,6 @@ def check_rows(plan: UnitPlan, run_rows: Callable[[Any], int], rows: Iterable[tu
     """
     _prepare_store(plan, store)
     names = [col(i) for i in range(plan.nf)]
-    size = batch_rows or BATCH_ROWS
     held: list[list[str]] = []
     lines: list[int] = []
     rownos: list[int] = []
@@ -228,22 +231,18 @@ def check_rows(plan: UnitPlan, run_rows: Callable[[Any], int], rows: Iterable[tu
         clean = df.filter(~pl.col("suspect")).select(*plan.fact_columns, "line")
         if len(clean):
             _clean_facts(plan, clean, None, sinks, store, file_id)
-        for p, _ in plan.projections:  # what the row path buffered for the suspect rows
-            store.flush(p.name, sinks.projections.setdefault(p.name, []))
+        _flush_row_path(plan, sinks, store)
 
     try:
         for vals, line, rowno in rows:
             held.append(vals)
             lines.append(line)
             rownos.append(rowno)
-            if len(lines) >= size:
+            if len(lines) >= BATCH_ROWS:
                 check_batch()
-    except BaseException:
-        check_batch()  # the rows read before the parser stopped, then its error
+    finally:  # also when the parser stops: the rows read before it are checked, then its error raised
+        check_batch()
         _reorder_sums(plan, sinks)
-        raise
-    check_batch()
-    _reorder_sums(plan, sinks)
 
 
 def _add_sums(plan: UnitPlan, s: SumSpec, clean: pl.DataFrame, idx: dict[str, int], line: pl.Expr,

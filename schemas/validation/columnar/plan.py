@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from ...conventions import FORBIDDEN_RANGES, forbidden_pattern
+from ...conventions import FORBIDDEN_RANGES, find_forbidden
 from ...spec import expressions
 from ...spec.model import Field, Spec, Unit
 from ..compiler import (
@@ -165,11 +165,10 @@ def _field_suspect(ctx: RunContext, f: Field, v: pl.Expr, forbidden: str | None 
         if f.type == "code":
             if f.domain is None:
                 raise Unsupported(f"code field {f.id} without a domain")
-            dom = spec.domain(f.domain)
-            if dom.kind == "pattern":
-                checks.append(_not_match(v, dom.pattern or ""))
+            codes = _code_list(ctx, f)
+            if codes is None:
+                checks.append(_not_match(v, spec.domain(f.domain).pattern or ""))
             else:
-                codes = sorted(dom.version_on(ctx.day).field_codes(f.area_level))
                 checks.append(~v.is_in(pl.Series(codes, dtype=pl.String).implode()))
     elif f.type == "integer":
         length = int(f.length or 0)
@@ -408,9 +407,9 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
     if prev_map and any(f.opening_of or f.watch for f in fields):
         raise Unsupported("comparison with the previous cycle")  # W601/W602 stay on the row path
     parts: list[pl.Expr] = []
+    forbidden = forbidden_class(delimiter)
     for i, f in enumerate(fields):
-        forbidden = None if _holds_no_forbidden(ctx, f) else forbidden_class(delimiter)
-        parts.append(_field_suspect(ctx, f, pl.col(col(i)), forbidden))
+        parts.append(_field_suspect(ctx, f, pl.col(col(i)), None if _holds_no_forbidden(ctx, f) else forbidden))
     if unit.direction == "up":
         if unit.has_field("CYCLE_ID"):
             parts.append(pl.col(col(idx["CYCLE_ID"])) != ctx.period)
@@ -450,14 +449,15 @@ def compile_plan(ctx: RunContext, unit: Unit, delimiter: str) -> UnitPlan:
     seen = [(r.id, r.field) for r in unit.rules
             if r.scope == "file" and r.check == "covers_sender_networks" and r.field is not None]
     sorted_keys, runs_only = duplicate_tables(spec, unit)
+    sums = needed_sums(spec, unit)
     facts = {f for p, _ in projections for f in (*p.key, *([p.value] if p.value else []))}
-    for s in needed_sums(spec, unit):
+    for s in sums:
         facts.update((s.field, *s.by))
     facts.update(f for f in (network_field(unit), *(f for _, f in seen)) if f)
     fact_columns = ("i", "suspect", *[f"w{k}" for k, (_, w) in enumerate(projections) if w is not None],
                     *[col(i) for i, f in enumerate(fields) if f.id in facts])
     return UnitPlan(unit=unit, nf=len(fields), parts=parts, projections=projections,
-                    sums=needed_sums(spec, unit), typed={f.id: f.type for f in fields},
+                    sums=sums, typed={f.id: f.type for f in fields},
                     scales={f.id: f.scale or 0 for f in fields if f.type == "decimal"},
                     network=network_field(unit), seen=seen, columns=[f.id for f in fields],
                     sorted_keys=sorted_keys, runs_only=runs_only,
@@ -475,10 +475,9 @@ def _max_bytes(ctx: RunContext, f: Field) -> int:
         return 8
     if f.type == "datetime":
         return 14
-    if f.type == "code" and f.domain is not None:
-        dom = ctx.spec.domain(f.domain)
-        if dom.kind != "pattern":
-            return max((len(c.encode()) for c in dom.version_on(ctx.day).field_codes(f.area_level)), default=0)
+    codes = _code_list(ctx, f)
+    if codes is not None:
+        return max((len(c.encode()) for c in codes), default=0)
     return 4 * int(f.length or 0)  # a string, or a code of a pattern domain: at most ``length`` characters
 
 
@@ -486,11 +485,16 @@ def _holds_no_forbidden(ctx: RunContext, f: Field) -> bool:
     """Whether the field's own check fails on any value with a forbidden character (so the screen need not look)."""
     if f.type in ("integer", "decimal", "date", "datetime"):
         return True  # digits, a sign and a point only
-    if f.type == "code" and f.domain is not None:
-        dom = ctx.spec.domain(f.domain)
-        if dom.kind != "pattern":
-            return not any(forbidden_pattern().search(c) for c in dom.version_on(ctx.day).field_codes(f.area_level))
-    return False
+    codes = _code_list(ctx, f)
+    return codes is not None and not any(find_forbidden(c) for c in codes)
+
+
+def _code_list(ctx: RunContext, f: Field) -> list[str] | None:
+    """The codes a code field takes on the run's day (sorted); None for any other field, or a pattern domain."""
+    if f.type != "code" or f.domain is None:
+        return None
+    dom = ctx.spec.domain(f.domain)
+    return None if dom.kind == "pattern" else sorted(dom.version_on(ctx.day).field_codes(f.area_level))
 
 
 def duplicate_tables(spec: Spec, unit: Unit) -> tuple[frozenset[str], frozenset[str]]:

@@ -3,8 +3,8 @@
 Bytes are read in blocks and cut after the last LF of each block, so a batch always holds
 whole lines (the file's lines end in LF: tier 1 refuses a file whose last line has none).
 UTF-8 is handed on as it is (polars validates it as it reads it). GB18030 is transcoded to
-UTF-8 with Python's codec, block by block. With ``ahead`` (the default) the reading,
-cutting and transcoding run on a second thread, a batch ahead, so that they overlap the
+UTF-8 with Python's codec, block by block. The reading, cutting and transcoding run on a
+second thread, a batch ahead, so that they overlap the
 checks of the batch in hand (the codec holds the GIL for a block, the polars work releases
 it). Tier 1 has not decoded the file (``DeliveryValidator.run``): a block that is not in
 its encoding raises UnicodeDecodeError here, or in ``as_lines``. A line
@@ -102,18 +102,15 @@ def _blocks(path: Path, bom: bool, block: int, long_line: int) -> Iterator[tuple
             yield carry + b"\n", 1, carry_at, carry_at + len(carry)
 
 
-def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG_LINE,
-            ahead: bool = True) -> Iterator[Batch]:
+def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG_LINE) -> Iterator[Batch]:
     """The file's lines in batches of about ``block`` bytes.
 
-    With ``ahead`` the file is read, cut into blocks and (GB18030) transcoded on a second thread, at most two batches ahead of the caller, so that this work overlaps
-    the caller's checks of the batch in hand. An error there is raised here, in order.
+    The file is read, cut into blocks and (GB18030) transcoded on a second thread, a batch
+    ahead of the caller, so that this work overlaps the caller's checks of the batch in
+    hand. An error there is raised here, in its place.
     """
     utf8 = encoding.upper() == "UTF-8"
     codec = "utf-8" if utf8 else "gb18030"
-    if not ahead:
-        yield from _produce(path, utf8, codec, block, long_line)
-        return
     queue: Queue[Batch | BaseException | None] = Queue(maxsize=1)
     stop = Event()
 
