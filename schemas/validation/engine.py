@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +30,7 @@ from .compiler import (
     network_projection, parent_link,
 )
 from .readers import (
-    XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_root_attributes, xml_rows,
+    ByteScan, XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_root_attributes, xml_rows,
 )
 from .columnar import core_for_file, selected_core
 from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
@@ -404,6 +405,11 @@ class DeliveryValidator:
         # True when tier 1 left text undecoded for the core that reads it to decode (see run); the row
         # path then reads such a file in this process (its split across processes needs tier 1's decoding).
         self.decoding_deferred = False
+        # Tier 1's byte passes over the files the columnar core reads, running beside tiers 2-4
+        # (settle_scans); their digests, and those of the files passed in order.
+        self.pending_scans: list[tuple[_DataFile, Any, Future[ByteScan]]] = []
+        self.scan_pool: ThreadPoolExecutor | None = None
+        self.digests: dict[str, str] = {}
 
     # -- tier 1 -----------------------------------------------------------------------
     def tier1(self, decode: bool = True) -> bool:
@@ -506,7 +512,6 @@ class DeliveryValidator:
             r.add("E121", cname_text)
         if r.has_tier1_errors:
             return False
-        digests: dict[str, str] = {}
         entries = {e.name: e for e in check.entries}
         for df in self.data:
             e = entries[df.path.name]
@@ -524,18 +529,12 @@ class DeliveryValidator:
             fs.encoding = check.encoding if text else None
             later = not decode and text
             self.decoding_deferred |= later
-            scan = scan_bytes(df.path, check.encoding if text else None, decode=not later)
-            fs.sha256 = scan.sha256
-            df.checkpoints = scan.checkpoints
-            df.declaration = scan.declaration
-            df.crlf = scan.crlf > 0
-            if scan.size != e.size:
-                r.add("E106", fs.name, value=scan.size, expected=e.size)
-            if scan.sha256 != e.sha256:
-                r.add("E108", fs.name, value=scan.sha256, expected=e.sha256)
-            if scan.sha256 in digests:
-                r.add("E114", fs.name, value=f"{fs.name} = {digests[scan.sha256]}")
-            digests[scan.sha256] = fs.name
+            encoding = check.encoding if text else None
+            if not decode and core_for_file(self.options.core, size) == "columnar":
+                # Speculative: tiers 2-4 read the file while this pass runs beside them (see run).
+                self.pending_scans.append((df, e, self._scanner().submit(scan_bytes, df.path, encoding, False)))
+            else:
+                self._scan_findings(df, e, scan_bytes(df.path, encoding, decode=not later))
             if not text:
                 declared = xml_encoding_problem(df.path)
                 if declared is not None:  # only UTF-8 and GB18030 exist (CONVENTIONS.md §6)
@@ -551,21 +550,64 @@ class DeliveryValidator:
                         if stated is not None and stated != want:
                             r.add("E116", fs.name, line=attrs.get("@line"), field=f"@{attr}", value=stated,
                                   expected=want)
-                continue
-            if scan.encoding_error_line is not None:
-                r.add("E110", fs.name, line=scan.encoding_error_line, value=scan.encoding_error,
-                      expected=check.encoding)
-            if scan.bare_cr_line is not None:
-                r.add("E111", fs.name, line=scan.bare_cr_line, value="CR", expected="LF or CRLF")
-            elif scan.mixed_line is not None:
-                first = "LF" if scan.newline == "LF" and scan.crlf else scan.newline
-                r.add("E111", fs.name, line=scan.mixed_line, value="LF/CRLF mixed", expected=first)
-            if scan.truncated:
-                r.add("E113", fs.name, line=scan.lines + 1, value="last line has no line terminator / 末行无换行符")
-            elif scan.lines != e.rows:
-                r.add("E107", fs.name, value=scan.lines, expected=e.rows)
-            fs.rows = scan.lines
         return not r.has_tier1_errors
+
+    def _scan_findings(self, df: _DataFile, e: Any, scan: ByteScan) -> None:
+        """What tier 1 finds in a data file's bytes: size, digest, repeats, and for text encoding and line ends."""
+        r, fs = self.report, df.summary
+        assert self.check is not None
+        fs.sha256 = scan.sha256
+        df.checkpoints = scan.checkpoints
+        df.declaration = scan.declaration
+        df.crlf = scan.crlf > 0
+        if scan.size != e.size:
+            r.add("E106", fs.name, value=scan.size, expected=e.size)
+        if scan.sha256 != e.sha256:
+            r.add("E108", fs.name, value=scan.sha256, expected=e.sha256)
+        if scan.sha256 in self.digests:
+            r.add("E114", fs.name, value=f"{fs.name} = {self.digests[scan.sha256]}")
+        self.digests[scan.sha256] = fs.name
+        if df.name.ext != "txt":
+            return
+        if scan.encoding_error_line is not None:
+            r.add("E110", fs.name, line=scan.encoding_error_line, value=scan.encoding_error,
+                  expected=self.check.encoding)
+        if scan.bare_cr_line is not None:
+            r.add("E111", fs.name, line=scan.bare_cr_line, value="CR", expected="LF or CRLF")
+        elif scan.mixed_line is not None:
+            first = "LF" if scan.newline == "LF" and scan.crlf else scan.newline
+            r.add("E111", fs.name, line=scan.mixed_line, value="LF/CRLF mixed", expected=first)
+        if scan.truncated:
+            r.add("E113", fs.name, line=scan.lines + 1, value="last line has no line terminator / 末行无换行符")
+        elif scan.lines != e.rows:
+            r.add("E107", fs.name, value=scan.lines, expected=e.rows)
+        fs.rows = scan.lines
+
+    def _scanner(self) -> ThreadPoolExecutor:
+        """The one thread tier 1's speculative byte passes run on, in file order."""
+        if self.scan_pool is None:
+            self.scan_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier1-scan")
+        return self.scan_pool
+
+    def settle_scans(self) -> bool:
+        """Finish tier 1's speculative byte passes; False when they found anything (the run is then done again).
+
+        Tiers 2-4 ran on the files meanwhile, trusting what tier 1 had not yet proved. That
+        stands only if the passes add no finding (and find no XML declaration, which tier 2
+        must refuse before parsing): then the report is exactly the one a run in order gives.
+        """
+        if self.scan_pool is None:
+            return True
+        found = sum(self.report.counts.values())
+        try:
+            for df, e, scan in self.pending_scans:
+                rows = df.summary.rows
+                self._scan_findings(df, e, scan.result())
+                df.summary.rows = rows  # tiers 2-4 counted them already, as they do after tier 1
+        finally:
+            self.scan_pool.shutdown(wait=True, cancel_futures=True)
+            self.scan_pool = None
+        return sum(self.report.counts.values()) == found and not any(df.declaration for df, _, _ in self.pending_scans)
 
     # -- tiers 2-4 ----------------------------------------------------------------------
     def _run_context(self) -> RunContext:
@@ -927,15 +969,19 @@ class DeliveryValidator:
         Unless the row core is chosen for the run, tier 1 does not decode text: whichever core
         reads a file decodes every byte of it anyway (the row path with Python's codec, the
         columnar core transcoding GB18030 and having polars validate UTF-8), so a file is
-        decoded once, not twice. Should that meet bytes not in the file's encoding, or should
-        tier 1 fail for any reason, the delivery is checked again from the start with tier 1
-        decoding, so that its report is exactly the one tier 1 always gives (E110 with its
-        line, in its place among the rest).
+        decoded once, not twice. And tier 1's pass over the bytes of a file the columnar core
+        reads (digest, size, line ends) runs on a thread beside tiers 2-4 instead of before
+        them. Should a core meet bytes not in the file's encoding, or should tier 1 find
+        anything, the delivery is checked again from the start with tier 1 decoding and in
+        order, so that the report is exactly the one tier 1 always gives (E110 with its line,
+        in its place among the rest; nothing from tiers 2-4 when tier 1 stops).
         """
         if selected_core(self.options.core) == "rows":
             return self._run(decode=True)
         try:
             report = self._run(decode=False)
+        except _SpeculationFailed:
+            report = None
         except UnicodeDecodeError:
             if not self.decoding_deferred:
                 raise
@@ -945,15 +991,35 @@ class DeliveryValidator:
         return DeliveryValidator(self.spec, self.files, self.context, self.options)._run(decode=True)
 
     def _run(self, decode: bool) -> Report:
-        if not self.tier1(decode):
-            self.report.stopped_at_tier = 1
+        try:
+            if not self.tier1(decode):
+                self._settled()
+                self.report.stopped_at_tier = 1
+                return self.report
+            with KeyStore(self.options.tmp_dir) as store:
+                try:
+                    self.tiers_2_to_4(store)
+                except Exception:
+                    # A file tier 1 would have refused can make the cores fail in ways of their own.
+                    self._settled()
+                    raise
+                self._settled()
+                self.file_level(store)
+                self.cross_unit(store)
+            self.context_checks()
             return self.report
-        with KeyStore(self.options.tmp_dir) as store:
-            self.tiers_2_to_4(store)
-            self.file_level(store)
-            self.cross_unit(store)
-        self.context_checks()
-        return self.report
+        finally:
+            if self.scan_pool is not None:
+                self.scan_pool.shutdown(wait=True, cancel_futures=True)
+
+    def _settled(self) -> None:
+        """Raise _SpeculationFailed when tier 1's passes beside tiers 2-4 found anything (``settle_scans``)."""
+        if not self.settle_scans():
+            raise _SpeculationFailed
+
+
+class _SpeculationFailed(Exception):
+    """Tier 1, run beside tiers 2-4, found something: the delivery is validated again in order."""
 
 
 def validate_delivery(files: Sequence[Path | str], spec: Spec | None = None,

@@ -279,9 +279,9 @@ class DeclarationScanner:
                 self.state = self._OUTSIDE
                 continue
             if bang != -1 and bang < pos:
-                bang = buf.find(b"<!", pos)
+                bang = _find_markup(buf, b"!", pos)
             if pi != -1 and pi < pos:
-                pi = buf.find(b"<?", pos)
+                pi = _find_markup(buf, b"?", pos)
             if bang < 0 and pi < 0:
                 return n - 1 if buf.endswith(b"<") and not final else n
             if pi >= 0 and (bang < 0 or pi < bang):
@@ -301,6 +301,18 @@ class DeclarationScanner:
                 self.state, pos = self._CDATA, k + 9
             else:
                 pos = k + 2  # not well-formed, and no declaration: libxml2 reports it (E202)
+
+
+def _find_markup(buf: bytes, mark: bytes, pos: int) -> int:
+    """Where the next ``<`` followed by ``mark`` starts at or after ``pos``; -1 if none.
+
+    Searches for ``mark`` (``!`` or ``?``, rare in XML) and looks behind it: searching for
+    the two bytes stops at every ``<`` of every tag, about eight times slower.
+    """
+    j = buf.find(mark, pos + 1)
+    while j >= 0 and buf[j - 1] != 0x3C:
+        j = buf.find(mark, j + 1)
+    return j - 1 if j >= 0 else -1
 
 
 def find_declaration(path: Path) -> tuple[int, str] | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import polars as pl
 
@@ -208,41 +208,51 @@ def check_rows(plan: UnitPlan, run_rows: Callable[[Any], int], rows: Iterable[tu
     """
     _prepare_store(plan, store)
     names = [col(i) for i in range(plan.nf)]
-    held: list[list[str]] = []
+    try:
+        # Parsing (lxml, holding the GIL) runs on a second thread a batch ahead; the screen here releases it.
+        for held, lines, rownos in reader.ahead(lambda: _row_batches(rows), "columnar-xml"):
+            values = pl.Series("v", held, dtype=pl.String).reshape((len(lines), plan.nf))
+            frame = values.arr.to_struct(fields=names).struct.unnest().with_columns(
+                line=pl.Series(lines, dtype=pl.Int64), rowno=pl.Series(rownos, dtype=pl.Int64))
+            try:
+                df = _screened(frame.lazy().with_row_index("i"), plan, pl.lit(False)).collect()
+            except pl.exceptions.PolarsError:  # whatever the screen could not compute, the row path can
+                df = frame.with_row_index("i").with_columns(suspect=pl.lit(True))
+            bad = df.filter(pl.col("suspect"))
+            if len(bad):
+                run_rows([(list(vals), line, rowno) for vals, line, rowno in
+                          zip(bad.select(names).iter_rows(), bad["line"].to_list(), bad["rowno"].to_list())])
+            clean = df.filter(~pl.col("suspect")).select(*plan.fact_columns, "line")
+            if len(clean):
+                _clean_facts(plan, clean, None, sinks, store, file_id)
+            _flush_row_path(plan, sinks, store)
+    finally:
+        _reorder_sums(plan, sinks)
+
+
+def _row_batches(rows: Iterable[tuple[list[str], int, int]]) -> Iterator[tuple[list[str], list[int], list[int]]]:
+    """Parsed rows gathered ``BATCH_ROWS`` at a time: (their values row after row, lines, row numbers).
+
+    Should the parser stop, the rows read before that point still come as a last batch,
+    and then its error is raised.
+    """
+    held: list[str] = []  # one Series cut into columns: faster than building a frame from rows
     lines: list[int] = []
     rownos: list[int] = []
-
-    def check_batch() -> None:
-        if not lines:
-            return
-        frame = pl.DataFrame(held, schema={n: pl.String for n in names}, orient="row").with_columns(
-            line=pl.Series(lines, dtype=pl.Int64), rowno=pl.Series(rownos, dtype=pl.Int64))
-        held.clear()
-        lines.clear()
-        rownos.clear()
-        try:
-            df = _screened(frame.lazy().with_row_index("i"), plan, pl.lit(False)).collect()
-        except pl.exceptions.PolarsError:  # whatever the screen could not compute, the row path can
-            df = frame.with_row_index("i").with_columns(suspect=pl.lit(True))
-        bad = df.filter(pl.col("suspect"))
-        if len(bad):
-            run_rows([(list(vals), line, rowno) for vals, line, rowno in
-                      zip(bad.select(names).iter_rows(), bad["line"].to_list(), bad["rowno"].to_list())])
-        clean = df.filter(~pl.col("suspect")).select(*plan.fact_columns, "line")
-        if len(clean):
-            _clean_facts(plan, clean, None, sinks, store, file_id)
-        _flush_row_path(plan, sinks, store)
-
     try:
         for vals, line, rowno in rows:
-            held.append(vals)
+            held.extend(vals)
             lines.append(line)
             rownos.append(rowno)
             if len(lines) >= BATCH_ROWS:
-                check_batch()
-    finally:  # also when the parser stops: the rows read before it are checked, then its error raised
-        check_batch()
-        _reorder_sums(plan, sinks)
+                yield held, lines, rownos
+                held, lines, rownos = [], [], []
+    except Exception:
+        if lines:
+            yield held, lines, rownos
+        raise
+    if lines:
+        yield held, lines, rownos
 
 
 def _add_sums(plan: UnitPlan, s: SumSpec, clean: pl.DataFrame, idx: dict[str, int], line: pl.Expr,

@@ -18,7 +18,7 @@ from queue import Full, Queue
 from threading import Event, Thread
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import polars as pl
 
@@ -110,11 +110,22 @@ def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG
     hand. An error there is raised here, in its place.
     """
     utf8 = encoding.upper() == "UTF-8"
-    codec = "utf-8" if utf8 else "gb18030"
-    queue: Queue[Batch | BaseException | None] = Queue(maxsize=1)
+    return ahead(lambda: _produce(path, utf8, "utf-8" if utf8 else "gb18030", block, long_line), "columnar-reader")
+
+
+T = TypeVar("T")
+
+
+def ahead(produce: Callable[[], Iterator[T]], name: str) -> Iterator[T]:
+    """The items of ``produce()``, made on a second thread one item ahead of the caller.
+
+    An exception raised there is raised here, after the items made before it. When the
+    caller stops early the thread stops at its next item.
+    """
+    queue: Queue[tuple[T] | BaseException | None] = Queue(maxsize=1)
     stop = Event()
 
-    def put(item: Batch | BaseException | None) -> bool:
+    def put(item: tuple[T] | BaseException | None) -> bool:
         """Hand an item over; False once the caller has stopped reading."""
         while not stop.is_set():
             try:
@@ -124,25 +135,25 @@ def batches(path: Path, encoding: str, block: int = BLOCK, long_line: int = LONG
                 continue
         return False
 
-    def produce() -> None:
+    def run() -> None:
         try:
-            for item in _produce(path, utf8, codec, block, long_line):
-                if not put(item):
+            for item in produce():
+                if not put((item,)):
                     return
             put(None)
         except BaseException as exc:  # handed to the caller, who raises it in its place
             put(exc)
 
-    thread = Thread(target=produce, name="columnar-reader", daemon=True)
+    thread = Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
         while True:
-            item = queue.get()
-            if item is None:
+            got = queue.get()
+            if got is None:
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            if isinstance(got, BaseException):
+                raise got
+            yield got[0]
     finally:
         stop.set()
         thread.join()
