@@ -73,7 +73,7 @@ def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str, crlf: 
         return None
     widths = fields.select(pl.all().str.len_bytes().cast(pl.Int64).sum()).row(0)
     # Tier 1 has seen every line end alike (a mix, or a CR alone, stops it): count CRs only if it could not say.
-    crs = data.count(b"\r") if crlf is None else count if crlf else 0
+    crs = (data.count(b"\r") if b"\r" in data else 0) if crlf is None else count if crlf else 0
     if sum(widths) + (plan.nf - 1) * count != len(data) - count - crs:
         return None
     # A line past MAX_LINE is suspect; a line the field checks pass is never that long (the plan
@@ -121,36 +121,57 @@ def _flush_row_path(plan: UnitPlan, sinks: Sinks, store: KeyStore) -> None:
 
 def check_text_file(plan: UnitPlan, run_rows: Callable[[Any], int], path: Path, encoding: str, delimiter: str,
                     sinks: Sinks, store: KeyStore, file_id: int, crlf: bool | None = None) -> int:
-    """Check every line of ``path``; returns the number of lines (as the row path's ``run_text``)."""
+    """Check every line of ``path``; returns the number of lines (as the row path's ``run_text``).
+
+    Three stages overlap, each a batch ahead of the next: reading (and transcoding) on one
+    thread, splitting and screening on another, and here, in line order, the row path for
+    the suspect rows and the clean rows' facts.
+    """
     lines_read = 0
     _prepare_store(plan, store)
-    for batch in reader.batches(path, encoding, reader.BLOCK, reader.LONG_LINE):
-        if batch.data is None:  # one line too long for a batch: the row path's reader cuts it as always
+    for batch, bad, clean in reader.ahead(lambda: _screened_batches(plan, path, encoding, delimiter, crlf),
+                                          "columnar-screen"):
+        if bad is None or clean is None:  # one line too long for a batch: the row path's reader cuts it as always
             line = batch.first + 1
             for raw in text_lines(path, encoding, batch.start, batch.end):
                 vals = raw.rstrip("\r").split(delimiter)
                 run_rows([(vals, line, line)])
             lines_read = batch.first + 1
-        elif batch.count:
+        else:
             first = batch.first
-            df = _fast_screen(batch.data, batch.count, plan, delimiter, crlf)
-            if df is None:
-                df = _slow_screen(batch.data, plan, delimiter)
-                text = pl.col("l")
-            else:  # every line split exactly: its text is its fields joined
-                text = pl.concat_str([pl.col(col(i)) for i in range(plan.nf)], separator=delimiter)
-            bad = df.filter(pl.col("suspect")).select("i", text.alias("l"))
             if len(bad):
                 rows = [(raw[:MAX_LINE].split(delimiter), first + i + 1, first + i + 1)
                         for i, raw in zip(bad["i"].to_list(), bad["l"].to_list())]
                 run_rows(rows)
-            clean = df.select(plan.fact_columns).filter(~pl.col("suspect")) if "c0" in df.columns else df.clear()
             if len(clean):
                 _clean_facts(plan, clean, first, sinks, store, file_id)
-            lines_read = first + len(df)
+            lines_read = first + batch.count
         _flush_row_path(plan, sinks, store)
     _reorder_sums(plan, sinks)
     return lines_read
+
+
+def _screened_batches(plan: UnitPlan, path: Path, encoding: str, delimiter: str, crlf: bool | None
+                      ) -> Iterator[tuple[reader.Batch, pl.DataFrame | None, pl.DataFrame | None]]:
+    """Each batch of the file with its suspect rows (index, text) and its clean rows' fact columns.
+
+    Both are None for an over-long line the row path reads itself.
+    """
+    for batch in reader.batches(path, encoding, reader.BLOCK, reader.LONG_LINE):
+        if batch.data is None:
+            yield batch, None, None
+            continue
+        if not batch.count:
+            continue
+        df = _fast_screen(batch.data, batch.count, plan, delimiter, crlf)
+        if df is None:
+            df = _slow_screen(batch.data, plan, delimiter)
+            text = pl.col("l")
+        else:  # every line split exactly: its text is its fields joined
+            text = pl.concat_str([pl.col(col(i)) for i in range(plan.nf)], separator=delimiter)
+        bad = df.filter(pl.col("suspect")).select("i", text.alias("l"))
+        clean = df.select(plan.fact_columns).filter(~pl.col("suspect")) if "c0" in df.columns else df.clear()
+        yield batch, bad, clean
 
 
 def _clean_facts(plan: UnitPlan, clean: pl.DataFrame, first: int | None, sinks: Sinks, store: KeyStore,
