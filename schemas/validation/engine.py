@@ -30,7 +30,8 @@ from .compiler import (
     network_projection, parent_link,
 )
 from .readers import (
-    ByteScan, XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_root_attributes, xml_rows,
+    ByteScan, XmlPart, XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_parts,
+    xml_root_attributes, xml_rows,
 )
 from .columnar import core_for_file, selected_core
 from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
@@ -410,6 +411,8 @@ class DeliveryValidator:
         self.pending_scans: list[tuple[_DataFile, Any, Future[ByteScan]]] = []
         self.scan_pool: ThreadPoolExecutor | None = None
         self.digests: dict[str, str] = {}
+        # A big XML file may be read in parts on several cores; not when a run is done again in order.
+        self.split_xml = True
 
     # -- tier 1 -----------------------------------------------------------------------
     def tier1(self, decode: bool = True) -> bool:
@@ -707,6 +710,14 @@ class DeliveryValidator:
             r.add("E205", fname, line=df.declaration[0], value=df.declaration[1], unit=unit_name)
             r.structural.setdefault(fname, "E205")
             return
+        workers = self.options.worker_count
+        if self.split_xml and workers > 1 and (df.summary.size or 0) >= self.options.parallel_min_bytes:
+            parts = xml_parts(df.path, workers)
+            if parts is not None:
+                df.summary.rows = self._read_xml_in_parallel(df, ctx, sinks, store, parts)
+                if df.summary.rows != df.rows_declared:
+                    r.add("E107", fname, value=df.summary.rows, expected=df.rows_declared)
+                return
         schema = _structural_schema(self.spec.root, unit.code)
         rows = xml_rows(df.path, unit.name, field_ids, self.spec.namespace, schema)
         counter = _Counted(rows)
@@ -738,17 +749,42 @@ class DeliveryValidator:
             offset, line = line_start_at_or_after(df.path, size * i // workers, df.checkpoints)
             if offset < size and offset > cuts[-1][0]:
                 cuts.append((offset, line))
-        ctx_fields = {k: getattr(ctx, k) for k in ("day", "period", "party", "party_province", "party_network",
-                                                    "list_ids", "list_version", "list_explain", "previous",
-                                                    "outlier_ratio")}
         fid = store.file_id(df.path.name)
-        jobs = [parallel.RangeJob(self.spec.root, ctx_fields, df.unit.code, str(df.path), self.check.encoding,
+        jobs = [parallel.RangeJob(self.spec.root, self._context_fields(ctx), df.unit.code, str(df.path), self.check.encoding,
                                   self.check.delimiter, start, cuts[i + 1][0] if i + 1 < len(cuts) else size, line,
                                   df.path.name, fid, self.options.cap, self.options.tmp_dir,
                                   self.spec.code_additions)
                 for i, (start, line) in enumerate(cuts)]
         results = parallel.run_ranges(jobs)
         return parallel.merge(self.report, df.path.name, results, sinks, store)
+
+    def _read_xml_in_parallel(self, df: _DataFile, ctx: RunContext, sinks: Sinks, store: KeyStore,
+                              parts: list[XmlPart]) -> int:
+        """Check the parts of a big XML file on worker processes (speculative, as tier 1's pass: see run).
+
+        Should any part stop parsing, the delivery is validated again in order with the file
+        read whole, which reports the problem where and as a whole read does.
+        """
+        from . import parallel
+
+        fid = store.file_id(df.path.name)
+        jobs = [parallel.RangeJob(self.spec.root, self._context_fields(ctx), df.unit.code, str(df.path), "", "",
+                                  part.start, part.end, 0, df.path.name, fid, self.options.cap, self.options.tmp_dir,
+                                  self.spec.code_additions, xml=part)
+                for part in parts]
+        results = parallel.run_ranges(jobs)
+        if any(res.stopped for res in results):
+            for res in results:
+                Path(res.keys_db).unlink(missing_ok=True)
+            raise _SpeculationFailed
+        return parallel.merge(self.report, df.path.name, results, sinks, store)
+
+    @staticmethod
+    def _context_fields(ctx: RunContext) -> dict[str, Any]:
+        """The run context without its spec, for a worker process (which loads the spec itself)."""
+        return {k: getattr(ctx, k) for k in ("day", "period", "party", "party_province", "party_network",
+                                             "list_ids", "list_version", "list_explain", "previous",
+                                             "outlier_ratio")}
 
     # -- file level and cross-unit --------------------------------------------------------
     def file_level(self, store: KeyStore) -> None:
@@ -976,10 +1012,8 @@ class DeliveryValidator:
         order, so that the report is exactly the one tier 1 always gives (E110 with its line,
         in its place among the rest; nothing from tiers 2-4 when tier 1 stops).
         """
-        if selected_core(self.options.core) == "rows":
-            return self._run(decode=True)
         try:
-            report = self._run(decode=False)
+            report = self._run(decode=selected_core(self.options.core) == "rows")
         except _SpeculationFailed:
             report = None
         except UnicodeDecodeError:
@@ -988,7 +1022,9 @@ class DeliveryValidator:
             report = None
         if report is not None and not (self.decoding_deferred and report.stopped_at_tier == 1):
             return report
-        return DeliveryValidator(self.spec, self.files, self.context, self.options)._run(decode=True)
+        again = DeliveryValidator(self.spec, self.files, self.context, self.options)
+        again.split_xml = False
+        return again._run(decode=True)
 
     def _run(self, decode: bool) -> Report:
         try:
@@ -1019,7 +1055,8 @@ class DeliveryValidator:
 
 
 class _SpeculationFailed(Exception):
-    """Tier 1, run beside tiers 2-4, found something: the delivery is validated again in order."""
+    """Work done ahead of its turn did not stand: tier 1's pass, run beside tiers 2-4, found something,
+    or a part of an XML file read on several cores stopped parsing. The delivery is validated again in order."""
 
 
 def validate_delivery(files: Sequence[Path | str], spec: Spec | None = None,

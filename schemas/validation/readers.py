@@ -393,12 +393,13 @@ def locate_xml_error(path: Path, schema: etree.XMLSchema | None, row_tag: str, m
     return 0, msg
 
 
-def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: str,
+def xml_rows(path: Path | XmlPart, unit_name: str, field_ids: tuple[str, ...], namespace: str,
              schema: etree.XMLSchema | None) -> Iterator[tuple[list[str], int, int]]:
-    """Rows of an XML file, checked against ``schema`` while streaming.
+    """Rows of an XML file (or of one part of it), checked against ``schema`` while streaming.
 
     Raises XmlProblem (E202 not well-formed, E203 XSD, E204 root/namespace, E205 forbidden
-    construct) at the point where the stream stops being trustworthy.
+    construct) at the point where the stream stops being trustworthy. For a part, any
+    problem is E202 as libxml2 put it: the caller reads the whole file again to report it.
     """
     ns = "{" + namespace + "}"
     row_tag = ns + "ROW"
@@ -409,7 +410,7 @@ def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: 
     # or any stray element, fails the schema). On a failure, a diagnostic pass tells a wrong
     # root (E204) or too-deep nesting (E205) from other errors and finds the line.
     context = etree.iterparse(
-        str(path), events=("end",), tag=row_tag, schema=schema, resolve_entities=False, load_dtd=False,
+        path.stream() if isinstance(path, XmlPart) else str(path), events=("end",), tag=row_tag, schema=schema, resolve_entities=False, load_dtd=False,
         no_network=True, huge_tree=False, remove_comments=True, remove_pis=True, dtd_validation=False)
     rowno = 0
     root_checked = False
@@ -446,6 +447,8 @@ def xml_rows(path: Path, unit_name: str, field_ids: tuple[str, ...], namespace: 
             raise XmlProblem("E110", line, msg) from None
         if "entity" in lowered or "doctype" in lowered:
             raise XmlProblem("E205", line, msg) from None
+        if isinstance(path, XmlPart):
+            raise XmlProblem("E202", line, msg) from None
         shape = _xml_shape_problem(path, ns + unit_name)
         if shape is not None:
             raise shape from None
@@ -485,3 +488,107 @@ def _xml_shape_problem(path: Path, root_tag: str) -> XmlProblem | None:
     except etree.XMLSyntaxError:
         return None
     return None
+
+
+# -- one XML file as parts read on several cores ---------------------------------------------
+_ROOT_START = re.compile(
+    rb"""\A(?:\xef\xbb\xbf)?(?:<\?xml[^<>]*\?>)?[ \t\r\n]*<([A-Za-z_][A-Za-z0-9_.-]*)"""
+    rb"""((?:[ \t\r\n]+[A-Za-z_][A-Za-z0-9_.:-]*[ \t\r\n]*=[ \t\r\n]*(?:"[^"<]*"|'[^'<]*'))*)[ \t\r\n]*>""")
+_ROW_START = re.compile(rb"<ROW[ \t\r\n>]")
+
+
+@dataclass
+class XmlPart:
+    """Bytes ``start``..``end`` of an XML file, read as a document of its own.
+
+    ``head`` (all but the first part) is the file's prolog and root start tag followed by
+    line ends up to the line ``start`` is on, so libxml2 numbers every line as in the whole
+    file; ``tail`` (all but the last) closes the root.
+    """
+
+    path: Path
+    start: int
+    end: int
+    head: bytes = b""
+    tail: bytes = b""
+
+    def stream(self) -> "_PartStream":
+        """The part's document as a file-like object (nothing is copied to disk)."""
+        return _PartStream(self)
+
+
+class _PartStream:
+    def __init__(self, part: XmlPart) -> None:
+        self.pending = [part.head]
+        self.fh = part.path.open("rb")
+        self.fh.seek(part.start)
+        self.left = part.end - part.start
+        self.tail = part.tail
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes: the head, then the range, then the tail."""
+        n = CHUNK if n is None or n < 0 else n
+        while self.pending and not self.pending[0]:
+            self.pending.pop(0)
+        if self.pending:
+            out, self.pending[0] = self.pending[0][:n], self.pending[0][n:]
+            return out
+        if self.left > 0:
+            out = self.fh.read(min(n, self.left))
+            self.left -= len(out)
+            if out:
+                return out
+            self.left = 0
+        self.fh.close()
+        out, self.tail = self.tail[:n], self.tail[n:]
+        return out
+
+
+def xml_parts(path: Path, parts: int, search: int = 4 * CHUNK) -> list[XmlPart] | None:
+    """Cut an XML file into about ``parts`` documents at ``<ROW`` starts, or None when it cannot be cut safely.
+
+    A cut is taken only where a ``<ROW`` tag starts, the root being an element without a
+    namespace prefix whose start tag ends before the first cut. A cut anywhere else (inside
+    a comment, a CDATA section, a value, a deeper element) leaves the part before it unclosed,
+    so that part fails to parse; the caller then reads the file whole. Lines are counted on
+    the way so every part keeps the file's line numbers.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        m = _ROOT_START.match(fh.read(64 * 1024))
+        if m is None or parts < 2:
+            return None
+        root_end = m.end()
+        head = m.group(0)
+        close = b"</" + m.group(1) + b">"
+        cuts: list[tuple[int, int]] = []  # (offset, line)
+        pos, line = 0, 1
+        fh.seek(0)
+        for k in range(1, parts):
+            target = max(size * k // parts, root_end, cuts[-1][0] + 1 if cuts else 0)
+            while pos < target:  # count lines up to the target
+                chunk = fh.read(min(CHUNK, target - pos))
+                if not chunk:
+                    return None
+                line += chunk.count(b"\n")
+                pos += len(chunk)
+            window = fh.read(search)
+            found = _ROW_START.search(window)
+            if found is None:
+                break
+            offset = pos + found.start()
+            line += window.count(b"\n", 0, found.start())
+            cuts.append((offset, line))
+            pos = offset
+            fh.seek(pos)
+    if not cuts:
+        return None
+    head_lines = head.count(b"\n")
+    bounds = [(0, 1)] + cuts + [(size, 0)]
+    out = []
+    for i in range(len(bounds) - 1):
+        (start, first_line), (end, _) = bounds[i], bounds[i + 1]
+        out.append(XmlPart(path, start, end,
+                           head=b"" if i == 0 else head + b"\n" * (first_line - 1 - head_lines),
+                           tail=b"" if i == len(bounds) - 2 else close))
+    return out
