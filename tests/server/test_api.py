@@ -25,8 +25,20 @@ def bearer(token: str) -> dict[str, str]:
 
 def upload(client: FlaskClient, token: str, folder: Path) -> Any:
     files = [(p.open("rb"), p.name) for p in sorted(folder.iterdir())]
-    return client.post("/api/v1/deliveries", headers=bearer(token), data={"files": files},
-                       content_type="multipart/form-data")
+    try:
+        return client.post("/api/v1/deliveries", headers=bearer(token), data={"files": files},
+                           content_type="multipart/form-data")
+    finally:
+        for fh, _ in files:
+            fh.close()
+
+
+def uploaded(client: FlaskClient, token: str, folder: Path) -> int:
+    """Upload a delivery that must be received; its id (the answer is shown in full when it is not)."""
+    resp = upload(client, token, folder)
+    assert resp.status_code in (200, 202) and resp.json and "delivery_id" in resp.json, \
+        (resp.status_code, resp.get_data(as_text=True))
+    return int(resp.json["delivery_id"])
 
 
 def test_health_and_openapi(client: FlaskClient) -> None:

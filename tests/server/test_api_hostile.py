@@ -24,7 +24,7 @@ from exchange_server.runtime import Runtime
 from exchange_server.submissions.models import Delivery
 from schemas import Spec
 from tests.server.conftest import Setup
-from tests.server.test_api import assert_error_shape, bearer, upload
+from tests.server.test_api import assert_error_shape, bearer, uploaded
 from tests.support.deliveries import valid_rows
 
 #: Ids no row can have: past int4, at and past SQLite's 64 bits, far past both.
@@ -150,7 +150,7 @@ def test_page_query_numbers_out_of_range_are_the_html_422(app: Flask, runtime: R
                                                         tmp_path: Path, spec: Spec) -> None:
     setup.cycle("202610")
     token = setup.province("42", "sender42")
-    delivery_id = upload(app.test_client(), token, valid_rows(spec).write(tmp_path / "d")).json["delivery_id"]
+    delivery_id = uploaded(app.test_client(), token, valid_rows(spec).write(tmp_path / "d"))
     setup.drain()
     province = _pages_signed_in(app, runtime, "province", "42").client
     signed_admin = _pages_signed_in(app, runtime, "admin")
@@ -190,7 +190,7 @@ def test_a_failed_delivery_shows_a_province_a_stable_code_never_the_cause(
         app: Flask, client: FlaskClient, runtime: Runtime, setup: Setup, tmp_path: Path, spec: Spec) -> None:
     setup.cycle("202610")
     province, admin = setup.province("42", "sender42"), setup.role("adm", "admin")
-    delivery_id = upload(client, province, valid_rows(spec).write(tmp_path / "d")).json["delivery_id"]
+    delivery_id = uploaded(client, province, valid_rows(spec).write(tmp_path / "d"))
     cause = _fail(runtime, delivery_id)
     seen: list[dict[str, Any]] = [client.get(f"/api/v1/deliveries/{delivery_id}", headers=bearer(province)).json,
                                   client.get("/api/v1/deliveries?status=failed", headers=bearer(province)).json[
