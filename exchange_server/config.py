@@ -40,6 +40,10 @@ class Settings:
     job_lease_seconds: int = 900  # a claimed job whose worker vanished is retried after this
     job_max_attempts: int = 3
     findings_cap: int = 1000  # occurrences listed per error code (totals always exact)
+    # A data file this big is validated in parts on several processes (XML always; text under
+    # the rows core), on validation_workers of them (0: one per core, at most 4; 1: never split).
+    validation_workers: int = 0
+    validation_parallel_min_bytes: int = 48 * MiB
     review_late_acceptances: bool = False  # a delivery late (W603) but otherwise clean is a review item
     # HTTP (see docs/deploying.md for what these promise)
     host: str = "127.0.0.1"

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from schemas import Spec
 from schemas.conventions import DELIMITERS, Cycle
-from schemas.validation import ValidationContext, ValidationOptions, validate_delivery
+from schemas.validation import ValidationContext, validate_delivery
 from schemas.validation.report import REJECTED, Report
 from schemas.writer import DeliveryWriter, UnitWriter
 
@@ -307,8 +307,7 @@ class ForwardService:
     # -- checking it as HQ will ------------------------------------------------------------------------------
     def _validate(self, spec: Spec, cycle: ReportingCycle, asm: Assembly) -> Report:
         ctx = self.context(cycle, asm.party)
-        options = ValidationOptions(cap=self.rt.settings.findings_cap, tmp_dir=str(asm.folder))
-        return validate_delivery(asm.paths, spec, ctx, options)
+        return validate_delivery(asm.paths, spec, ctx, self.rt.validation_options(asm.folder))
 
     def context(self, cycle: ReportingCycle, party: str) -> ValidationContext:
         """What HQ will know when it judges a forward: its calendar, our rights, the resend order, the list."""

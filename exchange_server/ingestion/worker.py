@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from schemas.validation import (
-    ValidationOptions, file_feedback_xml, record_feedback_xml, report_json, validate_delivery,
+    file_feedback_xml, record_feedback_xml, report_json, validate_delivery,
 )
 from schemas.conventions import shown
 from schemas.validation.report import Report
@@ -122,8 +122,7 @@ class IngestionWorker:
         scratch = make_dir(VALIDATION_KIND)  # named with its owner: a sweep removes it if we are killed
         try:
             paths = self._materialise(scratch, files)
-            options = ValidationOptions(cap=rt.settings.findings_cap, tmp_dir=str(scratch))
-            report = validate_delivery(paths, spec, context, options)
+            report = validate_delivery(paths, spec, context, rt.validation_options(scratch))
             if mode not in (None, "P", "T"):  # only HQ sends D files; a province may not
                 report.add("E120", f"{report.delivery}.chk", value=f"mode {mode}", expected="P / T")
         finally:

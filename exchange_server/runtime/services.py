@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Mapping
 
 from schemas import Spec, load_spec
+from schemas.validation import ValidationOptions
 
 from ..config import Settings, ensure_secret_key, load_settings
 from ..db import Database
@@ -30,6 +32,12 @@ class Runtime:
     db: Database
     archive: Archive
     spec: Spec
+
+    def validation_options(self, tmp_dir: Path) -> ValidationOptions:
+        """How this server validates a delivery: its findings cap and worker processes, scratch in ``tmp_dir``."""
+        s = self.settings
+        return ValidationOptions(cap=s.findings_cap, tmp_dir=str(tmp_dir), workers=s.validation_workers,
+                                 parallel_min_bytes=s.validation_parallel_min_bytes)
 
 
 def open_runtime(overrides: Mapping[str, Any] | None = None, settings: Settings | None = None) -> Runtime:

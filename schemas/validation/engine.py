@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lxml import etree
 
@@ -30,8 +30,8 @@ from .compiler import (
     network_projection, parent_link,
 )
 from .readers import (
-    ByteScan, XmlPart, XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem, xml_parts,
-    xml_root_attributes, xml_rows,
+    ByteScan, CountedRows, XmlPart, XmlProblem, line_start_at_or_after, scan_bytes, text_lines, xml_encoding_problem,
+    xml_parts, xml_root_attributes, xml_rows,
 )
 from .columnar import core_for_file, selected_core
 from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
@@ -114,19 +114,6 @@ class AcceptedUnit:
 
     sources: list[AcceptedSource]
     rows: Callable[[], Iterable[tuple[int, str, Mapping[str, str]]]]
-
-
-class _Counted:
-    """Wraps a row iterator and counts what went through it."""
-
-    def __init__(self, rows: Iterator[tuple[list[str], int, int]]) -> None:
-        self.rows = rows
-        self.n = 0
-
-    def __iter__(self) -> Iterator[tuple[list[str], int, int]]:
-        for item in self.rows:
-            self.n += 1
-            yield item
 
 
 @dataclass
@@ -720,7 +707,7 @@ class DeliveryValidator:
                 return
         schema = _structural_schema(self.spec.root, unit.code)
         rows = xml_rows(df.path, unit.name, field_ids, self.spec.namespace, schema)
-        counter = _Counted(rows)
+        counter = CountedRows(rows)
         try:
             from .columnar import check_parsed_rows
 
@@ -750,10 +737,10 @@ class DeliveryValidator:
             if offset < size and offset > cuts[-1][0]:
                 cuts.append((offset, line))
         fid = store.file_id(df.path.name)
-        jobs = [parallel.RangeJob(self.spec.root, self._context_fields(ctx), df.unit.code, str(df.path), self.check.encoding,
-                                  self.check.delimiter, start, cuts[i + 1][0] if i + 1 < len(cuts) else size, line,
-                                  df.path.name, fid, self.options.cap, self.options.tmp_dir,
-                                  self.spec.code_additions)
+        jobs = [parallel.RangeJob(self.spec.root, self._context_fields(ctx), df.unit.code, str(df.path),
+                                  self.check.encoding, self.check.delimiter, start,
+                                  cuts[i + 1][0] if i + 1 < len(cuts) else size, line, df.path.name, fid,
+                                  self.options.cap, self.options.tmp_dir, self.spec.code_additions)
                 for i, (start, line) in enumerate(cuts)]
         results = parallel.run_ranges(jobs)
         return parallel.merge(self.report, df.path.name, results, sinks, store)

@@ -18,11 +18,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..spec import load_spec
 from .compiler import RunContext, Sinks, build_checker, needed_projections
-from .readers import XmlPart, XmlProblem, text_lines, xml_rows
+from .readers import CountedRows, XmlPart, XmlProblem, text_lines, xml_rows
 from .report import Finding, Report
 from .store import FLUSH_EVERY, KeyStore
 
@@ -111,7 +111,7 @@ def run_range(job: RangeJob) -> RangeResult:
     else:
         from .engine import _structural_schema
 
-        counted = _CountedRows(xml_rows(job.xml, unit.name, field_ids, spec.namespace,
+        counted = CountedRows(xml_rows(job.xml, unit.name, field_ids, spec.namespace,
                                         _structural_schema(job.spec_root, unit.code)))
         try:
             checks.run_rows(counted)
@@ -126,19 +126,6 @@ def run_range(job: RangeJob) -> RangeResult:
                        warnings=fs.warnings, sums=sinks.sums, first_line=sinks.first_line,
                        networks_seen=sinks.networks_seen, networks_by_unit=sinks.networks_by_unit,
                        keys_db=str(store.path), tables=sorted(store.tables), stopped=stopped)
-
-
-class _CountedRows:
-    """Parsed rows passed through, counted."""
-
-    def __init__(self, rows: Iterator[tuple[list[str], int, int]]) -> None:
-        self.rows = rows
-        self.n = 0
-
-    def __iter__(self) -> Iterator[tuple[list[str], int, int]]:
-        for item in self.rows:
-            self.n += 1
-            yield item
 
 
 def _start_method() -> str:

@@ -393,6 +393,19 @@ def locate_xml_error(path: Path, schema: etree.XMLSchema | None, row_tag: str, m
     return 0, msg
 
 
+class CountedRows:
+    """Wraps a row iterator and counts what went through it."""
+
+    def __init__(self, rows: Iterator[tuple[list[str], int, int]]) -> None:
+        self.rows = rows
+        self.n = 0
+
+    def __iter__(self) -> Iterator[tuple[list[str], int, int]]:
+        for item in self.rows:
+            self.n += 1
+            yield item
+
+
 def xml_rows(path: Path | XmlPart, unit_name: str, field_ids: tuple[str, ...], namespace: str,
              schema: etree.XMLSchema | None) -> Iterator[tuple[list[str], int, int]]:
     """Rows of an XML file (or of one part of it), checked against ``schema`` while streaming.
@@ -410,8 +423,9 @@ def xml_rows(path: Path | XmlPart, unit_name: str, field_ids: tuple[str, ...], n
     # or any stray element, fails the schema). On a failure, a diagnostic pass tells a wrong
     # root (E204) or too-deep nesting (E205) from other errors and finds the line.
     context = etree.iterparse(
-        path.stream() if isinstance(path, XmlPart) else str(path), events=("end",), tag=row_tag, schema=schema, resolve_entities=False, load_dtd=False,
-        no_network=True, huge_tree=False, remove_comments=True, remove_pis=True, dtd_validation=False)
+        path.stream() if isinstance(path, XmlPart) else str(path), events=("end",), tag=row_tag, schema=schema,
+        resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False, remove_comments=True, remove_pis=True,
+        dtd_validation=False)
     rowno = 0
     root_checked = False
     try:
