@@ -85,10 +85,14 @@ def test_the_cap_counts_findings_in_part_order(spec: Spec, tmp_path: Path, split
 
 
 @pytest.mark.parametrize("damage", ["a tag left open late in the file", "a comment holding rows across the middle",
-                                    "a CDATA section holding a row tag", "the whole file on one line"])
+                                    "a CDATA section holding a row tag", "the whole file on one line",
+                                    "CR alone as line end", "CRLF line ends"])
 def test_a_part_that_stops_parsing_or_a_file_cut_badly_gets_the_serial_report(
         spec: Spec, tmp_path: Path, split_runs: list[int], damage: str) -> None:
-    folder = _customers(spec).write(tmp_path / "d", fmt="xml", encoding="GB18030")
+    rows_ = _customers(spec)
+    for i in (3, 52):  # findings early and late, so that their lines are compared too
+        rows_.rows["VIP_CUST_INFO"][i]["JOIN_DATE"] = "20261332"
+    folder = rows_.write(tmp_path / "d", fmt="xml", encoding="GB18030")
     path = data_file(folder, "31201")
     data = path.read_bytes()
     rows = data.split(b"<ROW>")
@@ -99,9 +103,11 @@ def test_a_part_that_stops_parsing_or_a_file_cut_badly_gets_the_serial_report(
         rows[35] = rows[35].replace(b"</ROW>", b"</ROW> -->", 1)
     elif damage == "a CDATA section holding a row tag":
         rows[30] = rows[30].replace(b"<ADDRESS>", b"<ADDRESS><![CDATA[<ROW>]]>", 1)
-    else:
+    elif damage == "the whole file on one line":
         data = data.replace(b"\n", b" ")
-    path.write_bytes(b"<ROW>".join(rows) if damage != "the whole file on one line" else data)
+    else:
+        data = data.replace(b"\n", b"\r" if damage.startswith("CR alone") else b"\r\n")
+    path.write_bytes(b"<ROW>".join(rows) if damage.startswith("a ") else data)
     refresh_check(folder)
     _compare(folder, spec, 2)
     assert split_runs
