@@ -18,10 +18,11 @@ from exchange_server.app import create_app
 from exchange_server.runtime import Runtime, open_runtime
 from exchange_server.setup_service import initialise
 from schemas import Spec
-from schemas.validation import ValidationOptions, parallel, report_json, validate_delivery
+from schemas.validation import ValidationOptions, report_json, validate_delivery
 from tests.server.conftest import Setup
 from tests.server.test_api import bearer, uploaded
 from tests.support.deliveries import data_file, refresh_check, valid_rows
+from tests.support.splits import spy_on_xml_splits
 
 
 @pytest.fixture
@@ -56,14 +57,7 @@ def _shown(report: dict[str, Any]) -> tuple[Any, ...]:
 @pytest.mark.parametrize("broken", [False, True], ids=["findings in both parts", "a tag left open late"])
 def test_an_uploaded_xml_file_validated_in_parts_gets_the_serial_report(
         split_runtime: Runtime, tmp_path: Path, spec: Spec, broken: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    parts: list[int] = []
-    real = parallel.run_ranges
-
-    def spying(jobs: list[parallel.RangeJob]) -> list[parallel.RangeResult]:
-        parts.append(sum(1 for j in jobs if j.xml is not None))
-        return real(jobs)
-
-    monkeypatch.setattr(parallel, "run_ranges", spying)
+    parts = spy_on_xml_splits(monkeypatch)
     setup = Setup(split_runtime)
     setup.cycle("202610")
     token = setup.province("42", "sender42")

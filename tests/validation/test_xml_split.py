@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from schemas import Spec
-from schemas.validation import ValidationOptions, parallel, validate_delivery
+from schemas.validation import ValidationOptions, validate_delivery
 from schemas.validation.readers import xml_parts
 from tests.support.deliveries import DeliveryRows, data_file, refresh_check, valid_rows
+from tests.support.splits import spy_on_xml_splits
 
 
 def _report(folder: Path, spec: Spec, **options: Any) -> dict[str, Any]:
@@ -28,16 +29,8 @@ def _report(folder: Path, spec: Spec, **options: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def split_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of XML parts each split read ran on (a spy on ``parallel.run_ranges``)."""
-    runs: list[int] = []
-    real = parallel.run_ranges
-
-    def spying(jobs: list[parallel.RangeJob]) -> list[parallel.RangeResult]:
-        runs.append(sum(1 for j in jobs if j.xml is not None))
-        return real(jobs)
-
-    monkeypatch.setattr(parallel, "run_ranges", spying)
-    return runs
+    """The number of XML parts each split read ran on."""
+    return spy_on_xml_splits(monkeypatch)
 
 
 def _compare(folder: Path, spec: Spec, workers: int = 2, cap: int = 1000) -> dict[str, Any]:
