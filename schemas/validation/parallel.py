@@ -1,11 +1,11 @@
 """Validate one large delimited or XML file on several cores.
 
 A delimited file is cut at line starts into one byte range per worker; an XML file at
-``<ROW`` starts (``readers.xml_parts``), each part read as a document of its own. Each worker process runs
-the same compiled checks over its range with its own report and its own key store, and
-sends back what it found; the parent merges counts, findings (still capped per code), the
-per-key sums and the key tables, then runs the file-level and cross-unit checks once, as
-for a file read in one piece. Workers are forked from a single-threaded process and
+``<ROW`` starts (``readers.xml_parts``), each part read as a document of its own. Each
+worker process runs the same compiled checks over its range with its own report and its
+own key store, and sends back what it found; the parent merges counts, findings (still
+capped per code), the per-key sums and the key tables, then runs the file-level and
+cross-unit checks once, as for a file read in one piece. Workers are forked from a single-threaded process and
 spawned from one with threads (a server), which must never fork.
 """
 from __future__ import annotations
