@@ -13,14 +13,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field as dc_field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from lxml import etree
 
 from .._exceptions import CheckFileError, FileNameError
 from ..conventions import (
-    CHECK_NAME_FORM, DATA_NAME_FORM, DELIMITERS, ENCODINGS, UPLOAD_MODES, CheckFile, CheckFileName, Cycle,
-    DataFileName, is_ignored,
+    CHECK_NAME_FORM, DATA_NAME_FORM, DELIMITERS, ENCODINGS, UPLOAD_MODES, CheckEntry, CheckFile, CheckFileName,
+    Cycle, DataFileName, is_ignored,
 )
 from ..spec import load_spec
 from ..spec.model import Rule, Spec, Unit
@@ -36,6 +36,9 @@ from .readers import (
 from .columnar import core_for_file, selected_core
 from .report import DEFAULT_CAP, FileSummary, Report, SkippedRules
 from .store import FLUSH_EVERY, SEP, KeyRow, KeyStore
+
+if TYPE_CHECKING:
+    from .parallel import RangeJob
 
 DEFAULT_MAX_FILE_SIZE = 2 * 1024 ** 3
 
@@ -395,7 +398,7 @@ class DeliveryValidator:
         self.decoding_deferred = False
         # Tier 1's byte passes over the files the columnar core reads, running beside tiers 2-4
         # (settle_scans); their digests, and those of the files passed in order.
-        self.pending_scans: list[tuple[_DataFile, Any, Future[ByteScan]]] = []
+        self.pending_scans: list[tuple[_DataFile, CheckEntry, Future[ByteScan]]] = []
         self.scan_pool: ThreadPoolExecutor | None = None
         self.digests: dict[str, str] = {}
         # A big XML file may be read in parts on several cores; not when a run is done again in order.
@@ -542,7 +545,7 @@ class DeliveryValidator:
                                   expected=want)
         return not r.has_tier1_errors
 
-    def _scan_findings(self, df: _DataFile, e: Any, scan: ByteScan) -> None:
+    def _scan_findings(self, df: _DataFile, e: CheckEntry, scan: ByteScan) -> None:
         """What tier 1 finds in a data file's bytes: size, digest, repeats, and for text encoding and line ends."""
         r, fs = self.report, df.summary
         assert self.check is not None
@@ -698,49 +701,41 @@ class DeliveryValidator:
             r.structural.setdefault(fname, "E205")
             return
         workers = self.options.worker_count
-        if self.split_xml and workers > 1 and (df.summary.size or 0) >= self.options.parallel_min_bytes:
-            parts = xml_parts(df.path, workers)
-            if parts is not None:
-                df.summary.rows = self._read_xml_in_parallel(df, ctx, sinks, store, parts)
-                if df.summary.rows != df.rows_declared:
-                    r.add("E107", fname, value=df.summary.rows, expected=df.rows_declared)
-                return
-        schema = _structural_schema(self.spec.root, unit.code)
-        rows = xml_rows(df.path, unit.name, field_ids, self.spec.namespace, schema)
-        counter = CountedRows(rows)
-        try:
-            from .columnar import check_parsed_rows
+        split = self.split_xml and workers > 1 and (df.summary.size or 0) >= self.options.parallel_min_bytes
+        parts = xml_parts(df.path, workers) if split else None
+        if parts is not None:
+            df.summary.rows = self._read_xml_in_parallel(df, ctx, sinks, store, parts)
+        else:
+            schema = _structural_schema(self.spec.root, unit.code)
+            counter = CountedRows(xml_rows(df.path, unit.name, field_ids, self.spec.namespace, schema))
+            try:
+                from .columnar import check_parsed_rows
 
-            if not (columnar and check_parsed_rows(ctx, unit, counter, checks.run_rows, sinks, store,
-                                                   store.file_id(fname))):
-                checks.run_rows(counter)
-        except XmlProblem as exc:
-            expected = {"E204": f"{{{self.spec.namespace}}}{unit.name}", "E110": self.check.encoding}.get(exc.code)
-            r.add(exc.code, fname, exc.line, value=exc.message, expected=expected, unit=unit_name)
-            r.structural.setdefault(fname, exc.code)  # E110 too: the stream stopped, the unit is partial
+                if not (columnar and check_parsed_rows(ctx, unit, counter, checks.run_rows, sinks, store,
+                                                       store.file_id(fname))):
+                    checks.run_rows(counter)
+            except XmlProblem as exc:
+                expected = {"E204": f"{{{self.spec.namespace}}}{unit.name}", "E110": self.check.encoding}.get(exc.code)
+                r.add(exc.code, fname, exc.line, value=exc.message, expected=expected, unit=unit_name)
+                r.structural.setdefault(fname, exc.code)  # E110 too: the stream stopped, the unit is partial
+                df.summary.rows = counter.n
+                return
             df.summary.rows = counter.n
-            return
-        df.summary.rows = counter.n
-        if counter.n != df.rows_declared:
-            r.add("E107", fname, value=counter.n, expected=df.rows_declared)
+        if df.summary.rows != df.rows_declared:
+            r.add("E107", fname, value=df.summary.rows, expected=df.rows_declared)
 
     def _read_text_in_parallel(self, df: _DataFile, ctx: RunContext, sinks: Sinks, store: KeyStore,
                                workers: int) -> int:
         """Split a big delimited file at line starts and check the parts on worker processes."""
         from . import parallel
 
-        assert self.check is not None
         size = df.summary.size or 0
         cuts = [(0, 0)]
         for i in range(1, workers):
             offset, line = line_start_at_or_after(df.path, size * i // workers, df.checkpoints)
             if offset < size and offset > cuts[-1][0]:
                 cuts.append((offset, line))
-        fid = store.file_id(df.path.name)
-        jobs = [parallel.RangeJob(self.spec.root, self._context_fields(ctx), df.unit.code, str(df.path),
-                                  self.check.encoding, self.check.delimiter, start,
-                                  cuts[i + 1][0] if i + 1 < len(cuts) else size, line, df.path.name, fid,
-                                  self.options.cap, self.options.tmp_dir, self.spec.code_additions)
+        jobs = [self._range_job(df, ctx, store, start, cuts[i + 1][0] if i + 1 < len(cuts) else size, line)
                 for i, (start, line) in enumerate(cuts)]
         results = parallel.run_ranges(jobs)
         return parallel.merge(self.report, df.path.name, results, sinks, store)
@@ -754,24 +749,28 @@ class DeliveryValidator:
         """
         from . import parallel
 
-        fid = store.file_id(df.path.name)
-        jobs = [parallel.RangeJob(self.spec.root, self._context_fields(ctx), df.unit.code, str(df.path), "", "",
-                                  part.start, part.end, 0, df.path.name, fid, self.options.cap, self.options.tmp_dir,
-                                  self.spec.code_additions, xml=part)
-                for part in parts]
-        results = parallel.run_ranges(jobs)
+        results = parallel.run_ranges([self._range_job(df, ctx, store, part.start, part.end, 0, part)
+                                       for part in parts])
         if any(res.stopped for res in results):
             for res in results:
                 Path(res.keys_db).unlink(missing_ok=True)
             raise _SpeculationFailed
         return parallel.merge(self.report, df.path.name, results, sinks, store)
 
-    @staticmethod
-    def _context_fields(ctx: RunContext) -> dict[str, Any]:
-        """The run context without its spec, for a worker process (which loads the spec itself)."""
-        return {k: getattr(ctx, k) for k in ("day", "period", "party", "party_province", "party_network",
-                                             "list_ids", "list_version", "list_explain", "previous",
-                                             "outlier_ratio")}
+    def _range_job(self, df: _DataFile, ctx: RunContext, store: KeyStore, start: int, end: int, first_line: int,
+                   xml: XmlPart | None = None) -> RangeJob:
+        """A worker's share of ``df`` (bytes ``start``..``end``; for XML, the part to read as a document)."""
+        from . import parallel
+
+        assert self.check is not None
+        # The run context without its spec: a worker process loads the spec itself.
+        context = {k: getattr(ctx, k) for k in ("day", "period", "party", "party_province", "party_network",
+                                                "list_ids", "list_version", "list_explain", "previous",
+                                                "outlier_ratio")}
+        return parallel.RangeJob(self.spec.root, context, df.unit.code, str(df.path), self.check.encoding,
+                                 self.check.delimiter, start, end, first_line, df.path.name,
+                                 store.file_id(df.path.name), self.options.cap, self.options.tmp_dir,
+                                 self.spec.code_additions, xml=xml)
 
     # -- file level and cross-unit --------------------------------------------------------
     def file_level(self, store: KeyStore) -> None:

@@ -533,7 +533,7 @@ class XmlPart:
 
 class _PartStream:
     def __init__(self, part: XmlPart) -> None:
-        self.pending = [part.head]
+        self.head, self.head_at = part.head, 0
         self.fh = part.path.open("rb")
         self.fh.seek(part.start)
         self.left = part.end - part.start
@@ -542,17 +542,14 @@ class _PartStream:
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes: the head, then the range, then the tail."""
         n = CHUNK if n is None or n < 0 else n
-        while self.pending and not self.pending[0]:
-            self.pending.pop(0)
-        if self.pending:
-            out, self.pending[0] = self.pending[0][:n], self.pending[0][n:]
-            return out
+        if self.head_at < len(self.head):
+            self.head_at += n
+            return self.head[self.head_at - n:self.head_at]
         if self.left > 0:
             out = self.fh.read(min(n, self.left))
-            self.left -= len(out)
+            self.left = self.left - len(out) if out else 0
             if out:
                 return out
-            self.left = 0
         self.fh.close()
         out, self.tail = self.tail[:n], self.tail[n:]
         return out

@@ -99,7 +99,10 @@ class KeyStore:
         if held is not None:
             held.add_rows(rows)
         else:
-            self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
+            self._write(name, rows)
+
+    def _write(self, name: str, rows: Iterable[KeyRow]) -> None:
+        self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', rows)
 
     def defer(self, name: str, holder: DeferredTable) -> DeferredTable:
         """Hold table ``name``'s rows in ``holder`` until a check reads the table; the holder it has if any."""
@@ -113,7 +116,7 @@ class KeyStore:
             held = self.deferred.pop(name, None)
             if held is not None:
                 try:
-                    self.db.executemany(f'INSERT INTO "{name}" VALUES (?, ?, ?, ?)', held.rows())
+                    self._write(name, held.rows())
                 finally:
                     held.close()
 
