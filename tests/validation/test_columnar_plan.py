@@ -177,3 +177,39 @@ def test_the_fast_split_takes_exact_batches_and_refuses_the_rest(spec: Spec) -> 
     cr_inside = line + "\n" + line.replace("x", "x\ry", 1) + "\n"
     for bad, n in ((short, 3), (empty, 3), (long, 2), (cr_inside, 2)):
         assert core_mod._fast_screen(bad.encode(), n, plan, "|", None) is None, repr(bad)
+
+
+def test_a_batch_that_begins_like_a_compressed_stream_is_split_line_by_line(spec: Spec, tmp_path: Path) -> None:
+    """polars would decompress it (gzip, zlib, zstd); the row path reads it as text, and so must the screen."""
+    plan = compile_plan(_ctx(spec), spec.unit("32003"), "|")
+    rest = "|".join(["x"] * (plan.nf - 1)) + "\n"
+    for magic in core_mod.COMPRESSED_MAGIC:
+        if magic.startswith(b"x"):  # the ones that are text: the first field of a line may hold them
+            assert core_mod._fast_screen(magic + b"|" + rest.encode() * 2, 2, plan, "|", False) is None
+    for first in ("x^y", "x\x01y"):  # a delivery whose customers file begins so: the row core's report
+        rows = valid_rows(spec, customers=5)
+        rows.rows["VIP_CUST_INFO"][0]["CYCLE_ID"] = first
+        folder = rows.write(tmp_path / repr(first))
+        reports = [validate_delivery(sorted(folder.iterdir()), spec, None, ValidationOptions(core=core, workers=1))
+                   for core in ("rows", "columnar")]
+        assert [f.as_dict() for f in reports[1].findings] == [f.as_dict() for f in reports[0].findings]
+        assert reports[0].status == "rejected"
+
+
+def test_polars_decompresses_exactly_the_formats_the_core_steers_around() -> None:
+    """Should a polars upgrade learn another format, add its magic to COMPRESSED_MAGIC (this test says which)."""
+    body = b"|a|b\n1|2|3\n"
+
+    def sniffed(prefix: bytes) -> bool:
+        try:
+            pl.read_csv(prefix + body, separator="|", has_header=False, quote_char=None, infer_schema=False)
+        except OSError:
+            return True
+        except pl.exceptions.PolarsError:
+            return False
+        return False
+
+    assert all(sniffed(m) for m in core_mod.COMPRESSED_MAGIC)
+    others = {"bzip2": b"BZh9", "lz4": b"\x04\x22\x4d\x18", "xz": b"\xfd7zXZ\x00", "zip": b"PK\x03\x04",
+              "brotli?": b"\xce\xb2\xcf\x81", "snappy": b"\xff\x06\x00\x00sNaPpY"}
+    assert [name for name, m in others.items() if sniffed(m)] == []

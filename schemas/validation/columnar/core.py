@@ -30,6 +30,9 @@ from .plan import UnitPlan, col, forbidden_class, scaled
 
 
 BATCH_ROWS = 20_000  # parsed rows (XML) gathered before a batch is screened, about a text batch's
+# polars' CSV reader decompresses bytes that begin like gzip, zlib or zstd (it has no switch to
+# stop it): a batch that begins so is split line by line instead (a test pins this list).
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda", b"\x28\xb5\x2f\xfd")
 
 
 def _read(data: bytes, separator: str, names: list[str]) -> pl.DataFrame:
@@ -64,10 +67,12 @@ def _fast_screen(data: bytes, count: int, plan: UnitPlan, delimiter: str, crlf: 
     Forbidden characters are looked for in the fields whose own check would not already
     fail on one (free text; codes, numbers and dates cannot hold one and pass), by the plan.
     """
+    if data.startswith(COMPRESSED_MAGIC):
+        return None
     names = [col(i) for i in range(plan.nf)]
     try:
         fields = _read(data, delimiter, names)
-    except pl.exceptions.PolarsError:
+    except (pl.exceptions.PolarsError, OSError):  # OSError: bytes polars took for a compressed stream
         return None
     if len(fields) != count:
         return None
